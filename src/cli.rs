@@ -1,0 +1,353 @@
+//! The command line (clap): argument structs, config overrides and dispatch to the data, train, predict and
+//! eval commands. Front-end only: it calls into the library and prints; the engine never prints.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, DeviceChoice, MODEL_NAMES};
+use crate::data::{stats, synth};
+use crate::error::{exit, exit_code, ConfigError, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pneumoscope",
+    version,
+    about = "Train, compare and run chest X-ray pneumonia classifiers (simple CNN, regularized CNN, ResNet-34).",
+    long_about = "Train, compare and run chest X-ray pneumonia classifiers (simple CNN, regularized CNN, ResNet-34).\n\n\
+        With no command, `pneumoscope` trains (same as `pneumoscope train`). When the configured data folder does \
+        not exist it generates and trains on a SYNTHETIC demo data set. Point it at the Kaggle \"Chest X-Ray Images \
+        (Pneumonia)\" download with --data or data.root in config.toml.\n\n\
+        Exit codes: 0 success, 1 runtime error, 2 usage or configuration error, 130 interrupted (work saved).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the configured models one after another and evaluate them on the test split.
+    Train(TrainArgs),
+    /// Generate synthetic data or inspect a data folder.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write a deterministic SYNTHETIC chest X-ray data set in the Kaggle layout.
+    Synth(SynthArgs),
+    /// Count images per split and class, channel mix, size range and unreadable files.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder (it receives train/, val/, test/ and a SYNTHETIC marker file).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images in train/ and val/ together.
+    #[arg(long, default_value_t = 1200)]
+    pub train: usize,
+    /// Images in test/.
+    #[arg(long, default_value_t = 300)]
+    pub test: usize,
+    /// Generator seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 2018)]
+    pub seed: u64,
+    /// Smallest longer side of the generated images, in pixels.
+    #[arg(long, default_value_t = 320)]
+    pub min_side: u32,
+    /// Largest longer side of the generated images, in pixels (the real data: 1000–2900).
+    #[arg(long, default_value_t = 640)]
+    pub max_side: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Data folder (default: data.root from the config).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Config file (default: ./config.toml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct TrainArgs {
+    /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Config file (default: ./config.toml when present, else built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data folder: the Kaggle chest_xray/ folder or its parent (overrides data.root).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Comma-separated models to train, in order: simple, regularized, resnet34.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Epochs per model.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Square input size in pixels.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Images per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Seed of the split, shuffling, augmentation and weight initialisation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Peak learning rate of the one-cycle schedule.
+    #[arg(long)]
+    pub max_lr: Option<f64>,
+    /// Folder that receives the run folder (overrides output.runs_dir).
+    #[arg(long)]
+    pub runs_dir: Option<PathBuf>,
+}
+
+/// Loads the config file (explicit path, or ./config.toml when present, else defaults).
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new("config.toml").is_file() => Config::load(Path::new("config.toml")),
+        None => Ok(Config::default()),
+    }
+}
+
+/// What a training run will use after the config file and the command line are merged.
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    pub config: Config,
+    /// True when the data folder was missing and the synthetic demo set is used.
+    pub synthetic_default: bool,
+    pub no_tui: bool,
+}
+
+impl TrainArgs {
+    /// Applies the flags over the config and validates the result.
+    pub fn resolve(&self) -> Result<TrainPlan> {
+        let mut cfg = load_config(self.config.as_deref())?;
+        if let Some(d) = &self.data {
+            cfg.data.root = d.clone();
+        }
+        if let Some(m) = &self.models {
+            let models: Vec<String> = m
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for name in &models {
+                if !MODEL_NAMES.contains(&name.as_str()) {
+                    return Err(ConfigError::new(format!(
+                        "invalid value for `--models`: `{name}` is not a model (allowed: {})",
+                        MODEL_NAMES.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            cfg.training.models = models;
+        }
+        if let Some(v) = self.epochs {
+            cfg.training.epochs = v;
+        }
+        if let Some(v) = self.image_size {
+            cfg.data.image_size = v;
+        }
+        if let Some(v) = self.batch_size {
+            cfg.training.batch_size = v;
+        }
+        if let Some(v) = &self.device {
+            DeviceChoice::parse(v)
+                .map_err(|m| ConfigError::new(format!("invalid value for `--device`: {m}")))?;
+            cfg.training.device = v.clone();
+        }
+        if let Some(v) = self.seed {
+            cfg.data.seed = v;
+        }
+        if let Some(v) = self.max_lr {
+            cfg.training.max_lr = v;
+        }
+        if let Some(v) = &self.runs_dir {
+            cfg.output.runs_dir = v.clone();
+        }
+        // The demo profile applies when the data folder does not exist, unless the flags say otherwise.
+        let synthetic_default = !cfg.data.root.exists();
+        if synthetic_default {
+            if self.image_size.is_none() {
+                cfg.data.image_size = cfg.demo.image_size;
+            }
+            if self.epochs.is_none() {
+                cfg.training.epochs = cfg.demo.epochs;
+            }
+        }
+        cfg.validate().map_err(|e| {
+            // Name the flag when a flag set the bad value.
+            let msg = e
+                .message
+                .replace("`training.epochs`", "`--epochs` / `training.epochs`");
+            let msg = msg.replace("`data.image_size`", "`--image-size` / `data.image_size`");
+            let msg = msg.replace(
+                "`training.batch_size`",
+                "`--batch-size` / `training.batch_size`",
+            );
+            let msg = msg.replace("`training.max_lr`", "`--max-lr` / `training.max_lr`");
+            ConfigError::new(msg)
+        })?;
+        let no_tui = self.no_tui || !std::io::stdout().is_terminal();
+        Ok(TrainPlan {
+            config: cfg,
+            synthetic_default,
+            no_tui,
+        })
+    }
+}
+
+/// Generates (once) the synthetic demo data set for `cfg` in the cache folder and returns its path.
+pub fn ensure_demo_data(cfg: &Config, say: &dyn Fn(&str)) -> Result<PathBuf> {
+    let spec = synth::SynthSpec::new(cfg.demo.train_images, cfg.demo.test_images, cfg.demo.seed);
+    let dir = cfg.cache_dir().join(format!(
+        "synthetic-v{}-seed{}-{}x{}",
+        synth::GENERATOR_VERSION,
+        spec.seed,
+        spec.train,
+        spec.test
+    ));
+    if dir.join(synth::MARKER).is_file() {
+        say(&format!(
+            "using the SYNTHETIC demo data set in {}",
+            dir.display()
+        ));
+        return Ok(dir);
+    }
+    say(&format!(
+        "data folder {} not found: generating a SYNTHETIC demo data set ({} train+val, {} test images) in {}",
+        cfg.data.root.display(),
+        spec.train,
+        spec.test,
+        dir.display()
+    ));
+    // Write into a temporary sibling and rename, so an interrupted generation is never taken as complete.
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    synth::generate(&tmp, &spec, &|_, _| {})?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    Ok(dir)
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", format_error(&err));
+            exit_code(&err)
+        }
+    }
+}
+
+/// One line per cause, the way cargo prints them.
+pub fn format_error(err: &anyhow::Error) -> String {
+    let mut s = err.to_string();
+    for cause in err.chain().skip(1) {
+        s.push_str(&format!("\n  caused by: {cause}"));
+    }
+    s
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        None => crate::run_train(&cli.train),
+        Some(Command::Train(args)) => crate::run_train(&args),
+        Some(Command::Data(DataCommand::Synth(a))) => {
+            if a.min_side < 16 || a.max_side < a.min_side || a.max_side > 8192 {
+                return Err(ConfigError::new(format!(
+                    "invalid value for `--min-side`/`--max-side`: {}..{} (allowed: 16 ≤ min ≤ max ≤ 8192)",
+                    a.min_side, a.max_side
+                ))
+                .into());
+            }
+            if a.train < 4 || a.test < 2 {
+                return Err(ConfigError::new(
+                    "invalid value for `--train`/`--test`: at least 4 training and 2 test images",
+                )
+                .into());
+            }
+            let spec = synth::SynthSpec {
+                train: a.train,
+                test: a.test,
+                seed: a.seed,
+                min_side: a.min_side,
+                max_side: a.max_side,
+            };
+            let bar = progress_bar(
+                spec.train as u64 + spec.test as u64,
+                "drawing SYNTHETIC X-rays",
+            );
+            let s = synth::generate(&a.out, &spec, &|d, _| bar.set_position(d as u64))?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} SYNTHETIC chest X-rays ({} patients, {} saved as RGB) to {}\n  train  NORMAL {:>5}  PNEUMONIA {:>5}\n  val    NORMAL {:>5}  PNEUMONIA {:>5}\n  test   NORMAL {:>5}  PNEUMONIA {:>5}",
+                s.files, s.patients, s.rgb_files, a.out.display(), s.train[0], s.train[1], s.val[0], s.val[1], s.test[0], s.test[1]
+            );
+            Ok(exit::OK)
+        }
+        Some(Command::Data(DataCommand::Stats(a))) => {
+            let cfg = load_config(a.config.as_deref())?;
+            let root = a.data.clone().unwrap_or(cfg.data.root.clone());
+            let bar = progress_bar(0, "decoding");
+            let st = stats::compute(&root, cfg.data.max_image_side, &|d, t| {
+                bar.set_length(t as u64);
+                bar.set_position(d as u64)
+            })?;
+            bar.finish_and_clear();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", st.render());
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// An indicatif bar on a terminal (stderr), hidden otherwise.
+pub fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(msg.to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}

@@ -1,0 +1,545 @@
+//! The run configuration: serde structs with their defaults, loading from TOML and validation.
+//! Must not depend on data, model, train or any front-end; everything else reads these structs.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, Result};
+
+/// The whole configuration, as in `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub demo: DemoConfig,
+    pub training: TrainingConfig,
+    pub output: OutputConfig,
+}
+
+/// How the training data is split into train and validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitMode {
+    /// All images of one patient (`personNNN_`, `IM-NNNN-`) land on the same side.
+    Patient,
+    /// Images are shuffled one by one (the original notebook; leaks patients across the split).
+    Image,
+}
+
+/// Where the dataset comes from and how images are prepared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Folder holding `train/` and `test/` (the Kaggle `chest_xray/` folder) or its parent.
+    /// When it does not exist, the synthetic demo data set is generated and used instead.
+    pub root: PathBuf,
+    /// Side of the square images fed to the models, in pixels.
+    pub image_size: usize,
+    /// `patient` (default, no patient on both sides) or `image` (the original notebook).
+    pub split: SplitMode,
+    /// Share of the merged train+val images held out for validation.
+    pub val_fraction: f64,
+    /// Seed of the split, the shuffling and the augmentation.
+    pub seed: u64,
+    /// Per-channel normalisation mean (RGB); ImageNet's by default.
+    pub mean: [f32; 3],
+    /// Per-channel normalisation standard deviation (RGB); ImageNet's by default.
+    pub std: [f32; 3],
+    /// Random rotation of training images, uniformly in ±this many degrees (0 disables it).
+    pub rotation_degrees: f32,
+    /// Largest image side accepted from disk; bigger files are reported and skipped.
+    pub max_image_side: u32,
+}
+
+/// The synthetic demo data set used when `data.root` does not exist, and the smaller
+/// training profile that trains all three models on it in minutes on a laptop CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Number of synthetic training images (train/ + val/ together).
+    pub train_images: usize,
+    /// Number of synthetic test images.
+    pub test_images: usize,
+    /// Seed of the generator: the same seed gives byte-identical files.
+    pub seed: u64,
+    /// Image size used for the demo data (replaces `data.image_size` unless given on the command line).
+    pub image_size: usize,
+    /// Epochs used for the demo data (replaces `training.epochs` unless given on the command line).
+    pub epochs: usize,
+}
+
+/// Optimiser and schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+}
+
+/// How the loss weighs the two classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `"none"` (equal weights) or `"balanced"` (inverse class frequency in the training split).
+    Named(String),
+    /// Explicit `[normal, pneumonia]` weights.
+    Explicit([f32; 2]),
+}
+
+/// How gradients are clipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipMode {
+    /// Clamp every gradient element to ±`grad_clip` (PyTorch's `clip_grad_value_`, the original recipe).
+    Value,
+    /// Rescale each parameter's gradient so its L2 norm is at most `grad_clip`.
+    Norm,
+}
+
+/// Training recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Models to train, in order: any of `simple`, `regularized`, `resnet34`.
+    pub models: Vec<String>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate of the one-cycle schedule.
+    pub max_lr: f64,
+    /// Share of the steps spent warming up to `max_lr`.
+    pub warmup_fraction: f64,
+    /// L2 weight decay added to the gradient (as PyTorch's `Adam(weight_decay=…)`).
+    pub weight_decay: f64,
+    /// Gradient clipping threshold (0 disables clipping).
+    pub grad_clip: f64,
+    pub grad_clip_mode: ClipMode,
+    /// `"none"`, `"balanced"` or `[normal, pneumonia]`.
+    pub class_weights: ClassWeights,
+    /// Dropout probability before the classifier head.
+    pub dropout: f64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when built with it and a GPU answers, else CPU).
+    pub device: String,
+    /// Worker threads for the CPU backend and the data pipeline (0: one per core).
+    pub threads: usize,
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Each training run writes `runs_dir/<timestamp>/`.
+    pub runs_dir: PathBuf,
+    /// Where generated data sets live (empty: `$XDG_CACHE_HOME/pneumoscope` or `~/.cache/pneumoscope`).
+    pub cache_dir: PathBuf,
+}
+
+pub const MODEL_NAMES: [&str; 3] = ["simple", "regularized", "resnet34"];
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("chest_xray"),
+            image_size: 256,
+            split: SplitMode::Patient,
+            val_fraction: 0.2,
+            seed: 42,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            rotation_degrees: 90.0,
+            max_image_side: 12_000,
+        }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            train_images: 1200,
+            test_images: 300,
+            seed: 2018,
+            image_size: 64,
+            epochs: 3,
+        }
+    }
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            models: MODEL_NAMES.iter().map(|s| s.to_string()).collect(),
+            epochs: 10,
+            batch_size: 16,
+            optimizer: OptimizerKind::Adam,
+            max_lr: 1e-3,
+            warmup_fraction: 0.3,
+            weight_decay: 1e-4,
+            grad_clip: 0.1,
+            grad_clip_mode: ClipMode::Value,
+            class_weights: ClassWeights::Named("none".into()),
+            dropout: 0.5,
+            device: "cpu".into(),
+            threads: 0,
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            runs_dir: PathBuf::from("runs"),
+            cache_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// The device a run asks for, parsed from `training.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda(usize),
+    Auto,
+}
+
+impl DeviceChoice {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "auto" => Ok(Self::Auto),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Self::Cuda(n)),
+                _ => Err(format!(
+                    "`{s}` is not a device; allowed: cpu, cuda, cuda:N, auto"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Auto => write!(f, "auto"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Unknown keys and invalid values are errors naming the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message)).into())
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> std::result::Result<Self, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::new(describe_toml_error(&e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every value; the message names the key and what is allowed.
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
+        let d = &self.data;
+        let t = &self.training;
+        let bad = |key: &str, msg: String| {
+            Err(ConfigError::new(format!(
+                "invalid value for `{key}`: {msg}"
+            )))
+        };
+        if !(16..=1024).contains(&d.image_size) {
+            return bad(
+                "data.image_size",
+                format!("{} (allowed: 16 to 1024 pixels)", d.image_size),
+            );
+        }
+        if !(d.val_fraction > 0.0 && d.val_fraction < 0.9) {
+            return bad(
+                "data.val_fraction",
+                format!(
+                    "{} (allowed: more than 0 and less than 0.9)",
+                    d.val_fraction
+                ),
+            );
+        }
+        if d.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return bad(
+                "data.std",
+                format!("{:?} (every value must be a positive number)", d.std),
+            );
+        }
+        if d.mean.iter().any(|m| !m.is_finite()) {
+            return bad(
+                "data.mean",
+                format!("{:?} (every value must be a finite number)", d.mean),
+            );
+        }
+        if !(0.0..=180.0).contains(&d.rotation_degrees) {
+            return bad(
+                "data.rotation_degrees",
+                format!("{} (allowed: 0 to 180)", d.rotation_degrees),
+            );
+        }
+        if d.max_image_side < 64 {
+            return bad(
+                "data.max_image_side",
+                format!("{} (allowed: 64 or more)", d.max_image_side),
+            );
+        }
+        let demo = &self.demo;
+        if demo.train_images < 20 {
+            return bad(
+                "demo.train_images",
+                format!("{} (allowed: 20 or more)", demo.train_images),
+            );
+        }
+        if demo.test_images < 4 {
+            return bad(
+                "demo.test_images",
+                format!("{} (allowed: 4 or more)", demo.test_images),
+            );
+        }
+        if !(16..=1024).contains(&demo.image_size) {
+            return bad(
+                "demo.image_size",
+                format!("{} (allowed: 16 to 1024 pixels)", demo.image_size),
+            );
+        }
+        if demo.epochs == 0 {
+            return bad("demo.epochs", "0 (allowed: 1 or more)".into());
+        }
+        if t.models.is_empty() {
+            return bad(
+                "training.models",
+                format!("[] (list one or more of: {})", MODEL_NAMES.join(", ")),
+            );
+        }
+        for m in &t.models {
+            if !MODEL_NAMES.contains(&m.as_str()) {
+                return bad(
+                    "training.models",
+                    format!("`{m}` is not a model (allowed: {})", MODEL_NAMES.join(", ")),
+                );
+            }
+        }
+        if t.epochs == 0 {
+            return bad("training.epochs", "0 (allowed: 1 or more)".into());
+        }
+        if !(1..=4096).contains(&t.batch_size) {
+            return bad(
+                "training.batch_size",
+                format!("{} (allowed: 1 to 4096)", t.batch_size),
+            );
+        }
+        if !(t.max_lr.is_finite() && t.max_lr > 0.0 && t.max_lr <= 10.0) {
+            return bad(
+                "training.max_lr",
+                format!("{} (allowed: more than 0, at most 10)", t.max_lr),
+            );
+        }
+        if !(0.0..1.0).contains(&t.warmup_fraction) {
+            return bad(
+                "training.warmup_fraction",
+                format!("{} (allowed: 0 to less than 1)", t.warmup_fraction),
+            );
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return bad(
+                "training.weight_decay",
+                format!("{} (allowed: 0 or more)", t.weight_decay),
+            );
+        }
+        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+            return bad(
+                "training.grad_clip",
+                format!(
+                    "{} (allowed: 0 to disable, or a positive number)",
+                    t.grad_clip
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&t.dropout) {
+            return bad(
+                "training.dropout",
+                format!("{} (allowed: 0 to less than 1)", t.dropout),
+            );
+        }
+        match &t.class_weights {
+            ClassWeights::Named(n) if n == "none" || n == "balanced" => {}
+            ClassWeights::Named(n) => {
+                return bad(
+                    "training.class_weights",
+                    format!("`{n}` (allowed: \"none\", \"balanced\" or [w_normal, w_pneumonia])"),
+                )
+            }
+            ClassWeights::Explicit(w) if w.iter().all(|x| x.is_finite() && *x > 0.0) => {}
+            ClassWeights::Explicit(w) => {
+                return bad(
+                    "training.class_weights",
+                    format!("{w:?} (both weights must be positive numbers)"),
+                )
+            }
+        }
+        if let Err(msg) = DeviceChoice::parse(&t.device) {
+            return bad("training.device", msg);
+        }
+        Ok(())
+    }
+
+    pub fn device(&self) -> DeviceChoice {
+        DeviceChoice::parse(&self.training.device).unwrap_or(DeviceChoice::Cpu)
+    }
+
+    /// The cache folder for generated data.
+    pub fn cache_dir(&self) -> PathBuf {
+        if !self.output.cache_dir.as_os_str().is_empty() {
+            return self.output.cache_dir.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("pneumoscope");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(h).join(".cache").join("pneumoscope");
+        }
+        PathBuf::from(".cache").join("pneumoscope")
+    }
+
+    /// Number of worker threads to use (resolves 0 to the number of cores).
+    pub fn threads(&self) -> usize {
+        if self.training.threads > 0 {
+            self.training.threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// Turns a toml/serde error into one line that names the key and, for enums, the allowed values.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let msg = msg
+        .replace("unknown variant", "unknown value")
+        .replace("expected one of", "allowed:");
+    match e.span() {
+        Some(_) => format!("{msg}{}", location_hint(e)),
+        None => msg,
+    }
+}
+
+fn location_hint(e: &toml::de::Error) -> String {
+    // toml's Display carries "TOML parse error at line L, column C"; keep only that part.
+    let full = e.to_string();
+    full.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("TOML parse error "))
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_toml_matches_struct_defaults() {
+        let text = include_str!("../config.toml");
+        let parsed = Config::from_toml(text).expect("config.toml parses");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "config.toml and Config::default() disagree"
+        );
+    }
+
+    #[test]
+    fn empty_toml_gives_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_toml("[training]\nepocs = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epocs"), "{err}");
+        let err = Config::from_toml("[trainin]\n").unwrap_err().to_string();
+        assert!(err.contains("trainin"), "{err}");
+    }
+
+    #[test]
+    fn invalid_enum_values_list_the_allowed_ones() {
+        let err = Config::from_toml("[data]\nsplit = \"random\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("random") && err.contains("patient") && err.contains("image"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_name_the_key() {
+        for (toml, key) in [
+            ("[training]\nbatch_size = 0\n", "training.batch_size"),
+            ("[training]\nmax_lr = -1.0\n", "training.max_lr"),
+            ("[training]\nepochs = 0\n", "training.epochs"),
+            ("[data]\nimage_size = 8\n", "data.image_size"),
+            ("[data]\nval_fraction = 1.5\n", "data.val_fraction"),
+            ("[data]\nstd = [0.2, 0.0, 0.2]\n", "data.std"),
+            ("[training]\nmodels = [\"vgg\"]\n", "training.models"),
+            ("[training]\nmodels = []\n", "training.models"),
+            ("[training]\ndevice = \"tpu\"\n", "training.device"),
+            (
+                "[training]\nclass_weights = \"inverse\"\n",
+                "training.class_weights",
+            ),
+            (
+                "[training]\nclass_weights = [1.0, -2.0]\n",
+                "training.class_weights",
+            ),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let err = Config::from_toml("[training]\nepochs = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epochs") || err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn class_weights_forms() {
+        let c = Config::from_toml("[training]\nclass_weights = [1.0, 0.5]\n").unwrap();
+        assert_eq!(c.training.class_weights, ClassWeights::Explicit([1.0, 0.5]));
+        let c = Config::from_toml("[training]\nclass_weights = \"balanced\"\n").unwrap();
+        assert_eq!(
+            c.training.class_weights,
+            ClassWeights::Named("balanced".into())
+        );
+    }
+
+    #[test]
+    fn device_parsing() {
+        assert_eq!(DeviceChoice::parse("cpu"), Ok(DeviceChoice::Cpu));
+        assert_eq!(DeviceChoice::parse("cuda"), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!(DeviceChoice::parse("cuda:3"), Ok(DeviceChoice::Cuda(3)));
+        assert_eq!(DeviceChoice::parse("auto"), Ok(DeviceChoice::Auto));
+        assert!(DeviceChoice::parse("cuda:x").is_err());
+        assert!(DeviceChoice::parse("gpu").is_err());
+    }
+}

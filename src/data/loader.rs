@@ -1,0 +1,380 @@
+//! Decoded-image cache and batching: images are decoded once (in parallel) and kept resized in memory;
+//! each epoch a prefetch thread shuffles, augments and normalises batches ahead of the trainer.
+//! Must not depend on model, train or front-ends (batches are plain `Vec<f32>`).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::image::{load_prepared, normalize_into, rotate, Prepared};
+use super::{Class, ClassCounts, Sample};
+
+/// A file that could not be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub path: std::path::PathBuf,
+    pub error: String,
+}
+
+/// Samples with their decoded, resized pixels (the in-memory cache every epoch reads from).
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub samples: Vec<Sample>,
+    pub images: Vec<Arc<Prepared>>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+    pub fn counts(&self) -> ClassCounts {
+        ClassCounts::of(&self.samples)
+    }
+    /// Keeps the given positions (in that order), sharing the decoded pixels.
+    pub fn subset(&self, positions: &[usize]) -> Dataset {
+        Dataset {
+            samples: positions.iter().map(|&i| self.samples[i].clone()).collect(),
+            images: positions.iter().map(|&i| self.images[i].clone()).collect(),
+        }
+    }
+}
+
+/// Decodes and resizes every sample in parallel. Files that fail are skipped and returned with the reason;
+/// `progress(done, total)` is called as files complete.
+pub fn preload(
+    samples: &[Sample],
+    size: usize,
+    max_side: u32,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> (Dataset, Vec<Skipped>) {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = samples.len();
+    let results: Vec<Result<Prepared, String>> = samples
+        .par_iter()
+        .map(|s| {
+            let r = load_prepared(&s.path, size, max_side)
+                .map(|(p, _)| p)
+                .map_err(|e| e.to_string());
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            r
+        })
+        .collect();
+    let mut ds = Dataset::default();
+    let mut skipped = Vec::new();
+    for (s, r) in samples.iter().zip(results) {
+        match r {
+            Ok(img) => {
+                ds.samples.push(s.clone());
+                ds.images.push(Arc::new(img));
+            }
+            Err(error) => skipped.push(Skipped {
+                path: s.path.clone(),
+                error,
+            }),
+        }
+    }
+    (ds, skipped)
+}
+
+/// How an epoch's batches are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSpec {
+    pub batch_size: usize,
+    /// Shuffle the order each epoch (training) or keep it (evaluation).
+    pub shuffle: bool,
+    /// Random rotation range in degrees (0: none; evaluation uses 0).
+    pub rotation_degrees: f32,
+    pub seed: u64,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Drop a final batch of a single image (BatchNorm cannot estimate statistics from one sample).
+    pub drop_single: bool,
+    /// Batches made ahead of the consumer.
+    pub prefetch: usize,
+}
+
+/// One batch, ready to become a tensor: `images` is N×3×S×S, row-major.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<i64>,
+    /// Positions of the batch's images in the dataset.
+    pub indices: Vec<usize>,
+    pub image_size: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// The batches of one epoch, produced by a prefetch thread. Dropping it stops the thread.
+pub struct Batches {
+    rx: Option<Receiver<Batch>>,
+    handle: Option<JoinHandle<()>>,
+    count: usize,
+    waited: Duration,
+}
+
+impl Batches {
+    /// Number of batches in the epoch.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+    /// Time the consumer spent blocked waiting for the next batch so far.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        let start = Instant::now();
+        let b = self.rx.as_ref()?.recv().ok();
+        self.waited += start.elapsed();
+        b
+    }
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        self.rx.take(); // disconnects: the producer's next send fails and it returns
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The order of one epoch: positions grouped into batches.
+pub fn epoch_order(len: usize, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if spec.shuffle {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            spec.seed
+                .wrapping_mul(0x9E37_79B9)
+                .wrapping_add(epoch as u64),
+        );
+        order.shuffle(&mut rng);
+    }
+    let mut batches: Vec<Vec<usize>> = order
+        .chunks(spec.batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect();
+    if spec.drop_single && batches.len() > 1 && batches.last().map(|b| b.len()) == Some(1) {
+        batches.pop();
+    }
+    batches
+}
+
+/// The rotation applied to dataset position `index` in `epoch` (deterministic in seed, epoch and index).
+pub fn rotation_for(spec: &BatchSpec, epoch: usize, index: usize) -> f32 {
+    if spec.rotation_degrees <= 0.0 {
+        return 0.0;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        spec.seed
+            ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ (index as u64).wrapping_mul(0x8CB9_2BA7_2F3D_8DD7),
+    );
+    rng.random_range(-spec.rotation_degrees..=spec.rotation_degrees)
+}
+
+/// Assembles one batch (augment + normalise in parallel).
+pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize) -> Batch {
+    let size = ds.images.first().map(|i| i.size).unwrap_or(0);
+    let plane = 3 * size * size;
+    let mut images = vec![0.0f32; indices.len() * plane];
+    images
+        .par_chunks_mut(plane.max(1))
+        .zip(indices.par_iter())
+        .for_each(|(out, &i)| {
+            let img = &ds.images[i];
+            let angle = rotation_for(spec, epoch, i);
+            if angle != 0.0 {
+                normalize_into(&rotate(img, angle), spec.mean, spec.std, out);
+            } else {
+                normalize_into(img, spec.mean, spec.std, out);
+            }
+        });
+    let labels = indices
+        .iter()
+        .map(|&i| ds.samples[i].label.index() as i64)
+        .collect();
+    Batch {
+        images,
+        labels,
+        indices: indices.to_vec(),
+        image_size: size,
+    }
+}
+
+/// Starts the prefetch thread for one epoch.
+pub fn batches(ds: Arc<Dataset>, spec: &BatchSpec, epoch: usize) -> Batches {
+    let order = epoch_order(ds.len(), spec, epoch);
+    let count = order.len();
+    let (tx, rx) = bounded(spec.prefetch.max(1));
+    let spec = spec.clone();
+    let handle = std::thread::Builder::new()
+        .name("pneumoscope-loader".into())
+        .spawn(move || {
+            for idx in order {
+                let batch = assemble(&ds, &idx, &spec, epoch);
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the loader thread");
+    Batches {
+        rx: Some(rx),
+        handle: Some(handle),
+        count,
+        waited: Duration::ZERO,
+    }
+}
+
+/// Per-class inverse-frequency weights normalised to mean 1 (`class_weights = "balanced"`).
+pub fn balanced_weights(counts: ClassCounts) -> [f32; 2] {
+    let total = counts.total() as f32;
+    let w = |n: usize| {
+        if n == 0 {
+            1.0
+        } else {
+            total / (2.0 * n as f32)
+        }
+    };
+    [
+        w(counts.get(Class::Normal)),
+        w(counts.get(Class::Pneumonia)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn toy(n: usize) -> Dataset {
+        let mut ds = Dataset::default();
+        for i in 0..n {
+            ds.samples.push(Sample {
+                path: PathBuf::from(format!("{i}.png")),
+                label: if i % 3 == 0 {
+                    Class::Normal
+                } else {
+                    Class::Pneumonia
+                },
+                patient: format!("p{i}"),
+            });
+            let pixels = (0..64).map(|k| ((k * 4 + i) % 256) as u8).collect();
+            ds.images.push(Arc::new(Prepared {
+                size: 8,
+                channels: 1,
+                pixels,
+            }));
+        }
+        ds
+    }
+
+    fn spec() -> BatchSpec {
+        BatchSpec {
+            batch_size: 4,
+            shuffle: true,
+            rotation_degrees: 90.0,
+            seed: 5,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+            drop_single: true,
+            prefetch: 2,
+        }
+    }
+
+    #[test]
+    fn every_image_once_per_epoch_and_shuffled_per_epoch() {
+        let s = spec();
+        let e0: Vec<usize> = epoch_order(10, &s, 0).concat();
+        let e1: Vec<usize> = epoch_order(10, &s, 1).concat();
+        let mut sorted = e0.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_ne!(e0, e1, "epochs should be shuffled differently");
+        assert_eq!(
+            e0,
+            epoch_order(10, &s, 0).concat(),
+            "same seed and epoch, same order"
+        );
+        // 9 = 4 + 4 + 1: the single trailing image is dropped for training
+        assert_eq!(epoch_order(9, &s, 0).len(), 2);
+        let eval = BatchSpec {
+            shuffle: false,
+            drop_single: false,
+            ..s
+        };
+        assert_eq!(
+            epoch_order(9, &eval, 0).concat(),
+            (0..9).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn augmentation_is_deterministic_per_seed_epoch_and_image() {
+        let s = spec();
+        let a = rotation_for(&s, 2, 7);
+        assert_eq!(a, rotation_for(&s, 2, 7));
+        assert!((-90.0..=90.0).contains(&a));
+        assert_ne!(a, rotation_for(&s, 3, 7));
+        let off = BatchSpec {
+            rotation_degrees: 0.0,
+            ..s
+        };
+        assert_eq!(rotation_for(&off, 2, 7), 0.0);
+    }
+
+    #[test]
+    fn prefetched_batches_match_direct_assembly() {
+        let ds = Arc::new(toy(10));
+        let s = spec();
+        let got: Vec<Batch> = batches(ds.clone(), &s, 1).collect();
+        assert_eq!(got.len(), 3);
+        for (b, idx) in got.iter().zip(epoch_order(10, &s, 1)) {
+            let direct = assemble(&ds, &idx, &s, 1);
+            assert_eq!(b.images, direct.images);
+            assert_eq!(b.labels, direct.labels);
+            assert_eq!(b.images.len(), idx.len() * 3 * 64);
+        }
+    }
+
+    #[test]
+    fn dropping_batches_early_stops_the_thread() {
+        let ds = Arc::new(toy(40));
+        let mut it = batches(ds, &spec(), 0);
+        assert!(it.next().is_some());
+        drop(it); // must not hang
+    }
+
+    #[test]
+    fn balanced_weights_are_inverse_frequency() {
+        let w = balanced_weights(ClassCounts {
+            normal: 100,
+            pneumonia: 300,
+        });
+        assert!((w[0] - 2.0).abs() < 1e-6 && (w[1] - 2.0 / 3.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,172 @@
+//! Patient ids from file names and the seeded train/validation split (by patient or by image).
+//! Pure functions over sample lists; must not depend on decoding, model, train or front-ends.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Class, Sample};
+use crate::config::SplitMode;
+
+/// The patient a file belongs to, from the Kaggle naming schemes:
+/// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
+/// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient.
+pub fn patient_key(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if let Some(rest) = stem.strip_prefix("person") {
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if !digits.is_empty() {
+            return format!("person{digits}");
+        }
+    }
+    // IM-NNNN-MMMM and NORMAL2-IM-NNNN-MMMM: drop the last dash-separated part (the image number).
+    if stem.contains("IM-") {
+        if let Some((patient, image)) = stem.rsplit_once('-') {
+            if !image.is_empty()
+                && image.chars().all(|c| c.is_ascii_digit())
+                && patient.contains("IM-")
+            {
+                return patient.to_string();
+            }
+        }
+    }
+    stem.to_string()
+}
+
+/// Splits `samples` into (train, validation) with about `val_fraction` of each class in validation.
+///
+/// `Patient` mode shuffles whole patients (grouped by their majority class) and fills validation
+/// class by class, so no patient is on both sides; `Image` mode shuffles single images (stratified).
+/// The same seed and input give the same split.
+pub fn split(
+    samples: &[Sample],
+    val_fraction: f64,
+    mode: SplitMode,
+    seed: u64,
+) -> (Vec<Sample>, Vec<Sample>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SPLIT_SALT);
+    // Groups: one per patient (patient mode) or one per image (image mode).
+    let mut groups: BTreeMap<String, Vec<&Sample>> = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        let key = match mode {
+            SplitMode::Patient => s.patient.clone(),
+            SplitMode::Image => format!("{i:09}"),
+        };
+        groups.entry(key).or_default().push(s);
+    }
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for class in Class::ALL {
+        let mut class_groups: Vec<&Vec<&Sample>> = groups
+            .values()
+            .filter(|g| {
+                let pneu = g.iter().filter(|s| s.label == Class::Pneumonia).count();
+                let majority = if 2 * pneu > g.len() {
+                    Class::Pneumonia
+                } else {
+                    Class::Normal
+                };
+                majority == class
+            })
+            .collect();
+        class_groups.shuffle(&mut rng);
+        let total: usize = class_groups.iter().map(|g| g.len()).sum();
+        let target = (total as f64 * val_fraction).round() as usize;
+        let mut taken = 0;
+        for g in class_groups {
+            // Take a group for validation while that brings the count closer to the target.
+            let side = if taken < target && (taken + g.len()).abs_diff(target) <= target - taken {
+                taken += g.len();
+                &mut val
+            } else {
+                &mut train
+            };
+            side.extend(g.iter().map(|s| (*s).clone()));
+        }
+    }
+    // Deterministic order independent of the class loop.
+    train.sort_by(|a, b| a.path.cmp(&b.path));
+    val.sort_by(|a, b| a.path.cmp(&b.path));
+    (train, val)
+}
+
+/// Keeps the split's random stream apart from other uses of the same seed.
+const SPLIT_SALT: u64 = 0x5311_7000_0000_0001;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    #[test]
+    fn patient_keys_follow_kaggle_names() {
+        let k = |n: &str| patient_key(Path::new(n));
+        assert_eq!(k("person1234_bacteria_567.jpeg"), "person1234");
+        assert_eq!(k("person1_virus_6.jpeg"), "person1");
+        assert_eq!(k("IM-0115-0001.jpeg"), "IM-0115");
+        assert_eq!(k("NORMAL2-IM-0927-0001.jpeg"), "NORMAL2-IM-0927");
+        assert_eq!(k("scan.png"), "scan");
+        assert_eq!(k("personal.jpeg"), "personal");
+    }
+
+    fn samples() -> Vec<Sample> {
+        let mut v = Vec::new();
+        for p in 0..60 {
+            let (label, n) = if p % 3 == 0 {
+                (Class::Normal, 2)
+            } else {
+                (Class::Pneumonia, 1 + p % 4)
+            };
+            for i in 0..n {
+                let name = format!("person{p}_x_{i}.jpeg");
+                v.push(Sample {
+                    path: PathBuf::from(&name),
+                    label,
+                    patient: format!("person{p}"),
+                });
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn patient_split_keeps_each_patient_on_one_side() {
+        let all = samples();
+        let (train, val) = split(&all, 0.2, SplitMode::Patient, 7);
+        assert_eq!(train.len() + val.len(), all.len());
+        let tp: HashSet<_> = train.iter().map(|s| &s.patient).collect();
+        let vp: HashSet<_> = val.iter().map(|s| &s.patient).collect();
+        assert!(
+            tp.is_disjoint(&vp),
+            "a patient is on both sides: {:?}",
+            tp.intersection(&vp).collect::<Vec<_>>()
+        );
+        let share = val.len() as f64 / all.len() as f64;
+        assert!((0.12..=0.28).contains(&share), "validation share {share}");
+        // both classes present in validation
+        assert!(
+            val.iter().any(|s| s.label == Class::Normal)
+                && val.iter().any(|s| s.label == Class::Pneumonia)
+        );
+    }
+
+    #[test]
+    fn image_split_is_stratified_and_seeded() {
+        let all = samples();
+        let (t1, v1) = split(&all, 0.2, SplitMode::Image, 3);
+        let (t2, v2) = split(&all, 0.2, SplitMode::Image, 3);
+        assert_eq!((&t1, &v1), (&t2, &v2));
+        let (_, v3) = split(&all, 0.2, SplitMode::Image, 4);
+        assert_ne!(v1, v3, "another seed should give another split");
+        let normal = all.iter().filter(|s| s.label == Class::Normal).count();
+        let vn = v1.iter().filter(|s| s.label == Class::Normal).count();
+        assert_eq!(vn, (normal as f64 * 0.2).round() as usize);
+    }
+}

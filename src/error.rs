@@ -1,0 +1,43 @@
+//! Error kinds that decide the exit code: configuration/usage errors (2), interruption (130), the rest (1).
+//! Must not depend on any other module of the crate.
+
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// A bad setting, flag or config file: the message names the key or flag and what is allowed. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// The user stopped the run (Ctrl-C, SIGTERM, SIGHUP) after work was saved. Exit code 130.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted: {0}")]
+pub struct Interrupted(pub String);
+
+/// Exit codes the binary uses.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const RUNTIME: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Maps an error to the process exit code.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        exit::USAGE
+    } else if err.downcast_ref::<Interrupted>().is_some() {
+        exit::INTERRUPTED
+    } else {
+        exit::RUNTIME
+    }
+}
