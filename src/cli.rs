@@ -36,6 +36,48 @@ pub enum Command {
     /// Generate synthetic data or inspect a data folder.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Classify image files (or folders of them) with a trained checkpoint.
+    Predict(PredictArgs),
+    /// Evaluate a checkpoint on the test split: metrics and confusion matrix.
+    Eval(EvalArgs),
+    /// Benchmarks (figures for docs/benchmarks.md; not tests).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Data pipeline throughput: decode+resize of full-size JPEGs and cached batch assembly.
+    Pipeline(crate::bench::PipelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A checkpoint written by `pneumoscope train` (runs/<run>/checkpoints/<model>-best.ckpt).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Print one JSON object per image instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Images (.jpeg, .jpg, .png) or folders holding them.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `pneumoscope train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Data folder whose test/ split is evaluated (default: data.root from the config).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Config file (for data.root and data.max_image_side).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,10 +94,10 @@ pub struct SynthArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Images in train/ and val/ together.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1000)]
     pub train: usize,
     /// Images in test/.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 250)]
     pub test: usize,
     /// Generator seed: the same seed gives byte-identical files.
     #[arg(long, default_value_t = 2018)]
@@ -283,6 +325,17 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         None => crate::run_train(&cli.train),
         Some(Command::Train(args)) => crate::run_train(&args),
+        Some(Command::Predict(a)) => crate::run_predict(&a),
+        Some(Command::Eval(a)) => crate::run_eval(&a),
+        Some(Command::Bench(BenchCommand::Pipeline(a))) => {
+            let r = crate::bench::pipeline(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.render());
+            }
+            Ok(exit::OK)
+        }
         Some(Command::Data(DataCommand::Synth(a))) => {
             if a.min_side < 16 || a.max_side < a.min_side || a.max_side > 8192 {
                 return Err(ConfigError::new(format!(

@@ -157,8 +157,8 @@ impl Default for DataConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
-            train_images: 1200,
-            test_images: 300,
+            train_images: 1000,
+            test_images: 250,
             seed: 2018,
             image_size: 64,
             epochs: 3,

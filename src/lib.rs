@@ -1,14 +1,249 @@
 //! pneumoscope: train, compare and run chest X-ray pneumonia classifiers from the terminal.
 //! Layers: data → model → train (an engine that emits events) → front-ends (tui, headless, cli).
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod headless;
+pub mod metrics;
+pub mod model;
+pub mod signals;
+pub mod train;
+pub mod tui;
 
-/// `pneumoscope train`: resolve the plan and run the engine with the TUI or the headless reporter.
+/// `pneumoscope train`: resolve the plan, prepare the data, start the engine and attach a front-end.
 pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let plan = args.resolve()?;
-    println!("{:?}", plan.config.training);
-    Ok(0)
+    let cfg = plan.config;
+    init_threads(cfg.threads());
+    let say = |m: &str| eprintln!("{m}");
+    let data_root = if plan.synthetic_default {
+        cli::ensure_demo_data(&cfg, &say)?
+    } else {
+        cfg.data.root.clone()
+    };
+    // Fail early, before any folder is created, on a data folder that cannot be used.
+    data::layout::resolve_root(&data_root)?;
+    let synthetic = data::synth::is_synthetic(&data_root);
+    let device = train::backend::resolve(cfg.device())?;
+    let run_dir = new_run_dir(&cfg.output.runs_dir)?;
+    let data_root_for_tui = data_root.clone();
+    let setup = train::engine::RunSetup {
+        config: cfg,
+        data_root,
+        synthetic,
+        run_dir,
+        device,
+    };
+    let models: Vec<model::ModelKind> = setup
+        .config
+        .training
+        .models
+        .iter()
+        .filter_map(|m| model::ModelKind::parse(m))
+        .collect();
+    let log_file = setup.run_dir.join("pneumoscope.log");
+    let handle = train::engine::spawn(setup);
+    let stop_signals = signals::forward_stop_signals(handle.commands.clone())?;
+    let report = if plan.no_tui {
+        headless::run(handle)?
+    } else {
+        let layout = data::layout::Layout::scan(&data_root_for_tui)?;
+        let test_items = layout
+            .test
+            .iter()
+            .map(|s| (s.path.clone(), s.label))
+            .collect();
+        let outcome = tui::run(handle, &models, test_items, &log_file, &stop_signals)?;
+        match outcome.report {
+            Some(r) => {
+                let r = r?;
+                println!("{}", r.table());
+                if r.info.synthetic {
+                    println!("(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)");
+                }
+                println!("results in {}", r.info.run_dir.display());
+                if outcome.quit_early && !stop_signals.fired() {
+                    return Ok(error::exit::OK);
+                }
+                r
+            }
+            None => return Ok(error::exit::OK),
+        }
+    };
+    if report.stopped || stop_signals.fired() {
+        return Err(error::Interrupted(format!(
+            "stopped; work saved in {}",
+            report.info.run_dir.display()
+        ))
+        .into());
+    }
+    if report
+        .models
+        .iter()
+        .all(|m| m.status == train::ModelStatus::Failed)
+    {
+        anyhow::bail!("every model failed (see above)");
+    }
+    Ok(error::exit::OK)
+}
+
+/// Sizes rayon's global pool (used by the CPU backend and the data pipeline) once.
+pub fn init_threads(n: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}
+
+/// `runs_dir/<YYYYmmdd-HHMMSS>` (with a suffix when two runs start in the same second).
+pub fn new_run_dir(runs_dir: &std::path::Path) -> error::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    std::fs::create_dir_all(runs_dir)
+        .with_context(|| format!("cannot create the runs folder {}", runs_dir.display()))?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    for i in 1..1000 {
+        let name = if i == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{i}")
+        };
+        let dir = runs_dir.join(name);
+        if std::fs::create_dir(&dir).is_ok() {
+            return Ok(dir);
+        }
+    }
+    anyhow::bail!("cannot create a run folder under {}", runs_dir.display())
+}
+
+/// `pneumoscope predict`: one line (or JSON object) per image; unreadable files are reported, the rest predicted.
+pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
+    use train::backend::Cpu;
+    let cfg = cli::load_config(None)?;
+    let device = Default::default();
+    let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
+    let (files, problems) = train::infer::collect_images(&args.inputs);
+    let results =
+        train::infer::predict_files::<Cpu>(&model, &meta, &files, cfg.data.max_image_side, &device);
+    let mut failures = problems.len();
+    for (path, why) in &problems {
+        eprintln!("warning: {}: {why}", path.display());
+    }
+    for r in results {
+        match r {
+            Ok(p) if args.json => println!("{}", serde_json::to_string(&p)?),
+            Ok(p) => println!(
+                "{}\t{}\tP(pneumonia)={:.4}",
+                p.path.display(),
+                p.label,
+                p.p_pneumonia
+            ),
+            Err((path, e)) => {
+                failures += 1;
+                if args.json {
+                    println!("{}", serde_json::json!({"path": path, "error": e}));
+                } else {
+                    eprintln!("error: cannot predict {}: {e}", path.display());
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        anyhow::bail!(
+            "no image files found in {}",
+            args.inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if meta.synthetic_data && !args.json {
+        eprintln!("note: this checkpoint was trained on SYNTHETIC data");
+    }
+    Ok(if failures > 0 {
+        error::exit::RUNTIME
+    } else {
+        error::exit::OK
+    })
+}
+
+/// `pneumoscope eval`: the checkpoint's metrics on a data folder's test split.
+pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
+    use train::backend::Cpu;
+    let mut cfg = cli::load_config(args.config.as_deref())?;
+    if let Some(d) = &args.data {
+        cfg.data.root = d.clone();
+    }
+    init_threads(cfg.threads());
+    let device = Default::default();
+    let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
+    let layout = data::layout::Layout::scan(&cfg.data.root)?;
+    if layout.test.is_empty() {
+        anyhow::bail!(
+            "no test images under {}",
+            layout.root.join("test").display()
+        );
+    }
+    let (ds, skipped) = data::loader::preload(
+        &layout.test,
+        meta.image_size,
+        cfg.data.max_image_side,
+        &|_, _| {},
+    );
+    for s in &skipped {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.error);
+    }
+    let spec = data::loader::BatchSpec {
+        batch_size: 32,
+        shuffle: false,
+        rotation_degrees: 0.0,
+        seed: 0,
+        mean: meta.mean,
+        std: meta.std,
+        drop_single: false,
+        prefetch: 2,
+    };
+    let (m, _) = train::infer::evaluate::<Cpu>(
+        &model,
+        std::sync::Arc::new(ds),
+        &spec,
+        [1.0, 1.0],
+        meta.threshold,
+        &device,
+    );
+    let synthetic = data::synth::is_synthetic(&layout.root);
+    if args.json {
+        let out = serde_json::json!({
+            "checkpoint": args.checkpoint, "model": meta.model, "data": layout.root, "synthetic_data": synthetic,
+            "skipped": skipped.len(), "metrics": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let c = m.confusion;
+        println!(
+            "{} on {}{} (threshold {:.2})",
+            meta.model.title(),
+            layout.root.join("test").display(),
+            if synthetic { " — SYNTHETIC data" } else { "" },
+            m.threshold
+        );
+        println!("accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %  precision {:.1} %  F1 {:.3}  ROC-AUC {}",
+            100.0 * m.accuracy, 100.0 * m.sensitivity, 100.0 * m.specificity, 100.0 * m.precision, m.f1,
+            m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()));
+        println!(
+            "loss {:.4} over {} images ({} skipped)",
+            m.loss,
+            c.total(),
+            skipped.len()
+        );
+        println!(
+            "\n{:>18} {:>10} {:>10}",
+            "true \\ predicted", "NORMAL", "PNEUMONIA"
+        );
+        println!("{:>18} {:>10} {:>10}", "NORMAL", c.tn, c.fp);
+        println!("{:>18} {:>10} {:>10}", "PNEUMONIA", c.fn_, c.tp);
+    }
+    Ok(error::exit::OK)
 }

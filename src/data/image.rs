@@ -1,7 +1,6 @@
 //! One image from file to model input: guarded decoding, 1→3 channels, square resize, seeded rotation
 //! augmentation and normalisation. Must not depend on model, train or front-ends.
 
-use std::io::BufReader;
 use std::path::Path;
 
 use image::{DynamicImage, ImageReader, Limits};
@@ -47,23 +46,26 @@ pub struct Prepared {
 
 /// Reads and decodes a file, refusing images whose side exceeds `max_side` before allocating them.
 pub fn decode(path: &Path, max_side: u32) -> Result<(DynamicImage, ImageInfo), ImageError> {
-    let meta = std::fs::metadata(path).map_err(|e| ImageError::Io(e.to_string()))?;
-    if meta.len() == 0 {
+    let bytes = std::fs::read(path).map_err(|e| ImageError::Io(e.to_string()))?;
+    decode_bytes(&bytes, max_side)
+}
+
+/// Decodes an in-memory file (see [`decode`]).
+pub fn decode_bytes(bytes: &[u8], max_side: u32) -> Result<(DynamicImage, ImageInfo), ImageError> {
+    if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
-    let open = || -> Result<ImageReader<BufReader<std::fs::File>>, ImageError> {
-        let file = std::fs::File::open(path).map_err(|e| ImageError::Io(e.to_string()))?;
-        // The content decides the format, not the extension (a PNG saved as .jpeg still loads).
-        let reader = ImageReader::new(BufReader::new(file))
-            .with_guessed_format()
-            .map_err(|e| ImageError::Io(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(ImageError::UnknownFormat);
-        }
-        Ok(reader)
-    };
+    // The content decides the format, not the extension (a PNG saved as .jpeg still loads).
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?;
+    if format == image::ImageFormat::Jpeg && !has_jpeg_end_marker(bytes) {
+        // The JPEG decoder fills a cut-off file with grey instead of failing; refuse it like Pillow does.
+        return Err(ImageError::Decode(
+            "truncated JPEG (no end-of-image marker)".into(),
+        ));
+    }
+    let open = || ImageReader::with_format(std::io::Cursor::new(bytes), format);
     // Header first: a decompression bomb is refused before any pixel buffer is allocated.
-    let (width, height) = open()?
+    let (width, height) = open()
         .into_dimensions()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
     if width > max_side || height > max_side {
@@ -73,7 +75,7 @@ pub fn decode(path: &Path, max_side: u32) -> Result<(DynamicImage, ImageInfo), I
             limit: max_side,
         });
     }
-    let mut reader = open()?;
+    let mut reader = open();
     let mut limits = Limits::default();
     limits.max_image_width = Some(max_side);
     limits.max_image_height = Some(max_side);
@@ -96,6 +98,12 @@ pub fn decode(path: &Path, max_side: u32) -> Result<(DynamicImage, ImageInfo), I
         bits: (color.bits_per_pixel() / color.channel_count() as u16) as u8,
     };
     Ok((img, info))
+}
+
+/// True when a JPEG file ends with its end-of-image marker (FF D9), allowing a little trailing padding.
+fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Decodes a file and prepares it at `size`×`size`.

@@ -296,7 +296,7 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
         density: prng.random_range(0.85..1.15),
     };
     // Disease severity is a patient trait too; each shot shows it a bit differently.
-    let severity: f32 = prng.random_range(0.3..1.0);
+    let severity: f32 = prng.random_range(0.25..1.0);
     let lobar_patient = prng.random_bool(0.4);
 
     let mut rng =
@@ -320,10 +320,10 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
             opacities.push(Opacity::Lobar {
                 side,
                 y_cut,
-                s: 0.28 * s_base,
+                s: 0.42 * s_base,
             });
         }
-        let patches = rng.random_range(1..=6);
+        let patches = rng.random_range(2..=7);
         for _ in 0..patches {
             let side = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
             let x = pat.cx + side * pat.lung_dx + rng.random_range(-0.7..0.7) * pat.lung_a;
@@ -331,8 +331,8 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
             opacities.push(Opacity::Patch {
                 x,
                 y,
-                r: rng.random_range(0.025..0.08),
-                s: 0.32 * s_base * rng.random_range(0.4..1.0),
+                r: rng.random_range(0.035..0.1),
+                s: 0.5 * s_base * rng.random_range(0.4..1.0),
             });
         }
     }

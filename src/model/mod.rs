@@ -1,0 +1,241 @@
+//! The three classifiers (one file each) behind one `Model` enum, and the names that identify them.
+//! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
+
+pub mod regularized_cnn;
+pub mod resnet34;
+pub mod simple_cnn;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+pub use regularized_cnn::RegularizedCnn;
+pub use resnet34::ResNet34;
+pub use simple_cnn::SimpleCnn;
+
+/// Which architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Simple,
+    Regularized,
+    Resnet34,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [
+        ModelKind::Simple,
+        ModelKind::Regularized,
+        ModelKind::Resnet34,
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "simple" => Some(Self::Simple),
+            "regularized" => Some(Self::Regularized),
+            "resnet34" => Some(Self::Resnet34),
+            _ => None,
+        }
+    }
+    /// The config/CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Regularized => "regularized",
+            Self::Resnet34 => "resnet34",
+        }
+    }
+    /// A display title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Simple => "Simple CNN",
+            Self::Regularized => "Regularized CNN",
+            Self::Resnet34 => "ResNet-34",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Any of the three classifiers.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Model<B: Backend> {
+    Simple(SimpleCnn<B>),
+    Regularized(RegularizedCnn<B>),
+    Resnet34(ResNet34<B>),
+}
+
+impl<B: Backend> Model<B> {
+    /// A freshly initialised model (`dropout` is used by the regularized CNN and ResNet-34 heads).
+    pub fn new(kind: ModelKind, dropout: f64, device: &B::Device) -> Self {
+        let model = match kind {
+            ModelKind::Simple => Model::Simple(SimpleCnn::new(device)),
+            ModelKind::Regularized => Model::Regularized(RegularizedCnn::new(dropout, device)),
+            ModelKind::Resnet34 => Model::Resnet34(ResNet34::new(2, dropout, device)),
+        };
+        materialize(&model);
+        model
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Model::Simple(_) => ModelKind::Simple,
+            Model::Regularized(_) => ModelKind::Regularized,
+            Model::Resnet34(_) => ModelKind::Resnet34,
+        }
+    }
+
+    /// N×3×S×S images → N×2 logits (NORMAL, PNEUMONIA).
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        match self {
+            Model::Simple(m) => m.forward(images),
+            Model::Regularized(m) => m.forward(images),
+            Model::Resnet34(m) => m.forward(images),
+        }
+    }
+}
+
+/// Smallest input side each model accepts (five or more halvings need at least this much).
+pub const MIN_IMAGE_SIZE: usize = 16;
+
+/// Every float tensor of a module with its dotted path (`layer1.0.conv1.weight`) and shape, in visit order.
+/// BatchNorm running statistics are included (they are state, not trainable parameters).
+pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<usize>)> {
+    struct Names {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Names {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.out
+                .push((self.path.join("."), param.val().dims().to_vec()));
+        }
+    }
+    let mut v = Names {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+/// Initialises every lazily initialised parameter now. burn creates weights on first use, and a clone made
+/// before that would draw its own random weights; after this, clones share the same values.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
+/// True for BatchNorm running statistics (not trained by the optimiser).
+pub fn is_running_stat(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// Number of trainable parameters (burn's `num_params` also counts BatchNorm running statistics).
+pub fn trainable_params<B: Backend, M: Module<B>>(module: &M) -> usize {
+    named_tensors::<B, M>(module)
+        .iter()
+        .filter(|(n, _)| !is_running_stat(n))
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    type B = burn::backend::Flex;
+
+    #[test]
+    fn forward_shapes_and_parameter_counts() {
+        let device = Default::default();
+        // torchvision's resnet34 has 21,797,672 parameters with its 1000-class fc (512·1000 + 1000);
+        // with a 2-class head: 21,797,672 − 513,000 + 1,026 = 21,285,698.
+        let expected = [
+            (ModelKind::Simple, None),
+            (ModelKind::Regularized, None),
+            (ModelKind::Resnet34, Some(21_285_698)),
+        ];
+        for (kind, count) in expected {
+            let m = Model::<B>::new(kind, 0.5, &device);
+            let x = Tensor::<B, 4>::zeros([2, 3, 32, 32], &device);
+            assert_eq!(m.forward(x).dims(), [2, 2], "{kind}");
+            let n = trainable_params::<B, _>(&m);
+            if let Some(c) = count {
+                assert_eq!(n, c, "{kind} parameter count");
+            }
+            assert!(n > 10_000, "{kind} has {n} parameters");
+        }
+        // The simple CNN: 7 conv + 1 linear weight layers, small head (no giant flatten layer).
+        let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device));
+        let weights = names.iter().filter(|(n, _)| n.ends_with("weight")).count();
+        assert_eq!(weights, 8);
+        assert!(
+            trainable_params::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device)) < 1_000_000
+        );
+        // The regularized CNN: BatchNorm after each conv, more layers than the simple one.
+        let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Regularized, 0.5, &device));
+        assert_eq!(
+            names
+                .iter()
+                .filter(|(n, _)| n.ends_with("running_mean"))
+                .count(),
+            9
+        );
+    }
+
+    #[test]
+    fn resnet34_names_mirror_torchvision() {
+        let device = Default::default();
+        let names: Vec<String> = named_tensors::<B, _>(&ResNet34::<B>::new(2, 0.5, &device))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for expected in [
+            "conv1.weight",
+            "bn1.gamma",
+            "bn1.running_var",
+            "layer1.0.conv1.weight",
+            "layer1.2.bn2.beta",
+            "layer2.0.downsample.conv.weight",
+            "layer2.0.downsample.bn.running_mean",
+            "layer3.5.conv2.weight",
+            "layer4.2.bn2.gamma",
+            "fc.weight",
+            "fc.bias",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "missing {expected}; have e.g. {:?}",
+                &names[..6]
+            );
+        }
+        assert!(
+            !names.iter().any(|n| n.starts_with("layer1.0.downsample")),
+            "layer1 keeps the shape: no downsample"
+        );
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.contains("downsample.conv.weight"))
+                .count(),
+            3
+        );
+    }
+}

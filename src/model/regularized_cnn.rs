@@ -1,0 +1,71 @@
+//! The regularized CNN: the simple CNN's family with BatchNorm after every conv, two more conv layers, and a
+//! two-layer head with Dropout. Must not depend on anything but burn.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+const WIDTHS: [usize; 9] = [16, 32, 32, 64, 64, 128, 128, 256, 256];
+const POOL_AFTER: [bool; 9] = [true, false, true, false, true, false, true, false, true];
+
+/// Conv3×3 (no bias: BatchNorm's shift replaces it) + BatchNorm + ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBn<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: BatchNorm<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct RegularizedCnn<B: Backend> {
+    pub blocks: Vec<ConvBn<B>>,
+    pub pool: MaxPool2d,
+    pub gap: AdaptiveAvgPool2d,
+    pub relu: Relu,
+    pub dropout: Dropout,
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+}
+
+impl<B: Backend> RegularizedCnn<B> {
+    pub fn new(dropout: f64, device: &B::Device) -> Self {
+        let mut blocks = Vec::new();
+        let mut cin = 3;
+        for &c in &WIDTHS {
+            blocks.push(ConvBn {
+                conv: Conv2dConfig::new([cin, c], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_bias(false)
+                    .init(device),
+                bn: BatchNormConfig::new(c).init(device),
+            });
+            cin = c;
+        }
+        Self {
+            blocks,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            relu: Relu::new(),
+            dropout: DropoutConfig::new(dropout).init(),
+            fc1: LinearConfig::new(cin, 128).init(device),
+            fc2: LinearConfig::new(128, 2).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = x;
+        for (block, pool) in self.blocks.iter().zip(POOL_AFTER) {
+            x = self.relu.forward(block.bn.forward(block.conv.forward(x)));
+            if pool {
+                x = self.pool.forward(x);
+            }
+        }
+        let x = self.gap.forward(x).flatten::<2>(1, 3);
+        let x = self.relu.forward(self.fc1.forward(self.dropout.forward(x)));
+        self.fc2.forward(self.dropout.forward(x))
+    }
+}

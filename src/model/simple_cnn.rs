@@ -1,0 +1,56 @@
+//! The simple CNN: seven Conv3×3+ReLU layers in four MaxPool stages, global average pooling and a linear
+//! head (8 weight layers). Must not depend on anything but burn.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// Channel widths of the conv layers; a pool follows the layers marked in `POOL_AFTER`.
+const WIDTHS: [usize; 7] = [16, 32, 32, 64, 64, 128, 128];
+const POOL_AFTER: [bool; 7] = [true, false, true, false, true, false, true];
+
+#[derive(Module, Debug)]
+pub struct SimpleCnn<B: Backend> {
+    pub convs: Vec<Conv2d<B>>,
+    pub pool: MaxPool2d,
+    pub gap: AdaptiveAvgPool2d,
+    pub relu: Relu,
+    pub fc: Linear<B>,
+}
+
+impl<B: Backend> SimpleCnn<B> {
+    pub fn new(device: &B::Device) -> Self {
+        let mut convs = Vec::new();
+        let mut cin = 3;
+        for &c in &WIDTHS {
+            convs.push(
+                Conv2dConfig::new([cin, c], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
+            );
+            cin = c;
+        }
+        Self {
+            convs,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            relu: Relu::new(),
+            fc: LinearConfig::new(cin, 2).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = x;
+        for (conv, pool) in self.convs.iter().zip(POOL_AFTER) {
+            x = self.relu.forward(conv.forward(x));
+            if pool {
+                x = self.pool.forward(x);
+            }
+        }
+        let x = self.gap.forward(x).flatten::<2>(1, 3);
+        self.fc.forward(x)
+    }
+}

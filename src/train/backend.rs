@@ -1,0 +1,82 @@
+//! Backend choice: burn's Flex CPU backend always, burn's CUDA backend with the `cuda` cargo feature.
+//! Resolves `training.device` to something runnable or a clear error; must not depend on front-ends.
+
+use crate::config::DeviceChoice;
+use crate::error::{ConfigError, Result};
+
+/// The CPU backend (burn-flex: gemm-based conv, SIMD, rayon threads).
+pub type Cpu = burn::backend::Flex;
+/// The CUDA backend (cubecl-cuda, kernels compiled at run time through NVRTC).
+#[cfg(feature = "cuda")]
+pub type Gpu = burn::backend::Cuda;
+
+/// A device that was checked to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Resolved {
+    pub fn describe(&self) -> String {
+        match self {
+            Resolved::Cpu => format!("cpu (burn-flex, {} threads)", rayon::current_num_threads()),
+            Resolved::Cuda(n) => format!("cuda:{n}"),
+        }
+    }
+}
+
+/// True when this binary was built with the `cuda` feature.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+/// Checks the requested device. `cuda` on a CPU-only binary, or without a usable GPU, is an error naming
+/// the setting; only `auto` falls back to the CPU.
+pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Resolved::Cpu),
+        DeviceChoice::Cuda(n) => {
+            if !CUDA_BUILT {
+                return Err(ConfigError::new(format!(
+                    "`--device cuda:{n}` / `training.device`: this pneumoscope binary was built without CUDA support; \
+                     rebuild with `cargo build --release --features cuda` (needs an NVIDIA driver at run time), \
+                     or use --device cpu"
+                ))
+                .into());
+            }
+            probe_cuda(n).map(|_| Resolved::Cuda(n))
+        }
+        DeviceChoice::Auto => Ok(if CUDA_BUILT && probe_cuda(0).is_ok() {
+            Resolved::Cuda(0)
+        } else {
+            Resolved::Cpu
+        }),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn probe_cuda(n: usize) -> Result<()> {
+    use burn::tensor::Tensor;
+    // The CUDA runtime panics when no driver or device answers; turn that into an error.
+    let r = std::panic::catch_unwind(|| {
+        let device = burn::backend::cuda::CudaDevice::new(n);
+        let t = Tensor::<Gpu, 1>::from_floats([1.0, 2.0], &device);
+        t.sum().into_scalar()
+    });
+    match r {
+        Ok(v) if (v - 3.0).abs() < 1e-6 => Ok(()),
+        Ok(v) => anyhow::bail!("CUDA device cuda:{n} computed 1+2 = {v}; refusing to train on it"),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            anyhow::bail!("no usable CUDA GPU at cuda:{n}: {msg}")
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn probe_cuda(_n: usize) -> Result<()> {
+    anyhow::bail!("built without CUDA")
+}

@@ -1,0 +1,158 @@
+//! Checkpoint files: a JSON header (model kind, image size, normalisation, class names, threshold, epoch)
+//! followed by the burn record of the weights, written atomically. Must not depend on front-ends.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::{Model, ModelKind};
+
+const MAGIC: &[u8; 17] = b"PNEUMOSCOPE-CKPT\n";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything predict and eval need besides the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub format: u32,
+    pub model: ModelKind,
+    pub image_size: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub class_names: [String; 2],
+    /// P(pneumonia) at or above which an image is called PNEUMONIA.
+    pub threshold: f32,
+    pub dropout: f64,
+    /// Epochs completed when this was saved.
+    pub epoch: usize,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    /// True when the weights came from training on SYNTHETIC data.
+    pub synthetic_data: bool,
+    /// Where ResNet-34 started: "scratch" or the pretrained weights file.
+    pub init: String,
+    pub pneumoscope_version: String,
+    pub created: String,
+}
+
+/// Writes bytes to `path` atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
+/// A crash at any point leaves either the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+    }
+    Ok(())
+}
+
+/// Saves a model with its metadata.
+pub fn save<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>) -> Result<()> {
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+        .record(model.clone().into_record(), ())
+        .map_err(|e| anyhow::anyhow!("cannot serialise the {} weights: {e}", meta.model))?;
+    let header = serde_json::to_vec(meta)?;
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 16 + header.len() + record.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&(record.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&record);
+    write_atomic(path, &bytes)
+}
+
+fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>)> {
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    let mut magic = [0u8; 17];
+    if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        bail!(
+            "{} is not a pneumoscope checkpoint (wrong or missing header)",
+            path.display()
+        );
+    }
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    let hlen = u64::from_le_bytes(len);
+    if hlen > 1 << 20 {
+        bail!("checkpoint {} has a corrupt header length", path.display());
+    }
+    let mut header = vec![0u8; hlen as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    let meta: CheckpointMeta = serde_json::from_slice(&header)
+        .with_context(|| format!("checkpoint {} has an unreadable header", path.display()))?;
+    if meta.format > FORMAT_VERSION {
+        bail!("checkpoint {} has format {} (this pneumoscope reads up to {FORMAT_VERSION}); upgrade pneumoscope", path.display(), meta.format);
+    }
+    let mut record = Vec::new();
+    if with_record {
+        f.read_exact(&mut len)
+            .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+        let rlen = u64::from_le_bytes(len);
+        f.read_to_end(&mut record)?;
+        if record.len() as u64 != rlen {
+            bail!(
+                "checkpoint {} is truncated ({} of {} weight bytes)",
+                path.display(),
+                record.len(),
+                rlen
+            );
+        }
+    }
+    Ok((meta, record))
+}
+
+/// Reads only the header.
+pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
+    Ok(read_parts(path, false)?.0)
+}
+
+/// Loads a checkpoint onto `device`.
+pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
+    let (meta, record) = read_parts(path, true)?;
+    let model = Model::<B>::new(meta.model, meta.dropout, device);
+    let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device)
+    }))
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "checkpoint {} holds weights that do not fit a {} model",
+            path.display(),
+            meta.model
+        )
+    })?
+    .map_err(|e| anyhow::anyhow!("checkpoint {} has unreadable weights: {e}", path.display()))?;
+    let model =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "checkpoint {} holds weights that do not fit a {} model",
+                    path.display(),
+                    meta.model
+                )
+            })?;
+    Ok((meta, model))
+}

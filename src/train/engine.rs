@@ -1,0 +1,673 @@
+//! The training engine: on a background thread it scans and caches the data, trains the queued models one
+//! after another (Adam, one-cycle LR per batch, weight decay, gradient clipping), validates each epoch, keeps
+//! best/last checkpoints, tests, and writes the run folder. It talks only through events and commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::backend::Autodiff;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
+
+use super::backend::Resolved;
+use super::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
+use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
+use super::infer::{cross_entropy, evaluate, to_tensors, ElemF64};
+use super::report::{ModelResult, RunReport};
+use super::schedule::OneCycle;
+use crate::config::{ClassWeights, ClipMode, Config};
+use crate::data::layout::Layout;
+use crate::data::loader::{balanced_weights, batches, epoch_order, preload, BatchSpec, Dataset};
+use crate::data::split::split;
+use crate::data::{Class, SplitCounts};
+use crate::error::Result;
+use crate::model::{Model, ModelKind};
+
+/// Everything a run needs, resolved by the front-end.
+#[derive(Debug, Clone)]
+pub struct RunSetup {
+    pub config: Config,
+    /// The data folder (the user's, or the generated synthetic one).
+    pub data_root: PathBuf,
+    pub synthetic: bool,
+    /// The run folder to fill (created by the engine if missing).
+    pub run_dir: PathBuf,
+    pub device: Resolved,
+}
+
+/// The front-end's side of a running engine.
+pub struct EngineHandle {
+    pub events: Receiver<TrainEvent>,
+    pub commands: Sender<Command>,
+    pub thread: std::thread::JoinHandle<Result<RunReport>>,
+}
+
+/// Starts the engine on its own thread.
+pub fn spawn(setup: RunSetup) -> EngineHandle {
+    let (ev_tx, ev_rx) = unbounded();
+    let (cmd_tx, cmd_rx) = unbounded();
+    let thread = std::thread::Builder::new()
+        .name("pneumoscope-engine".into())
+        .spawn(move || {
+            let emit = Emitter::new(ev_tx, &setup.run_dir);
+            let result = match setup.device {
+                Resolved::Cpu => {
+                    run::<super::backend::Cpu>(&setup, Default::default(), &emit, &cmd_rx)
+                }
+                #[cfg(feature = "cuda")]
+                Resolved::Cuda(n) => run::<super::backend::Gpu>(
+                    &setup,
+                    burn::backend::cuda::CudaDevice::new(n),
+                    &emit,
+                    &cmd_rx,
+                ),
+                #[cfg(not(feature = "cuda"))]
+                Resolved::Cuda(_) => Err(anyhow::anyhow!(
+                    "this binary was built without CUDA support"
+                )),
+            };
+            if let Err(e) = &result {
+                emit.send(TrainEvent::Failed {
+                    message: crate::cli::format_error(e),
+                });
+            }
+            result
+        })
+        .expect("spawning the engine thread");
+    EngineHandle {
+        events: ev_rx,
+        commands: cmd_tx,
+        thread,
+    }
+}
+
+/// Sends events and appends the ones worth keeping to metrics.jsonl.
+struct Emitter {
+    tx: Sender<TrainEvent>,
+    log: std::sync::Mutex<Option<std::fs::File>>,
+    window: std::sync::Mutex<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    n: usize,
+    loss: f64,
+    acc: f64,
+}
+
+/// Batches averaged into one `batch_window` line of metrics.jsonl.
+const LOG_WINDOW: usize = 10;
+
+impl Emitter {
+    fn new(tx: Sender<TrainEvent>, run_dir: &Path) -> Self {
+        let _ = std::fs::create_dir_all(run_dir);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run_dir.join("metrics.jsonl"))
+            .ok();
+        Self {
+            tx,
+            log: std::sync::Mutex::new(log),
+            window: Default::default(),
+        }
+    }
+
+    fn send(&self, ev: TrainEvent) {
+        self.log(&ev);
+        let _ = self.tx.send(ev); // a front-end that went away does not stop the work
+    }
+
+    fn write_line(&self, v: serde_json::Value) {
+        if let Ok(mut guard) = self.log.lock() {
+            if let Some(f) = guard.as_mut() {
+                let _ = writeln!(f, "{v}");
+                let _ = f.flush();
+            }
+        }
+    }
+
+    fn log(&self, ev: &TrainEvent) {
+        let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match ev {
+            TrainEvent::DataProgress { .. } | TrainEvent::Paused | TrainEvent::Resumed => {}
+            TrainEvent::Batch {
+                model,
+                epoch,
+                step,
+                steps_per_epoch,
+                global_step,
+                loss,
+                accuracy,
+                lr,
+                images_per_sec,
+                ..
+            } => {
+                let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+                w.n += 1;
+                w.loss += loss;
+                w.acc += accuracy;
+                if w.n == LOG_WINDOW || step == steps_per_epoch {
+                    let line = serde_json::json!({
+                        "event": "batch_window", "time": time, "model": model, "epoch": epoch, "step": step,
+                        "global_step": global_step, "batches": w.n, "loss": w.loss / w.n as f64,
+                        "accuracy": w.acc / w.n as f64, "lr": lr, "images_per_sec": images_per_sec,
+                    });
+                    *w = Window::default();
+                    drop(w);
+                    self.write_line(line);
+                }
+            }
+            other => {
+                if let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(other) {
+                    map.insert("time".into(), time.into());
+                    self.write_line(serde_json::Value::Object(map));
+                }
+            }
+        }
+    }
+}
+
+/// What the user asked for while a model trains.
+enum Control {
+    Continue,
+    Skip,
+    Stop,
+}
+
+fn poll(cmds: &Receiver<Command>, emit: &Emitter) -> Control {
+    loop {
+        match cmds.try_recv() {
+            Ok(Command::Stop) => return Control::Stop,
+            Ok(Command::SkipModel) => return Control::Skip,
+            Ok(Command::Resume) => {}
+            Ok(Command::Pause) => {
+                emit.send(TrainEvent::Paused);
+                // Block until told to go on.
+                loop {
+                    match cmds.recv() {
+                        Ok(Command::Resume) => {
+                            emit.send(TrainEvent::Resumed);
+                            break;
+                        }
+                        Ok(Command::Stop) | Err(_) => return Control::Stop,
+                        Ok(Command::SkipModel) => {
+                            emit.send(TrainEvent::Resumed);
+                            return Control::Skip;
+                        }
+                        Ok(Command::Pause) => {}
+                    }
+                }
+            }
+            Err(TryRecvError::Empty) => return Control::Continue,
+            // Every front-end is gone: stop cleanly rather than train unobserved.
+            Err(TryRecvError::Disconnected) => return Control::Stop,
+        }
+    }
+}
+
+/// The data a run trains, validates and tests on, decoded once.
+pub struct RunData {
+    pub train: Arc<Dataset>,
+    pub val: Arc<Dataset>,
+    pub test: Arc<Dataset>,
+    pub counts: SplitCounts,
+    pub skipped: usize,
+}
+
+/// Scans, splits and decodes the data, emitting progress.
+pub fn prepare_data(
+    cfg: &Config,
+    root: &Path,
+    emit: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<RunData> {
+    let started = Instant::now();
+    let layout = Layout::scan(root)?;
+    for w in &layout.warnings {
+        emit(TrainEvent::Warning { message: w.clone() });
+    }
+    for ig in &layout.ignored {
+        emit(TrainEvent::Skipped {
+            path: ig.path.clone(),
+            error: ig.reason.clone(),
+        });
+    }
+    // The Kaggle val/ split (16 images) is merged into train and a real validation split is held out.
+    let merged: Vec<_> = layout
+        .train
+        .iter()
+        .chain(layout.val.iter())
+        .cloned()
+        .collect();
+    let all: Vec<_> = merged.iter().chain(layout.test.iter()).cloned().collect();
+    let d = &cfg.data;
+    let (cache, skipped) = preload(&all, d.image_size, d.max_image_side, &|done, total| {
+        if done % 16 == 0 || done == total {
+            emit(TrainEvent::DataProgress { done, total })
+        }
+    });
+    for s in &skipped {
+        emit(TrainEvent::Skipped {
+            path: s.path.clone(),
+            error: s.error.clone(),
+        });
+    }
+    let n_train_files = merged.len();
+    let is_train: std::collections::HashSet<&Path> =
+        merged.iter().map(|s| s.path.as_path()).collect();
+    let (train_pos, test_pos): (Vec<usize>, Vec<usize>) =
+        (0..cache.len()).partition(|&i| is_train.contains(cache.samples[i].path.as_path()));
+    let trainval = cache.subset(&train_pos);
+    let test = cache.subset(&test_pos);
+    let counts_all = trainval.counts();
+    if counts_all.normal == 0 || counts_all.pneumonia == 0 {
+        anyhow::bail!(
+            "the training data under {} has {} readable NORMAL and {} readable PNEUMONIA images \
+             ({} files in train/ and val/): both classes are needed",
+            layout.root.display(),
+            counts_all.normal,
+            counts_all.pneumonia,
+            n_train_files
+        );
+    }
+    let (tr, va) = split(&trainval.samples, d.val_fraction, d.split, d.seed);
+    let pos_of: std::collections::HashMap<&Path, usize> = trainval
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.as_path(), i))
+        .collect();
+    let pick = |v: &[crate::data::Sample]| -> Vec<usize> {
+        v.iter().map(|s| pos_of[s.path.as_path()]).collect()
+    };
+    let train = trainval.subset(&pick(&tr));
+    let val = trainval.subset(&pick(&va));
+    if val.is_empty() {
+        anyhow::bail!(
+            "the validation split is empty: {} has too few images or patients",
+            layout.root.display()
+        );
+    }
+    let counts = SplitCounts {
+        train: train.counts(),
+        validation: val.counts(),
+        test: test.counts(),
+    };
+    emit(TrainEvent::DataReady {
+        counts,
+        skipped: skipped.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(RunData {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        test: Arc::new(test),
+        counts,
+        skipped: skipped.len(),
+    })
+}
+
+/// Class weights for the loss, from the config and the training split.
+pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
+    match &cfg.training.class_weights {
+        ClassWeights::Named(n) if n == "balanced" => balanced_weights(data.counts.train),
+        ClassWeights::Explicit(w) => *w,
+        ClassWeights::Named(_) => [1.0, 1.0],
+    }
+}
+
+fn run<B: Backend>(
+    setup: &RunSetup,
+    device: B::Device,
+    emit: &Emitter,
+    cmds: &Receiver<Command>,
+) -> Result<RunReport> {
+    let cfg = &setup.config;
+    std::fs::create_dir_all(&setup.run_dir)
+        .with_context(|| format!("cannot create {}", setup.run_dir.display()))?;
+    checkpoint::write_atomic(
+        &setup.run_dir.join("config.toml"),
+        toml::to_string_pretty(cfg)?.as_bytes(),
+    )?;
+    let models: Vec<ModelKind> = cfg
+        .training
+        .models
+        .iter()
+        .filter_map(|m| ModelKind::parse(m))
+        .collect();
+    let info = RunInfo {
+        run_dir: setup.run_dir.clone(),
+        data_root: setup.data_root.clone(),
+        synthetic: setup.synthetic,
+        models: models.clone(),
+        device: setup.device.describe(),
+        image_size: cfg.data.image_size,
+        batch_size: cfg.training.batch_size,
+        epochs: cfg.training.epochs,
+        threads: cfg.threads(),
+    };
+    emit.send(TrainEvent::RunStarted { info: info.clone() });
+    let data = prepare_data(cfg, &setup.data_root, &|e| emit.send(e))?;
+    let weights = loss_weights(cfg, &data);
+    let mut report = RunReport {
+        info,
+        counts: data.counts,
+        skipped_files: data.skipped,
+        models: models.iter().map(|&m| ModelResult::new(m)).collect(),
+        stopped: false,
+    };
+    report.write(&setup.run_dir)?;
+    for (index, &kind) in models.iter().enumerate() {
+        let started = Instant::now();
+        let mut result = ModelResult::new(kind);
+        result.status = ModelStatus::Training;
+        let outcome = train_model::<B>(
+            setup,
+            &device,
+            &data,
+            weights,
+            kind,
+            index,
+            &mut result,
+            emit,
+            cmds,
+        );
+        result.train_seconds = started.elapsed().as_secs_f64();
+        let stop = match outcome {
+            Ok(TrainOutcome::Completed) => {
+                result.status = ModelStatus::Done;
+                false
+            }
+            Ok(TrainOutcome::Skipped) => {
+                result.status = ModelStatus::Stopped;
+                false
+            }
+            Ok(TrainOutcome::Stopped) => {
+                result.status = ModelStatus::Stopped;
+                true
+            }
+            Err(e) => {
+                result.status = ModelStatus::Failed;
+                result.error = Some(crate::cli::format_error(&e));
+                false
+            }
+        };
+        // Test the best weights of every model that completed an epoch (not after a stop: exit promptly).
+        if !stop && result.best_checkpoint.is_some() && !data.test.is_empty() {
+            let path = result.best_checkpoint.clone().unwrap_or_default();
+            match checkpoint::load::<B>(&path, &device) {
+                Ok((meta, model)) => {
+                    let spec = eval_spec(cfg);
+                    let (m, _) = evaluate(
+                        &model,
+                        data.test.clone(),
+                        &spec,
+                        weights,
+                        meta.threshold,
+                        &device,
+                    );
+                    result.test = Some(m);
+                    emit.send(TrainEvent::Evaluated {
+                        model: kind,
+                        split: "test".into(),
+                        metrics: m,
+                    });
+                }
+                Err(e) => emit.send(TrainEvent::Warning {
+                    message: format!("cannot test {kind}: {e}"),
+                }),
+            }
+        }
+        emit.send(TrainEvent::ModelFinished {
+            model: kind,
+            status: result.status,
+            seconds: result.train_seconds,
+            error: result.error.clone(),
+        });
+        report.models[index] = result;
+        report.stopped = stop;
+        report.write(&setup.run_dir)?;
+        if stop {
+            break;
+        }
+    }
+    emit.send(TrainEvent::Finished {
+        run_dir: setup.run_dir.clone(),
+        stopped: report.stopped,
+    });
+    Ok(report)
+}
+
+enum TrainOutcome {
+    Completed,
+    Skipped,
+    Stopped,
+}
+
+fn train_spec(cfg: &Config) -> BatchSpec {
+    BatchSpec {
+        batch_size: cfg.training.batch_size,
+        shuffle: true,
+        rotation_degrees: cfg.data.rotation_degrees,
+        seed: cfg.data.seed,
+        mean: cfg.data.mean,
+        std: cfg.data.std,
+        drop_single: true,
+        prefetch: 4,
+    }
+}
+
+/// Evaluation batches: fixed order, no augmentation, larger batches.
+pub fn eval_spec(cfg: &Config) -> BatchSpec {
+    BatchSpec {
+        batch_size: cfg.training.batch_size.max(32),
+        shuffle: false,
+        rotation_degrees: 0.0,
+        drop_single: false,
+        prefetch: 2,
+        ..train_spec(cfg)
+    }
+}
+
+/// The Adam optimiser of the config (PyTorch's epsilon; weight decay as L2 on the gradient).
+pub fn optimizer_config(cfg: &Config) -> AdamConfig {
+    let t = &cfg.training;
+    let clip = (t.grad_clip > 0.0).then_some(match t.grad_clip_mode {
+        ClipMode::Value => GradientClippingConfig::Value(t.grad_clip as f32),
+        ClipMode::Norm => GradientClippingConfig::Norm(t.grad_clip as f32),
+    });
+    AdamConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(
+            (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32)),
+        )
+        .with_grad_clipping(clip)
+}
+
+fn meta_for(
+    setup: &RunSetup,
+    kind: ModelKind,
+    epoch: usize,
+    val: Option<(f64, f64)>,
+) -> CheckpointMeta {
+    let cfg = &setup.config;
+    CheckpointMeta {
+        format: FORMAT_VERSION,
+        model: kind,
+        image_size: cfg.data.image_size,
+        mean: cfg.data.mean,
+        std: cfg.data.std,
+        class_names: [
+            Class::Normal.folder().to_string(),
+            Class::Pneumonia.folder().to_string(),
+        ],
+        threshold: 0.5,
+        dropout: cfg.training.dropout,
+        epoch,
+        val_loss: val.map(|v| v.0),
+        val_accuracy: val.map(|v| v.1),
+        synthetic_data: setup.synthetic,
+        init: "scratch".into(),
+        pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
+        created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_model<B: Backend>(
+    setup: &RunSetup,
+    device: &B::Device,
+    data: &RunData,
+    weights: [f32; 2],
+    kind: ModelKind,
+    index: usize,
+    result: &mut ModelResult,
+    emit: &Emitter,
+    cmds: &Receiver<Command>,
+) -> Result<TrainOutcome> {
+    type AD<B> = Autodiff<B>;
+    let cfg = &setup.config;
+    let t = &cfg.training;
+    let spec = train_spec(cfg);
+    let vspec = eval_spec(cfg);
+    AD::<B>::seed(device, cfg.data.seed.wrapping_add(index as u64 * 1000 + 1));
+    let mut model: Model<AD<B>> = Model::new(kind, t.dropout, device);
+    result.params = crate::model::trainable_params::<AD<B>, _>(&model);
+    let mut optim = optimizer_config(cfg).init::<AD<B>, Model<AD<B>>>();
+    let steps_per_epoch = epoch_order(data.train.len(), &spec, 0).len().max(1);
+    let total_steps = steps_per_epoch * t.epochs;
+    let schedule = OneCycle::new(t.max_lr, total_steps, t.warmup_fraction);
+    emit.send(TrainEvent::ModelStarted {
+        model: kind,
+        index,
+        params: result.params,
+        steps_per_epoch,
+        epochs: t.epochs,
+    });
+
+    let ckpt_dir = setup.run_dir.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
+    let best_path = ckpt_dir.join(format!("{kind}-best.ckpt"));
+    let last_path = ckpt_dir.join(format!("{kind}-last.ckpt"));
+    let mut best_loss = f64::INFINITY;
+    let mut global_step = 0usize;
+    let model_start = Instant::now();
+    let mut images_seen = 0usize;
+    let mut train_secs = 0.0f64;
+
+    for epoch in 1..=t.epochs {
+        let epoch_start = Instant::now();
+        let mut loss_sum = 0.0;
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        let mut it = batches(data.train.clone(), &spec, epoch);
+        let mut step = 0;
+        let mut control = Control::Continue;
+        for batch in it.by_ref() {
+            step += 1;
+            let n = batch.len();
+            let (x, y) = to_tensors::<AD<B>>(&batch, device);
+            let logits = model.forward(x);
+            let loss = cross_entropy(logits.clone(), y.clone(), weights);
+            let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let lr = schedule.lr(global_step);
+            model = optim.step(lr, model, grads);
+            let loss_v: f64 = loss.into_scalar().elem_f64();
+            let hits_v = hits.into_scalar().elem_f64() as usize;
+            if !loss_v.is_finite() {
+                anyhow::bail!(
+                    "the loss became {loss_v} at epoch {epoch}, step {step} (learning rate {lr:.2e}): \
+                     training diverged; lower --max-lr / training.max_lr. The last good checkpoint is kept."
+                );
+            }
+            global_step += 1;
+            images_seen += n;
+            loss_sum += loss_v * n as f64;
+            correct += hits_v;
+            seen += n;
+            let elapsed = train_secs + epoch_start.elapsed().as_secs_f64();
+            let ips = images_seen as f64 / elapsed.max(1e-9);
+            let per_step = elapsed / global_step as f64;
+            emit.send(TrainEvent::Batch {
+                model: kind,
+                epoch,
+                step,
+                steps_per_epoch,
+                global_step: global_step - 1,
+                loss: loss_v,
+                accuracy: hits_v as f64 / n as f64,
+                lr,
+                images_per_sec: ips,
+                eta_secs: per_step * (total_steps - global_step) as f64,
+            });
+            control = poll(cmds, emit);
+            if !matches!(control, Control::Continue) {
+                break;
+            }
+        }
+        let waited = it.waited().as_secs_f64();
+        drop(it);
+        let epoch_secs = epoch_start.elapsed().as_secs_f64();
+        train_secs += epoch_secs;
+        result.images_per_sec = images_seen as f64 / train_secs.max(1e-9);
+        if !matches!(control, Control::Continue) {
+            // Ended mid-epoch by the user: keep the weights as they are.
+            let meta = meta_for(setup, kind, epoch - 1, None);
+            checkpoint::save(&last_path, &meta, &model.valid())?;
+            result.last_checkpoint = Some(last_path.clone());
+            emit.send(TrainEvent::CheckpointSaved {
+                model: kind,
+                path: last_path.clone(),
+                kind: "last".into(),
+            });
+            result.epochs_done = epoch - 1;
+            return Ok(if matches!(control, Control::Stop) {
+                TrainOutcome::Stopped
+            } else {
+                TrainOutcome::Skipped
+            });
+        }
+        let valid = model.valid();
+        let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
+        let is_best = vm.loss < best_loss;
+        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)));
+        if is_best {
+            best_loss = vm.loss;
+            checkpoint::save(&best_path, &meta, &valid)?;
+            result.best_checkpoint = Some(best_path.clone());
+            result.best_epoch = Some(epoch);
+            result.best_val_loss = Some(vm.loss);
+            result.best_val_accuracy = Some(vm.accuracy);
+            emit.send(TrainEvent::CheckpointSaved {
+                model: kind,
+                path: best_path.clone(),
+                kind: "best".into(),
+            });
+        }
+        checkpoint::save(&last_path, &meta, &valid)?;
+        result.last_checkpoint = Some(last_path.clone());
+        result.epochs_done = epoch;
+        emit.send(TrainEvent::EpochEnded {
+            model: kind,
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            validation: vm,
+            best: is_best,
+            seconds: epoch_secs,
+            images_per_sec: seen as f64 / epoch_secs.max(1e-9),
+            loader_wait: waited / epoch_secs.max(1e-9),
+        });
+    }
+    let _ = model_start;
+    Ok(TrainOutcome::Completed)
+}

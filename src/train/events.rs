@@ -1,0 +1,149 @@
+//! The engine's vocabulary: events it emits (consumed alike by the dashboard and the headless reporter)
+//! and commands it accepts. Plain serialisable data; must not depend on burn or any front-end.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::SplitCounts;
+use crate::metrics::Metrics;
+use crate::model::ModelKind;
+
+/// Commands a front-end sends to the running engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Pause,
+    Resume,
+    /// Stop after the current batch: save a checkpoint and the reports, then finish.
+    Stop,
+    /// End the current model after the current batch (checkpoint saved, test evaluated) and go on.
+    SkipModel,
+}
+
+/// Where a model is in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelStatus {
+    Queued,
+    Training,
+    Done,
+    /// Ended early by the user (skip or stop); its checkpoints are kept.
+    Stopped,
+    Failed,
+}
+
+impl ModelStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelStatus::Queued => "queued",
+            ModelStatus::Training => "training",
+            ModelStatus::Done => "done",
+            ModelStatus::Stopped => "stopped",
+            ModelStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Facts about the run, sent once at the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_dir: PathBuf,
+    pub data_root: PathBuf,
+    pub synthetic: bool,
+    pub models: Vec<ModelKind>,
+    pub device: String,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub threads: usize,
+}
+
+/// What the engine reports, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainEvent {
+    RunStarted {
+        info: RunInfo,
+    },
+    /// Decoding the images into the cache (once per run).
+    DataProgress {
+        done: usize,
+        total: usize,
+    },
+    /// Split sizes per class, after unreadable files were dropped.
+    DataReady {
+        counts: SplitCounts,
+        skipped: usize,
+        seconds: f64,
+    },
+    /// A file could not be used (skipped, the run goes on).
+    Skipped {
+        path: PathBuf,
+        error: String,
+    },
+    Warning {
+        message: String,
+    },
+    ModelStarted {
+        model: ModelKind,
+        index: usize,
+        params: usize,
+        steps_per_epoch: usize,
+        epochs: usize,
+    },
+    Batch {
+        model: ModelKind,
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        steps_per_epoch: usize,
+        /// 0-based global step across epochs.
+        global_step: usize,
+        loss: f64,
+        accuracy: f64,
+        lr: f64,
+        images_per_sec: f64,
+        /// Seconds left for this model at the current pace.
+        eta_secs: f64,
+    },
+    EpochEnded {
+        model: ModelKind,
+        epoch: usize,
+        train_loss: f64,
+        train_accuracy: f64,
+        validation: Metrics,
+        /// True when this epoch gave the best validation loss so far (its checkpoint is `best`).
+        best: bool,
+        seconds: f64,
+        images_per_sec: f64,
+        /// Share of the epoch's time the trainer waited for the data loader.
+        loader_wait: f64,
+    },
+    CheckpointSaved {
+        model: ModelKind,
+        path: PathBuf,
+        kind: String,
+    },
+    Evaluated {
+        model: ModelKind,
+        split: String,
+        metrics: Metrics,
+    },
+    ModelFinished {
+        model: ModelKind,
+        status: ModelStatus,
+        seconds: f64,
+        error: Option<String>,
+    },
+    Paused,
+    Resumed,
+    /// The whole run ended; `stopped` when the user stopped it.
+    Finished {
+        run_dir: PathBuf,
+        stopped: bool,
+    },
+    /// The run could not go on (bad data, I/O); `message` says what and where.
+    Failed {
+        message: String,
+    },
+}

@@ -1,0 +1,12 @@
+//! Training: the engine that runs on a background thread, the events it emits and the commands it takes,
+//! the one-cycle schedule, checkpoints and run reports. Must not depend on any front-end (tui, headless, cli).
+
+pub mod backend;
+pub mod checkpoint;
+pub mod engine;
+pub mod events;
+pub mod infer;
+pub mod report;
+pub mod schedule;
+
+pub use events::{Command, ModelStatus, TrainEvent};

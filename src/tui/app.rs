@@ -1,0 +1,788 @@
+//! The dashboard's state (updated from engine events and keys) and the key map, one table that both the
+//! event loop and the help overlay read. No terminal I/O here: rendering is a pure function of `App`.
+
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::data::{Class, SplitCounts};
+use crate::metrics::Metrics;
+use crate::model::ModelKind;
+use crate::train::events::{ModelStatus, RunInfo, TrainEvent};
+
+/// The panes, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Balance,
+    Charts,
+    Confusion,
+    Compare,
+    Predict,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 5] = [
+        Pane::Balance,
+        Pane::Charts,
+        Pane::Confusion,
+        Pane::Compare,
+        Pane::Predict,
+    ];
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Balance => "Data",
+            Pane::Charts => "Charts",
+            Pane::Confusion => "Confusion",
+            Pane::Compare => "Compare",
+            Pane::Predict => "Predict",
+        }
+    }
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
+
+/// Everything a key can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    NextPane,
+    PrevPane,
+    GoTo(Pane),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    NextModel,
+    PrevModel,
+    Select,
+    PauseResume,
+    SkipModel,
+    Stop,
+    Quit,
+    Help,
+    Close,
+    SmoothMore,
+    SmoothLess,
+    ToggleChartScale,
+    ToggleSplit,
+}
+
+/// One row of the key map.
+pub struct Binding {
+    /// As shown in the help overlay.
+    pub keys: &'static str,
+    pub codes: &'static [KeyCode],
+    pub action: Action,
+    pub help: &'static str,
+}
+
+/// The key map: the event loop looks keys up here and the help overlay lists it.
+pub const KEYMAP: &[Binding] = &[
+    Binding {
+        keys: "tab",
+        codes: &[KeyCode::Tab],
+        action: Action::NextPane,
+        help: "next pane",
+    },
+    Binding {
+        keys: "shift-tab",
+        codes: &[KeyCode::BackTab],
+        action: Action::PrevPane,
+        help: "previous pane",
+    },
+    Binding {
+        keys: "1",
+        codes: &[KeyCode::Char('1')],
+        action: Action::GoTo(Pane::Balance),
+        help: "data: class balance",
+    },
+    Binding {
+        keys: "2",
+        codes: &[KeyCode::Char('2')],
+        action: Action::GoTo(Pane::Charts),
+        help: "live loss/accuracy charts",
+    },
+    Binding {
+        keys: "3",
+        codes: &[KeyCode::Char('3')],
+        action: Action::GoTo(Pane::Confusion),
+        help: "confusion matrix",
+    },
+    Binding {
+        keys: "4",
+        codes: &[KeyCode::Char('4')],
+        action: Action::GoTo(Pane::Compare),
+        help: "model comparison",
+    },
+    Binding {
+        keys: "5",
+        codes: &[KeyCode::Char('5')],
+        action: Action::GoTo(Pane::Predict),
+        help: "predict test images",
+    },
+    Binding {
+        keys: "↑ k",
+        codes: &[KeyCode::Up, KeyCode::Char('k')],
+        action: Action::Up,
+        help: "move up (image list)",
+    },
+    Binding {
+        keys: "↓ j",
+        codes: &[KeyCode::Down, KeyCode::Char('j')],
+        action: Action::Down,
+        help: "move down (image list)",
+    },
+    Binding {
+        keys: "pgup pgdn",
+        codes: &[KeyCode::PageUp],
+        action: Action::PageUp,
+        help: "page up / down",
+    },
+    Binding {
+        keys: "",
+        codes: &[KeyCode::PageDown],
+        action: Action::PageDown,
+        help: "",
+    },
+    Binding {
+        keys: "→ l ]",
+        codes: &[KeyCode::Right, KeyCode::Char('l'), KeyCode::Char(']')],
+        action: Action::NextModel,
+        help: "show the next model",
+    },
+    Binding {
+        keys: "← h [",
+        codes: &[KeyCode::Left, KeyCode::Char('h'), KeyCode::Char('[')],
+        action: Action::PrevModel,
+        help: "show the previous model",
+    },
+    Binding {
+        keys: "enter",
+        codes: &[KeyCode::Enter],
+        action: Action::Select,
+        help: "classify the selected image",
+    },
+    Binding {
+        keys: "p",
+        codes: &[KeyCode::Char('p')],
+        action: Action::PauseResume,
+        help: "pause / resume training",
+    },
+    Binding {
+        keys: "n",
+        codes: &[KeyCode::Char('n')],
+        action: Action::SkipModel,
+        help: "end this model, go to the next",
+    },
+    Binding {
+        keys: "s",
+        codes: &[KeyCode::Char('s')],
+        action: Action::Stop,
+        help: "stop training (checkpoint saved)",
+    },
+    Binding {
+        keys: "+ -",
+        codes: &[KeyCode::Char('+'), KeyCode::Char('=')],
+        action: Action::SmoothMore,
+        help: "more / less chart smoothing",
+    },
+    Binding {
+        keys: "",
+        codes: &[KeyCode::Char('-')],
+        action: Action::SmoothLess,
+        help: "",
+    },
+    Binding {
+        keys: "e",
+        codes: &[KeyCode::Char('e')],
+        action: Action::ToggleChartScale,
+        help: "charts: per batch / per epoch",
+    },
+    Binding {
+        keys: "v",
+        codes: &[KeyCode::Char('v')],
+        action: Action::ToggleSplit,
+        help: "confusion: validation / test",
+    },
+    Binding {
+        keys: "?",
+        codes: &[KeyCode::Char('?')],
+        action: Action::Help,
+        help: "this help",
+    },
+    Binding {
+        keys: "esc",
+        codes: &[KeyCode::Esc],
+        action: Action::Close,
+        help: "close help / popup",
+    },
+    Binding {
+        keys: "q",
+        codes: &[KeyCode::Char('q')],
+        action: Action::Quit,
+        help: "quit (asks first while training)",
+    },
+];
+
+/// Looks a key up in the key map (ctrl-c always quits).
+pub fn action_for(key: &KeyEvent) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+        return Some(Action::Quit);
+    }
+    KEYMAP
+        .iter()
+        .find(|b| b.codes.contains(&key.code))
+        .map(|b| b.action)
+}
+
+/// What the dashboard knows about one model.
+#[derive(Debug, Clone)]
+pub struct ModelView {
+    pub kind: ModelKind,
+    pub status: ModelStatus,
+    pub params: usize,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    /// (x in epochs, value) per batch.
+    pub batch_loss: Vec<(f64, f64)>,
+    pub batch_acc: Vec<(f64, f64)>,
+    /// (epoch, value) per epoch.
+    pub train_loss: Vec<(f64, f64)>,
+    pub train_acc: Vec<(f64, f64)>,
+    pub val_loss: Vec<(f64, f64)>,
+    pub val_acc: Vec<(f64, f64)>,
+    pub last_val: Option<Metrics>,
+    pub test: Option<Metrics>,
+    pub best_val_loss: Option<f64>,
+    pub best_val_acc: Option<f64>,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    pub eta_secs: f64,
+    pub seconds: f64,
+    pub best_checkpoint: Option<PathBuf>,
+    pub error: Option<String>,
+    pub init: String,
+}
+
+impl ModelView {
+    pub fn new(kind: ModelKind) -> Self {
+        Self {
+            kind,
+            status: ModelStatus::Queued,
+            params: 0,
+            epoch: 0,
+            epochs: 0,
+            step: 0,
+            steps_per_epoch: 0,
+            batch_loss: Vec::new(),
+            batch_acc: Vec::new(),
+            train_loss: Vec::new(),
+            train_acc: Vec::new(),
+            val_loss: Vec::new(),
+            val_acc: Vec::new(),
+            last_val: None,
+            test: None,
+            best_val_loss: None,
+            best_val_acc: None,
+            lr: 0.0,
+            images_per_sec: 0.0,
+            eta_secs: 0.0,
+            seconds: 0.0,
+            best_checkpoint: None,
+            error: None,
+            init: "scratch".into(),
+        }
+    }
+}
+
+/// A classified test image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictResult {
+    pub path: PathBuf,
+    pub model: ModelKind,
+    pub truth: Class,
+    /// P(pneumonia), or the error that stopped the prediction.
+    pub outcome: Result<f32, String>,
+    pub threshold: f32,
+}
+
+/// The predict pane's state.
+#[derive(Debug, Clone, Default)]
+pub struct PredictState {
+    pub items: Vec<(PathBuf, Class)>,
+    pub selected: usize,
+    pub pending: Option<PathBuf>,
+    pub result: Option<PredictResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Validation,
+    Test,
+}
+
+/// A request the event loop must carry out (the App itself does no I/O).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send(crate::train::Command),
+    Predict {
+        path: PathBuf,
+        checkpoint: PathBuf,
+        model: ModelKind,
+        truth: Class,
+    },
+}
+
+/// The dashboard state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub info: Option<RunInfo>,
+    pub counts: Option<SplitCounts>,
+    pub data_progress: (usize, usize),
+    pub skipped: usize,
+    pub models: Vec<ModelView>,
+    pub selected: usize,
+    pub pane: Pane,
+    pub help: bool,
+    pub confirm_quit: bool,
+    pub paused: bool,
+    pub stopping: bool,
+    pub finished: bool,
+    pub failed: Option<String>,
+    /// EMA smoothing factor of the per-batch curves (0 = raw, 0.99 = very smooth), as TensorBoard.
+    pub smoothing: f64,
+    pub per_epoch: bool,
+    pub split: Split,
+    pub predict: PredictState,
+    pub log: Vec<String>,
+    pub should_quit: bool,
+    /// Terminal and device facts for the status line (device name, memory) when known.
+    pub device_note: Option<String>,
+}
+
+impl App {
+    pub fn new(models: &[ModelKind]) -> Self {
+        Self {
+            info: None,
+            counts: None,
+            data_progress: (0, 0),
+            skipped: 0,
+            models: models.iter().map(|&k| ModelView::new(k)).collect(),
+            selected: 0,
+            pane: Pane::Charts,
+            help: false,
+            confirm_quit: false,
+            paused: false,
+            stopping: false,
+            finished: false,
+            failed: None,
+            smoothing: 0.6,
+            per_epoch: false,
+            split: Split::Validation,
+            predict: PredictState::default(),
+            log: Vec::new(),
+            should_quit: false,
+            device_note: None,
+        }
+    }
+
+    pub fn training(&self) -> bool {
+        !self.finished && self.failed.is_none()
+    }
+
+    pub fn current(&self) -> &ModelView {
+        &self.models[self.selected.min(self.models.len().saturating_sub(1))]
+    }
+
+    fn model_mut(&mut self, kind: ModelKind) -> Option<&mut ModelView> {
+        self.models.iter_mut().find(|m| m.kind == kind)
+    }
+
+    fn note(&mut self, line: String) {
+        self.log.push(line);
+        if self.log.len() > 200 {
+            self.log.remove(0);
+        }
+    }
+
+    /// Applies one engine event.
+    pub fn on_event(&mut self, ev: TrainEvent) {
+        match ev {
+            TrainEvent::RunStarted { info } => {
+                if self.models.is_empty()
+                    || self
+                        .models
+                        .iter()
+                        .map(|m| m.kind)
+                        .ne(info.models.iter().copied())
+                {
+                    self.models = info.models.iter().map(|&k| ModelView::new(k)).collect();
+                }
+                self.info = Some(info);
+            }
+            TrainEvent::DataProgress { done, total } => self.data_progress = (done, total),
+            TrainEvent::DataReady {
+                counts, skipped, ..
+            } => {
+                self.counts = Some(counts);
+                self.skipped = skipped;
+            }
+            TrainEvent::Skipped { path, error } => {
+                self.note(format!("skipped {}: {error}", path.display()))
+            }
+            TrainEvent::Warning { message } => self.note(format!("warning: {message}")),
+            TrainEvent::ModelStarted {
+                model,
+                index,
+                params,
+                steps_per_epoch,
+                epochs,
+            } => {
+                self.selected = index.min(self.models.len().saturating_sub(1));
+                if let Some(m) = self.model_mut(model) {
+                    m.status = ModelStatus::Training;
+                    m.params = params;
+                    m.steps_per_epoch = steps_per_epoch;
+                    m.epochs = epochs;
+                }
+            }
+            TrainEvent::Batch {
+                model,
+                epoch,
+                step,
+                steps_per_epoch,
+                loss,
+                accuracy,
+                lr,
+                images_per_sec,
+                eta_secs,
+                ..
+            } => {
+                if let Some(m) = self.model_mut(model) {
+                    let x = (epoch - 1) as f64 + step as f64 / steps_per_epoch.max(1) as f64;
+                    m.epoch = epoch;
+                    m.step = step;
+                    m.batch_loss.push((x, loss));
+                    m.batch_acc.push((x, accuracy));
+                    m.lr = lr;
+                    m.images_per_sec = images_per_sec;
+                    m.eta_secs = eta_secs;
+                }
+            }
+            TrainEvent::EpochEnded {
+                model,
+                epoch,
+                train_loss,
+                train_accuracy,
+                validation,
+                ..
+            } => {
+                if let Some(m) = self.model_mut(model) {
+                    let x = epoch as f64;
+                    m.train_loss.push((x, train_loss));
+                    m.train_acc.push((x, train_accuracy));
+                    m.val_loss.push((x, validation.loss));
+                    m.val_acc.push((x, validation.accuracy));
+                    if m.best_val_loss.is_none_or(|b| validation.loss < b) {
+                        m.best_val_loss = Some(validation.loss);
+                        m.best_val_acc = Some(validation.accuracy);
+                    }
+                    m.last_val = Some(validation);
+                }
+            }
+            TrainEvent::CheckpointSaved { model, path, kind } => {
+                if kind == "best" {
+                    if let Some(m) = self.model_mut(model) {
+                        m.best_checkpoint = Some(path);
+                    }
+                }
+            }
+            TrainEvent::Evaluated { model, metrics, .. } => {
+                if let Some(m) = self.model_mut(model) {
+                    m.test = Some(metrics);
+                }
+                if self.models.get(self.selected).map(|m| m.kind) == Some(model) {
+                    self.split = Split::Test;
+                }
+            }
+            TrainEvent::ModelFinished {
+                model,
+                status,
+                seconds,
+                error,
+            } => {
+                if let Some(m) = self.model_mut(model) {
+                    m.status = status;
+                    m.seconds = seconds;
+                    if let Some(e) = &error {
+                        m.error = Some(e.clone());
+                    }
+                }
+                if let Some(e) = error {
+                    self.note(format!("{model} failed: {e}"));
+                }
+            }
+            TrainEvent::Paused => self.paused = true,
+            TrainEvent::Resumed => self.paused = false,
+            TrainEvent::Finished { stopped, .. } => {
+                self.finished = true;
+                self.paused = false;
+                if stopped {
+                    self.stopping = true;
+                }
+                if self.confirm_quit {
+                    self.confirm_quit = false;
+                }
+                for m in &mut self.models {
+                    if m.status == ModelStatus::Queued || m.status == ModelStatus::Training {
+                        m.status = ModelStatus::Stopped;
+                    }
+                }
+            }
+            TrainEvent::Failed { message } => {
+                self.note(format!("error: {message}"));
+                self.failed = Some(message);
+            }
+        }
+    }
+
+    /// Applies a key; returns what the event loop must do.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.confirm_quit {
+            match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+                    self.confirm_quit = false;
+                    self.should_quit = true;
+                    if self.training() {
+                        self.stopping = true;
+                        fx.push(Effect::Send(crate::train::Command::Stop));
+                    }
+                }
+                _ => self.confirm_quit = false,
+            }
+            return fx;
+        }
+        let Some(action) = action_for(&key) else {
+            return fx;
+        };
+        if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
+            self.help = false;
+        }
+        match action {
+            Action::NextPane => self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()],
+            Action::PrevPane => {
+                self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]
+            }
+            Action::GoTo(p) => self.pane = p,
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-10),
+            Action::PageDown => self.move_selection(10),
+            Action::NextModel if !self.models.is_empty() => {
+                self.selected = (self.selected + 1) % self.models.len()
+            }
+            Action::PrevModel if !self.models.is_empty() => {
+                self.selected = (self.selected + self.models.len() - 1) % self.models.len()
+            }
+            Action::NextModel | Action::PrevModel => {}
+            Action::Select => {
+                if self.pane == Pane::Predict {
+                    if let Some(e) = self.classify_selected() {
+                        fx.push(e);
+                    }
+                }
+            }
+            Action::PauseResume if self.training() && !self.stopping => {
+                self.paused = !self.paused;
+                fx.push(Effect::Send(if self.paused {
+                    crate::train::Command::Pause
+                } else {
+                    crate::train::Command::Resume
+                }));
+            }
+            Action::SkipModel if self.training() && !self.stopping => {
+                fx.push(Effect::Send(crate::train::Command::SkipModel))
+            }
+            Action::Stop if self.training() && !self.stopping => {
+                self.stopping = true;
+                fx.push(Effect::Send(crate::train::Command::Stop));
+            }
+            Action::PauseResume | Action::SkipModel | Action::Stop => {}
+            Action::Quit => {
+                if self.training() {
+                    self.confirm_quit = true;
+                } else {
+                    self.should_quit = true;
+                }
+            }
+            Action::Help => self.help = !self.help,
+            Action::Close => self.help = false,
+            Action::SmoothMore => self.smoothing = (self.smoothing + 0.1).min(0.95),
+            Action::SmoothLess => self.smoothing = (self.smoothing - 0.1).max(0.0),
+            Action::ToggleChartScale => self.per_epoch = !self.per_epoch,
+            Action::ToggleSplit => {
+                self.split = if self.split == Split::Validation {
+                    Split::Test
+                } else {
+                    Split::Validation
+                }
+            }
+        }
+        fx
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        if self.pane != Pane::Predict || self.predict.items.is_empty() {
+            return;
+        }
+        let n = self.predict.items.len() as isize;
+        self.predict.selected = (self.predict.selected as isize + delta).clamp(0, n - 1) as usize;
+    }
+
+    /// Asks for a prediction of the selected image with the shown model, if it has a checkpoint.
+    fn classify_selected(&mut self) -> Option<Effect> {
+        let (path, truth) = self.predict.items.get(self.predict.selected)?.clone();
+        let m = self.current();
+        let Some(ckpt) = m.best_checkpoint.clone() else {
+            let model = m.kind;
+            self.predict.result = Some(PredictResult {
+                path,
+                model,
+                truth,
+                outcome: Err(format!(
+                    "{} has no checkpoint yet (one is saved after its first epoch)",
+                    model.title()
+                )),
+                threshold: 0.5,
+            });
+            return None;
+        };
+        let model = m.kind;
+        self.predict.pending = Some(path.clone());
+        Some(Effect::Predict {
+            path,
+            checkpoint: ckpt,
+            model,
+            truth,
+        })
+    }
+
+    /// Applies a prediction computed by the worker.
+    pub fn on_prediction(&mut self, result: PredictResult) {
+        if self.predict.pending.as_ref() == Some(&result.path) {
+            self.predict.pending = None;
+        }
+        self.predict.result = Some(result);
+    }
+}
+
+/// TensorBoard's smoothing: debiased exponential moving average with weight `factor` on the past.
+pub fn ema(points: &[(f64, f64)], factor: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut last = 0.0;
+    let mut weight = 0.0;
+    for &(x, y) in points {
+        last = last * factor + (1.0 - factor) * y;
+        weight = weight * factor + (1.0 - factor);
+        out.push((x, if weight > 0.0 { last / weight } else { y }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ema_matches_tensorboard() {
+        assert_eq!(
+            ema(&[(0.0, 1.0), (1.0, 3.0)], 0.0),
+            vec![(0.0, 1.0), (1.0, 3.0)]
+        );
+        let s = ema(&[(0.0, 2.0), (1.0, 4.0)], 0.5);
+        assert!(
+            (s[0].1 - 2.0).abs() < 1e-12,
+            "debiased: the first point is kept"
+        );
+        assert!((s[1].1 - (0.5 * 0.5 * 2.0 + 0.5 * 4.0) / 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_action_has_a_key_and_help_covers_the_key_map() {
+        for b in KEYMAP {
+            assert!(!b.codes.is_empty());
+        }
+        let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+        assert_eq!(action_for(&key(KeyCode::Tab)), Some(Action::NextPane));
+        assert_eq!(action_for(&key(KeyCode::Char('j'))), Some(Action::Down));
+        assert_eq!(
+            action_for(&key(KeyCode::Char('5'))),
+            Some(Action::GoTo(Pane::Predict))
+        );
+        assert_eq!(
+            action_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+        assert_eq!(action_for(&key(KeyCode::Char('z'))), None);
+    }
+
+    #[test]
+    fn quitting_while_training_asks_first_and_stops_cleanly() {
+        let mut app = App::new(&[ModelKind::Simple]);
+        let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+        assert!(app.on_key(key(KeyCode::Char('q'))).is_empty());
+        assert!(app.confirm_quit && !app.should_quit);
+        assert!(
+            app.on_key(key(KeyCode::Char('n'))).is_empty(),
+            "any other key cancels"
+        );
+        assert!(!app.confirm_quit && !app.should_quit);
+        app.on_key(key(KeyCode::Char('q')));
+        let fx = app.on_key(key(KeyCode::Char('y')));
+        assert_eq!(fx, vec![Effect::Send(crate::train::Command::Stop)]);
+        assert!(app.should_quit);
+
+        let mut done = App::new(&[ModelKind::Simple]);
+        done.finished = true;
+        done.on_key(key(KeyCode::Char('q')));
+        assert!(
+            done.should_quit && !done.confirm_quit,
+            "no question once training is over"
+        );
+    }
+
+    #[test]
+    fn pause_skip_and_stop_send_commands() {
+        use crate::train::Command;
+        let mut app = App::new(&[ModelKind::Simple, ModelKind::Regularized]);
+        let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('p'))),
+            vec![Effect::Send(Command::Pause)]
+        );
+        assert!(app.paused);
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('p'))),
+            vec![Effect::Send(Command::Resume)]
+        );
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('n'))),
+            vec![Effect::Send(Command::SkipModel)]
+        );
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('s'))),
+            vec![Effect::Send(Command::Stop)]
+        );
+        assert!(
+            app.on_key(key(KeyCode::Char('s'))).is_empty(),
+            "stop is sent once"
+        );
+        app.on_key(key(KeyCode::Right));
+        assert_eq!(app.selected, 1);
+        app.on_key(key(KeyCode::Right));
+        assert_eq!(app.selected, 0, "model selection wraps");
+    }
+}

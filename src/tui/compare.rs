@@ -1,0 +1,133 @@
+//! The model-comparison pane: the queued models side by side (status, best validation, test figures, time,
+//! initialisation) and their validation-accuracy curves overlaid on one chart. Pure rendering of `App`.
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::Span;
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Row, Table};
+use ratatui::Frame;
+
+use super::app::App;
+use super::charts::fmt_secs;
+use crate::train::ModelStatus;
+
+const COLORS: [Color; 3] = [Color::Cyan, Color::Magenta, Color::Yellow];
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" Model comparison ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let table_h = (app.models.len() as u16 + 1).min(inner.height);
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(table_h), Constraint::Min(0)])
+        .split(inner);
+    let pct = |x: Option<f64>| {
+        x.map(|v| format!("{:.1}", 100.0 * v))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Row> = app
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let status_style = match m.status {
+                ModelStatus::Done => Style::default().fg(Color::Green),
+                ModelStatus::Training => Style::default().fg(Color::Yellow),
+                ModelStatus::Failed => Style::default().fg(Color::Red),
+                _ => Style::default(),
+            };
+            let t = m.test.as_ref();
+            let name = format!(
+                "{}{}",
+                if i == app.selected { "▶ " } else { "  " },
+                m.kind.title()
+            );
+            let time = if m.status == ModelStatus::Queued {
+                "-".into()
+            } else {
+                fmt_secs(m.seconds.max(0.0))
+            };
+            Row::new(vec![
+                Cell::from(name).style(Style::default().fg(COLORS[i % 3])),
+                Cell::from(m.status.label()).style(status_style),
+                Cell::from(
+                    m.best_val_loss
+                        .map(|v| format!("{v:.4}"))
+                        .unwrap_or("-".into()),
+                ),
+                Cell::from(pct(m.best_val_acc)),
+                Cell::from(pct(t.map(|t| t.accuracy))),
+                Cell::from(pct(t.map(|t| t.sensitivity))),
+                Cell::from(pct(t.map(|t| t.specificity))),
+                Cell::from(
+                    t.and_then(|t| t.auc)
+                        .map(|a| format!("{a:.3}"))
+                        .unwrap_or("-".into()),
+                ),
+                Cell::from(time),
+                Cell::from(m.init.clone()),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(18),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Min(7),
+    ];
+    let header = Row::new(vec![
+        "model", "status", "val loss", "val acc", "test acc", "sens", "spec", "AUC", "time", "init",
+    ])
+    .style(Style::default().add_modifier(Modifier::UNDERLINED));
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        parts[0],
+    );
+    if parts[1].height < 5 {
+        return;
+    }
+    let x_max = app
+        .models
+        .iter()
+        .map(|m| m.epochs)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let sets: Vec<Dataset> = app
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Dataset::default()
+                .name(m.kind.name())
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::default().fg(COLORS[i % 3]))
+                .data(&m.val_acc)
+        })
+        .collect();
+    let chart = Chart::new(sets)
+        .block(Block::default().title(" validation accuracy per epoch "))
+        .x_axis(
+            Axis::default()
+                .title("epoch")
+                .bounds([0.0, x_max])
+                .labels(vec![Span::raw("0"), Span::raw(format!("{x_max:.0}"))]),
+        )
+        .y_axis(Axis::default().title("acc").bounds([0.0, 1.0]).labels(vec![
+            Span::raw("0%"),
+            Span::raw("50%"),
+            Span::raw("100%"),
+        ]));
+    frame.render_widget(chart, parts[1]);
+}

@@ -1,0 +1,436 @@
+//! The ratatui dashboard: terminal setup and restore (also on panic), the event loop (engine events, keys,
+//! predictions, ≤10 redraws/s and only when something changed) and the frame layout around the panes.
+//! Consumes the same engine events as the headless reporter; the engine never knows it is there.
+
+pub mod app;
+pub mod balance;
+pub mod charts;
+pub mod compare;
+pub mod confusion;
+pub mod help;
+pub mod predict;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossterm::event::{self, Event, KeyEventKind};
+use ratatui::layout::{Alignment, Constraint, Direction, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Tabs, Wrap};
+use ratatui::Frame;
+
+use self::app::{App, Effect, Pane, PredictResult};
+use self::predict::ImageView;
+use crate::data::Class;
+use crate::error::Result;
+use crate::model::ModelKind;
+use crate::train::engine::EngineHandle;
+use crate::train::report::RunReport;
+use crate::train::ModelStatus;
+
+/// Smallest terminal the dashboard draws in; below it says so.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 12;
+/// At most this many redraws per second.
+const FRAME: Duration = Duration::from_millis(100);
+
+/// Draws the whole screen from the state. Pure apart from the image widget's encoding cache.
+pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = Paragraph::new(format!(
+            "terminal too small ({}×{}); need {MIN_WIDTH}×{MIN_HEIGHT}",
+            area.width, area.height
+        ))
+        .wrap(Wrap { trim: true })
+        .alignment(Alignment::Center);
+        frame.render_widget(msg, area);
+        return;
+    }
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(0),
+            Constraint::Length(1),
+        ])
+        .split(area);
+    frame.render_widget(Paragraph::new(header(app)), rows[0]);
+    let titles: Vec<Line> = Pane::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Line::from(format!("{} {}", i + 1, p.title())))
+        .collect();
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(app.pane.index())
+            .highlight_style(Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD))
+            .divider("│"),
+        rows[1],
+    );
+    let body = rows[2];
+    match app.pane {
+        Pane::Balance => balance::render(app, frame, body),
+        Pane::Charts => charts::render(app, frame, body),
+        Pane::Confusion => confusion::render(app, frame, body),
+        Pane::Compare => compare::render(app, frame, body),
+        Pane::Predict => predict::render(app, image, frame, body),
+    }
+    frame.render_widget(Paragraph::new(status_line(app)), rows[3]);
+    if app.help {
+        help::render(frame, body);
+    }
+    if app.confirm_quit {
+        help::render_confirm(frame, body);
+    }
+}
+
+fn header(app: &App) -> Line<'static> {
+    let mut spans = vec![Span::styled(
+        "pneumoscope",
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    if let Some(i) = &app.info {
+        if i.synthetic {
+            spans.push(Span::raw(" · "));
+            spans.push(Span::styled(
+                "SYNTHETIC data",
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ));
+        }
+        spans.push(Span::raw(format!(
+            " · {} · {} px · batch {}",
+            i.device, i.image_size, i.batch_size
+        )));
+        if let Some(d) = &app.device_note {
+            spans.push(Span::raw(format!(" · {d}")));
+        }
+    }
+    let m = app.current();
+    spans.push(Span::raw(format!(
+        " · showing {} ({}/{})",
+        m.kind.name(),
+        app.selected + 1,
+        app.models.len()
+    )));
+    Line::from(spans)
+}
+
+fn status_line(app: &App) -> Line<'static> {
+    let state = if let Some(e) = &app.failed {
+        Span::styled(format!("failed: {e}"), Style::default().fg(Color::Red))
+    } else if app.finished {
+        Span::styled(
+            "finished — compare, predict, q quits".to_string(),
+            Style::default().fg(Color::Green),
+        )
+    } else if app.stopping {
+        Span::styled(
+            "stopping after this batch, saving a checkpoint…".to_string(),
+            Style::default().fg(Color::Yellow),
+        )
+    } else if app.paused {
+        Span::styled(
+            "PAUSED (p resumes)".to_string(),
+            Style::default().fg(Color::Yellow),
+        )
+    } else if app.counts.is_none() {
+        let (d, t) = app.data_progress;
+        Span::raw(format!("decoding images {d}/{t}"))
+    } else {
+        let training = app
+            .models
+            .iter()
+            .find(|m| m.status == ModelStatus::Training);
+        match training {
+            Some(m) => Span::raw(format!(
+                "training {} e{}/{} · {:.1} img/s · ETA {}",
+                m.kind.name(),
+                m.epoch,
+                m.epochs,
+                m.images_per_sec,
+                charts::fmt_secs(m.eta_secs)
+            )),
+            None => Span::raw("working…".to_string()),
+        }
+    };
+    Line::from(vec![
+        state,
+        Span::styled(
+            "  ?:help tab:pane ←→:model p:pause n:next s:stop q:quit",
+            Style::default().fg(Color::DarkGray),
+        ),
+    ])
+}
+
+/// Restores the terminal and stderr when dropped (normal exit, error or unwinding panic).
+struct TerminalGuard {
+    saved_stderr: Option<i32>,
+}
+
+impl TerminalGuard {
+    fn restore(&mut self) {
+        ratatui::restore();
+        if let Some(fd) = self.saved_stderr.take() {
+            // SAFETY: fd is a duplicate of the original stderr made in `redirect_stderr`.
+            unsafe {
+                libc::dup2(fd, 2);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Sends fd 2 to `log` so library output cannot corrupt the screen; returns the saved original.
+fn redirect_stderr(log: &std::path::Path) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ok()?;
+    // SAFETY: plain descriptor duplication; both descriptors stay valid for the process.
+    unsafe {
+        let saved = libc::dup(2);
+        if saved < 0 {
+            return None;
+        }
+        if libc::dup2(file.as_raw_fd(), 2) < 0 {
+            libc::close(saved);
+            return None;
+        }
+        Some(saved)
+    }
+}
+
+/// Installs a panic hook that restores the terminal (and stderr) before the panic message is printed.
+fn install_panic_hook(saved_stderr: Option<i32>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        ratatui::restore();
+        if let Some(fd) = saved_stderr {
+            // SAFETY: see TerminalGuard::restore; restoring twice is harmless.
+            unsafe {
+                libc::dup2(fd, 2);
+            }
+        }
+        previous(info);
+    }));
+}
+
+/// Loads checkpoints and classifies images off the UI thread.
+fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
+    let (req_tx, req_rx) = unbounded::<Effect>();
+    let (res_tx, res_rx) = unbounded();
+    let _ = std::thread::Builder::new()
+        .name("pneumoscope-predict".into())
+        .spawn(move || {
+            use crate::train::backend::Cpu;
+            let device = Default::default();
+            let mut cache: Option<(
+                PathBuf,
+                crate::train::checkpoint::CheckpointMeta,
+                crate::model::Model<Cpu>,
+            )> = None;
+            for req in req_rx.iter() {
+                let Effect::Predict {
+                    path,
+                    checkpoint,
+                    model,
+                    truth,
+                } = req
+                else {
+                    continue;
+                };
+                let outcome = (|| -> std::result::Result<(f32, f32), String> {
+                    if cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
+                        let (meta, m) = crate::train::checkpoint::load::<Cpu>(&checkpoint, &device)
+                            .map_err(|e| e.to_string())?;
+                        cache = Some((checkpoint.clone(), meta, m));
+                    }
+                    let (_, meta, m) = cache.as_ref().ok_or("no model")?;
+                    let r = crate::train::infer::predict_files::<Cpu>(
+                        m,
+                        meta,
+                        std::slice::from_ref(&path),
+                        30_000,
+                        &device,
+                    );
+                    match r.into_iter().next() {
+                        Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
+                        Some(Err((_, e))) => Err(e),
+                        None => Err("no result".into()),
+                    }
+                })();
+                let (outcome, threshold) = match outcome {
+                    Ok((p, t)) => (Ok(p), t),
+                    Err(e) => (Err(e), 0.5),
+                };
+                if res_tx
+                    .send(PredictResult {
+                        path,
+                        model,
+                        truth,
+                        outcome,
+                        threshold,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    (req_tx, res_rx)
+}
+
+/// Decodes an image for display, downscaled so terminal encoding stays cheap.
+fn load_picture(path: &std::path::Path) -> Option<image::DynamicImage> {
+    let (img, _) = crate::data::image::decode(path, 30_000).ok()?;
+    Some(
+        img.resize(480, 480, image::imageops::FilterType::Triangle)
+            .grayscale(),
+    )
+}
+
+fn picker() -> ratatui_image::picker::Picker {
+    if std::env::var("PNEUMOSCOPE_IMAGES").as_deref() == Ok("halfblocks") {
+        return ratatui_image::picker::Picker::halfblocks();
+    }
+    ratatui_image::picker::Picker::from_query_stdio()
+        .unwrap_or_else(|_| ratatui_image::picker::Picker::halfblocks())
+}
+
+/// What the dashboard ended with.
+pub struct Outcome {
+    pub report: Option<Result<RunReport>>,
+    /// The user quit (q) or a signal arrived before the run finished.
+    pub quit_early: bool,
+}
+
+/// Runs the dashboard until the user quits. The engine keeps training behind it; quitting while it trains
+/// sends Stop and waits for the checkpoint before leaving.
+pub fn run(
+    handle: EngineHandle,
+    models: &[ModelKind],
+    test_items: Vec<(PathBuf, Class)>,
+    log_file: &std::path::Path,
+    signals: &crate::signals::StopSignals,
+) -> Result<Outcome> {
+    let mut app = App::new(models);
+    app.predict.items = test_items;
+    let saved_stderr = redirect_stderr(log_file);
+    install_panic_hook(saved_stderr);
+    let mut terminal = ratatui::try_init()?;
+    let mut guard = TerminalGuard { saved_stderr };
+    let picker = picker();
+    let (pred_tx, pred_rx) = spawn_predictor();
+    let mut image = ImageView::default();
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - FRAME;
+    let mut engine_done = false;
+    let mut quit_early = false;
+    loop {
+        loop {
+            match handle.events.try_recv() {
+                Ok(ev) => {
+                    app.on_event(ev);
+                    dirty = true;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    engine_done = true;
+                    if !app.finished && app.failed.is_none() {
+                        app.finished = true;
+                    }
+                    break;
+                }
+            }
+        }
+        while let Ok(r) = pred_rx.try_recv() {
+            app.on_prediction(r);
+            dirty = true;
+        }
+        if signals.fired() && !app.should_quit {
+            // SIGTERM/SIGHUP: the signal thread already asked the engine to stop; leave once it has.
+            app.should_quit = true;
+            app.stopping = true;
+            quit_early = true;
+        }
+        if app.pane == Pane::Predict {
+            let sel = app
+                .predict
+                .items
+                .get(app.predict.selected)
+                .map(|i| i.0.clone());
+            if sel.is_some() && image.path != sel {
+                image.protocol = sel
+                    .as_deref()
+                    .and_then(load_picture)
+                    .map(|img| picker.new_resize_protocol(img));
+                image.path = sel;
+                dirty = true;
+            }
+        }
+        if app.should_quit && (engine_done || app.finished || app.failed.is_some()) {
+            break;
+        }
+        if dirty && last_draw.elapsed() >= FRAME {
+            terminal.draw(|f| render(&app, &mut image, f))?;
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        let wait = if dirty {
+            FRAME.saturating_sub(last_draw.elapsed())
+        } else {
+            Duration::from_millis(200)
+        };
+        if event::poll(wait)? {
+            match event::read()? {
+                Event::Key(k) if k.kind == KeyEventKind::Press => {
+                    let was_training = app.training();
+                    for fx in app.on_key(k) {
+                        match fx {
+                            Effect::Send(cmd) => {
+                                let _ = handle.commands.send(cmd);
+                            }
+                            p @ Effect::Predict { .. } => {
+                                let _ = pred_tx.send(p);
+                            }
+                        }
+                    }
+                    if app.should_quit && was_training {
+                        quit_early = true;
+                    }
+                    dirty = true;
+                }
+                Event::Resize(_, _) => dirty = true,
+                _ => {}
+            }
+        }
+    }
+    guard.restore();
+    drop(terminal);
+    let report = if engine_done || app.finished || app.failed.is_some() {
+        Some(
+            handle
+                .thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the training thread panicked"))
+                .and_then(|r| r),
+        )
+    } else {
+        None
+    };
+    Ok(Outcome { report, quit_early })
+}

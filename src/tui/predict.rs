@@ -1,0 +1,142 @@
+//! The predict pane: the test images with their true label, the selected one shown in the terminal
+//! (ratatui-image: halfblocks anywhere, sixel/kitty where supported), and the chosen model's verdict with
+//! P(pneumonia) as a gauge and whether it was right.
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Gauge, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::Frame;
+use ratatui_image::protocol::StatefulProtocol;
+use ratatui_image::StatefulImage;
+
+use super::app::App;
+use crate::data::Class;
+
+/// The picture of the selected image, owned by the event loop (a terminal resource, not App state).
+#[derive(Default)]
+pub struct ImageView {
+    pub path: Option<std::path::PathBuf>,
+    pub protocol: Option<StatefulProtocol>,
+}
+
+pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
+    let m = app.current();
+    let title = format!(
+        " Predict with {} ({}) — enter classifies, ←/→ picks the model ",
+        m.kind.title(),
+        m.status.label()
+    );
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let p = &app.predict;
+    if p.items.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no test images (the data folder has no test/ split)"),
+            inner,
+        );
+        return;
+    }
+    let cols = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([
+            Constraint::Length(inner.width.min(34).max(inner.width / 3)),
+            Constraint::Min(0),
+        ])
+        .split(inner);
+    let items: Vec<ListItem> = p
+        .items
+        .iter()
+        .map(|(path, truth)| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let tag = if *truth == Class::Pneumonia { "P" } else { "N" };
+            ListItem::new(format!("{tag} {name}"))
+        })
+        .collect();
+    let mut state = ListState::default().with_selected(Some(p.selected));
+    let list = List::new(items)
+        .block(Block::default().title(format!(
+            "test images {}/{} (N/P = true label)",
+            p.selected + 1,
+            p.items.len()
+        )))
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("›");
+    frame.render_stateful_widget(list, cols[0], &mut state);
+
+    let right = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(3),
+            Constraint::Length(1),
+            Constraint::Min(0),
+        ])
+        .split(cols[1]);
+    let (sel_path, truth) = &p.items[p.selected];
+    let mut lines = vec![Line::from(format!(
+        "{} · true label {}",
+        sel_path.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+        truth.folder()
+    ))];
+    let mut gauge: Option<(f32, f32)> = None;
+    match (&p.pending, &p.result) {
+        (Some(pending), _) if pending == sel_path => lines.push(Line::from("classifying…")),
+        (_, Some(r)) if &r.path == sel_path => match &r.outcome {
+            Ok(prob) => {
+                let predicted = if *prob >= r.threshold {
+                    Class::Pneumonia
+                } else {
+                    Class::Normal
+                };
+                let right_answer = predicted == r.truth;
+                lines.push(Line::from(vec![
+                    ratatui::text::Span::styled(
+                        format!("{} says {}", r.model.title(), predicted.folder()),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    ratatui::text::Span::styled(
+                        if right_answer {
+                            "  ✓ right"
+                        } else {
+                            "  ✗ wrong"
+                        },
+                        Style::default().fg(if right_answer {
+                            Color::Green
+                        } else {
+                            Color::Red
+                        }),
+                    ),
+                ]));
+                gauge = Some((*prob, r.threshold));
+            }
+            Err(e) => lines.push(Line::styled(e.clone(), Style::default().fg(Color::Red))),
+        },
+        _ => lines.push(Line::from("press enter to classify this image")),
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), right[0]);
+    if let Some((prob, threshold)) = gauge {
+        frame.render_widget(
+            Gauge::default()
+                .gauge_style(Style::default().fg(if prob >= threshold {
+                    Color::Magenta
+                } else {
+                    Color::Cyan
+                }))
+                .ratio(prob.clamp(0.0, 1.0) as f64)
+                .label(format!(
+                    "P(pneumonia) {:.1}% (threshold {:.0}%)",
+                    100.0 * prob,
+                    100.0 * threshold
+                )),
+            right[1],
+        );
+    }
+    if image.path.as_ref() == Some(sel_path) {
+        if let Some(proto) = image.protocol.as_mut() {
+            frame.render_stateful_widget(StatefulImage::default(), right[2], proto);
+        }
+    } else if right[2].height > 0 {
+        frame.render_widget(Paragraph::new("(loading image…)"), right[2]);
+    }
+}

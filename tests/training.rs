@@ -1,0 +1,173 @@
+//! Training logic through the library API: learning on a fixed batch, train/eval behaviour of BatchNorm and
+#![allow(clippy::single_range_in_vec_init)]
+//! Dropout, weighted loss, and checkpoint round trips.
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::{Int, Tensor, TensorData, Tolerance};
+use pneumoscope::config::Config;
+use pneumoscope::model::{Model, ModelKind};
+use pneumoscope::train::checkpoint::{self, CheckpointMeta};
+use pneumoscope::train::engine::optimizer_config;
+use pneumoscope::train::infer::{cross_entropy, probabilities};
+
+type B = burn::backend::Flex;
+type AD = Autodiff<B>;
+
+/// A fixed, learnable batch: class 1 images are brighter in the centre.
+fn fixed_batch(n: usize, s: usize) -> (Vec<f32>, Vec<i64>) {
+    let mut x = vec![0.0f32; n * 3 * s * s];
+    let mut y = vec![0i64; n];
+    for i in 0..n {
+        y[i] = (i % 2) as i64;
+        for c in 0..3 {
+            for p in 0..s * s {
+                let (r, q) = (p / s, p % s);
+                let centre = r > s / 4 && r < 3 * s / 4 && q > s / 4 && q < 3 * s / 4;
+                let noise = ((i * 31 + p * 7 + c) % 13) as f32 / 13.0 - 0.5;
+                x[(i * 3 + c) * s * s + p] =
+                    noise * 0.5 + if centre && y[i] == 1 { 1.0 } else { 0.0 };
+            }
+        }
+    }
+    (x, y)
+}
+
+#[test]
+fn loss_decreases_on_a_tiny_fixed_batch_for_every_model() {
+    let device = Default::default();
+    let (x, y) = fixed_batch(8, 32);
+    let mut cfg = Config::default();
+    cfg.training.grad_clip = 0.0;
+    for kind in ModelKind::ALL {
+        <AD as burn::tensor::backend::Backend>::seed(&device, 7);
+        let mut model: Model<AD> = Model::new(kind, 0.0, &device);
+        let mut optim = optimizer_config(&cfg).init::<AD, Model<AD>>();
+        let xs = Tensor::<AD, 4>::from_data(TensorData::new(x.clone(), [8, 3, 32, 32]), &device);
+        let ys = Tensor::<AD, 1, Int>::from_data(TensorData::new(y.clone(), [8]), &device);
+        let mut losses = Vec::new();
+        for _ in 0..12 {
+            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            losses.push(loss.clone().into_scalar());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+        }
+        let first = losses[0];
+        let last = *losses.last().unwrap();
+        assert!(
+            last < first * 0.7,
+            "{kind}: loss {first} → {last} ({losses:?})"
+        );
+    }
+}
+
+#[test]
+fn eval_mode_is_deterministic_and_uses_running_statistics() {
+    let device = Default::default();
+    let (x, y) = fixed_batch(8, 32);
+    let xs = Tensor::<AD, 4>::from_data(TensorData::new(x.clone(), [8, 3, 32, 32]), &device);
+    let ys = Tensor::<AD, 1, Int>::from_data(TensorData::new(y, [8]), &device);
+    for kind in [ModelKind::Regularized, ModelKind::Resnet34] {
+        let mut model: Model<AD> = Model::new(kind, 0.5, &device);
+        let mut optim = optimizer_config(&Config::default()).init::<AD, Model<AD>>();
+        // Training forward passes: dropout makes two passes differ.
+        let a = model.forward(xs.clone()).into_data();
+        let b = model.forward(xs.clone()).into_data();
+        assert_ne!(a, b, "{kind}: training mode should be stochastic (dropout)");
+        for _ in 0..3 {
+            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+        }
+        let valid = model.valid();
+        let xv = Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [8, 3, 32, 32]), &device);
+        let e1 = valid.forward(xv.clone()).into_data();
+        let e2 = valid.forward(xv.clone()).into_data();
+        assert_eq!(e1, e2, "{kind}: eval mode must be deterministic");
+        // Running statistics, not batch statistics: one image alone gives the same logits as in the batch.
+        let single = valid.forward(xv.clone().slice([0..1])).into_data();
+        let in_batch = valid.forward(xv).slice([0..1]).into_data();
+        single.assert_approx_eq::<f32>(&in_batch, Tolerance::absolute(1e-4));
+    }
+}
+
+#[test]
+fn class_weights_weigh_the_loss_like_pytorch() {
+    let device = Default::default();
+    // logits favour class 0 for both samples; targets 0 and 1.
+    let logits = Tensor::<B, 2>::from_floats([[2.0, 0.0], [2.0, 0.0]], &device);
+    let y = Tensor::<B, 1, Int>::from_ints([0, 1], &device);
+    let l0 = (1.0f64 + (-2.0f64).exp()).ln(); // −log softmax for the right class
+    let l1 = (1.0f64 + 2.0f64.exp()).ln();
+    let plain: f32 = cross_entropy(logits.clone(), y.clone(), [1.0, 1.0]).into_scalar();
+    assert!((plain as f64 - (l0 + l1) / 2.0).abs() < 1e-5);
+    let weighted: f32 = cross_entropy(logits, y, [1.0, 3.0]).into_scalar();
+    assert!((weighted as f64 - (l0 + 3.0 * l1) / 4.0).abs() < 1e-5);
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let (x, _) = fixed_batch(4, 32);
+    let xs = Tensor::<B, 4>::from_data(TensorData::new(x, [4, 3, 32, 32]), &device);
+    for kind in ModelKind::ALL {
+        let model: Model<B> = Model::new(kind, 0.5, &device);
+        let meta = CheckpointMeta {
+            format: checkpoint::FORMAT_VERSION,
+            model: kind,
+            image_size: 32,
+            mean: [0.1, 0.2, 0.3],
+            std: [0.4, 0.5, 0.6],
+            class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+            threshold: 0.42,
+            dropout: 0.5,
+            epoch: 3,
+            val_loss: Some(0.25),
+            val_accuracy: Some(0.9),
+            synthetic_data: true,
+            init: "scratch".into(),
+            pneumoscope_version: "test".into(),
+            created: "now".into(),
+        };
+        let path = dir.path().join(format!("{kind}.ckpt"));
+        checkpoint::save(&path, &meta, &model).unwrap();
+        let (meta2, loaded) = checkpoint::load::<B>(&path, &device).unwrap();
+        assert_eq!(meta2, meta);
+        assert_eq!(checkpoint::load_meta(&path).unwrap(), meta);
+        let a = probabilities(model.forward(xs.clone()));
+        let b = probabilities(loaded.forward(xs.clone()));
+        assert_eq!(a, b, "{kind}: outputs differ after the round trip");
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    // Truncated and foreign files are refused with a message naming the file.
+    let good = dir.path().join("simple.ckpt");
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let err = checkpoint::load::<B>(&cut, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("cut.ckpt") && err.contains("truncated"),
+        "{err}"
+    );
+    let junk = dir.path().join("junk.ckpt");
+    std::fs::write(&junk, b"hello").unwrap();
+    let err = checkpoint::load::<B>(&junk, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("junk.ckpt") && err.contains("not a pneumoscope checkpoint"),
+        "{err}"
+    );
+}
