@@ -45,6 +45,7 @@ pub struct PipelineResult {
     pub mean_megapixels: f64,
     pub size: usize,
     pub threads: usize,
+    pub decode_only_1_thread_per_sec: f64,
     pub decode_resize_1_thread_per_sec: f64,
     pub decode_resize_all_threads_per_sec: f64,
     pub batch_assembly_images_per_sec: f64,
@@ -58,13 +59,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
         None => {
             tmp = tempfile_dir()?;
             let n = args.images.max(8);
-            let spec = SynthSpec {
-                train: n,
-                test: 2,
-                seed: 11,
-                min_side: args.min_side,
-                max_side: args.max_side,
-            };
+            let spec = SynthSpec { train: n, test: 2, seed: 11, min_side: args.min_side, max_side: args.max_side };
             eprintln!(
                 "generating {n} SYNTHETIC JPEGs of {}–{} px in {} …",
                 args.min_side,
@@ -76,13 +71,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
         }
     };
     let layout = Layout::scan(&root)?;
-    let samples: Vec<_> = layout
-        .train
-        .iter()
-        .chain(&layout.val)
-        .take(args.images)
-        .cloned()
-        .collect();
+    let samples: Vec<_> = layout.train.iter().chain(&layout.val).take(args.images).cloned().collect();
     // Warm the page cache so the figures measure decoding, not the disk.
     let mut pixels = 0u64;
     for s in &samples {
@@ -95,6 +84,13 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
     }
     let n = samples.len();
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let t = Instant::now();
+    single.install(|| {
+        for s in &samples {
+            let _ = crate::data::image::decode(&s.path, 30_000);
+        }
+    });
+    let decode_only = n as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     single.install(|| {
         for s in &samples {
@@ -136,6 +132,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
         mean_megapixels: pixels as f64 / n.max(1) as f64 / 1e6,
         size: args.size,
         threads: rayon::current_num_threads(),
+        decode_only_1_thread_per_sec: decode_only,
         decode_resize_1_thread_per_sec: one,
         decode_resize_all_threads_per_sec: all,
         batch_assembly_images_per_sec: assembled as f64 / secs,
@@ -160,6 +157,7 @@ impl PipelineResult {
     pub fn render(&self) -> String {
         format!(
             "data pipeline ({} JPEGs, mean {:.2} MP → {} px, {} threads)\n\
+             decode only, 1 thread        {:>8.1} images/s\n\
              decode+resize, 1 thread      {:>8.1} images/s\n\
              decode+resize, {} threads     {:>8.1} images/s\n\
              cached batch assembly        {:>8.1} images/s ({:.2} ms per batch, rotation ±90° + normalise)\n",
@@ -167,6 +165,7 @@ impl PipelineResult {
             self.mean_megapixels,
             self.size,
             self.threads,
+            self.decode_only_1_thread_per_sec,
             self.decode_resize_1_thread_per_sec,
             self.threads,
             self.decode_resize_all_threads_per_sec,

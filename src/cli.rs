@@ -186,11 +186,7 @@ impl TrainArgs {
             cfg.data.root = d.clone();
         }
         if let Some(m) = &self.models {
-            let models: Vec<String> = m
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            let models: Vec<String> = m.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             for name in &models {
                 if !MODEL_NAMES.contains(&name.as_str()) {
                     return Err(ConfigError::new(format!(
@@ -212,8 +208,7 @@ impl TrainArgs {
             cfg.training.batch_size = v;
         }
         if let Some(v) = &self.device {
-            DeviceChoice::parse(v)
-                .map_err(|m| ConfigError::new(format!("invalid value for `--device`: {m}")))?;
+            DeviceChoice::parse(v).map_err(|m| ConfigError::new(format!("invalid value for `--device`: {m}")))?;
             cfg.training.device = v.clone();
         }
         if let Some(v) = self.seed {
@@ -237,23 +232,14 @@ impl TrainArgs {
         }
         cfg.validate().map_err(|e| {
             // Name the flag when a flag set the bad value.
-            let msg = e
-                .message
-                .replace("`training.epochs`", "`--epochs` / `training.epochs`");
+            let msg = e.message.replace("`training.epochs`", "`--epochs` / `training.epochs`");
             let msg = msg.replace("`data.image_size`", "`--image-size` / `data.image_size`");
-            let msg = msg.replace(
-                "`training.batch_size`",
-                "`--batch-size` / `training.batch_size`",
-            );
+            let msg = msg.replace("`training.batch_size`", "`--batch-size` / `training.batch_size`");
             let msg = msg.replace("`training.max_lr`", "`--max-lr` / `training.max_lr`");
             ConfigError::new(msg)
         })?;
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan {
-            config: cfg,
-            synthetic_default,
-            no_tui,
-        })
+        Ok(TrainPlan { config: cfg, synthetic_default, no_tui })
     }
 }
 
@@ -268,10 +254,7 @@ pub fn ensure_demo_data(cfg: &Config, say: &dyn Fn(&str)) -> Result<PathBuf> {
         spec.test
     ));
     if dir.join(synth::MARKER).is_file() {
-        say(&format!(
-            "using the SYNTHETIC demo data set in {}",
-            dir.display()
-        ));
+        say(&format!("using the SYNTHETIC demo data set in {}", dir.display()));
         return Ok(dir);
     }
     say(&format!(
@@ -296,11 +279,7 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
     match run(cli) {
@@ -357,10 +336,7 @@ fn run(cli: Cli) -> Result<i32> {
                 min_side: a.min_side,
                 max_side: a.max_side,
             };
-            let bar = progress_bar(
-                spec.train as u64 + spec.test as u64,
-                "drawing SYNTHETIC X-rays",
-            );
+            let bar = progress_bar(spec.train as u64 + spec.test as u64, "drawing SYNTHETIC X-rays");
             let s = synth::generate(&a.out, &spec, &|d, _| bar.set_position(d as u64))?;
             bar.finish_and_clear();
             println!(
@@ -393,10 +369,8 @@ pub fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(len);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(msg.to_string());
         bar

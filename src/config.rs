@@ -156,13 +156,7 @@ impl Default for DataConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self {
-            train_images: 1000,
-            test_images: 250,
-            seed: 2018,
-            image_size: 64,
-            epochs: 3,
-        }
+        Self { train_images: 1000, test_images: 250, seed: 2018, image_size: 64, epochs: 3 }
     }
 }
 
@@ -188,10 +182,7 @@ impl Default for TrainingConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self {
-            runs_dir: PathBuf::from("runs"),
-            cache_dir: PathBuf::new(),
-        }
+        Self { runs_dir: PathBuf::from("runs"), cache_dir: PathBuf::new() }
     }
 }
 
@@ -211,9 +202,7 @@ impl DeviceChoice {
             "cuda" => Ok(Self::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(Self::Cuda(n)),
-                _ => Err(format!(
-                    "`{s}` is not a device; allowed: cpu, cuda, cuda:N, auto"
-                )),
+                _ => Err(format!("`{s}` is not a device; allowed: cpu, cuda, cuda:N, auto")),
             },
         }
     }
@@ -232,17 +221,14 @@ impl std::fmt::Display for DeviceChoice {
 impl Config {
     /// Reads and validates a TOML file. Unknown keys and invalid values are errors naming the key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
-        })?;
-        Self::from_toml(&text)
-            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message)).into())
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message)).into())
     }
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> std::result::Result<Self, ConfigError> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError::new(describe_toml_error(&e)))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::new(describe_toml_error(&e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -251,127 +237,66 @@ impl Config {
     pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         let d = &self.data;
         let t = &self.training;
-        let bad = |key: &str, msg: String| {
-            Err(ConfigError::new(format!(
-                "invalid value for `{key}`: {msg}"
-            )))
-        };
+        let bad = |key: &str, msg: String| Err(ConfigError::new(format!("invalid value for `{key}`: {msg}")));
         if !(16..=1024).contains(&d.image_size) {
-            return bad(
-                "data.image_size",
-                format!("{} (allowed: 16 to 1024 pixels)", d.image_size),
-            );
+            return bad("data.image_size", format!("{} (allowed: 16 to 1024 pixels)", d.image_size));
         }
         if !(d.val_fraction > 0.0 && d.val_fraction < 0.9) {
-            return bad(
-                "data.val_fraction",
-                format!(
-                    "{} (allowed: more than 0 and less than 0.9)",
-                    d.val_fraction
-                ),
-            );
+            return bad("data.val_fraction", format!("{} (allowed: more than 0 and less than 0.9)", d.val_fraction));
         }
         if d.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return bad(
-                "data.std",
-                format!("{:?} (every value must be a positive number)", d.std),
-            );
+            return bad("data.std", format!("{:?} (every value must be a positive number)", d.std));
         }
         if d.mean.iter().any(|m| !m.is_finite()) {
-            return bad(
-                "data.mean",
-                format!("{:?} (every value must be a finite number)", d.mean),
-            );
+            return bad("data.mean", format!("{:?} (every value must be a finite number)", d.mean));
         }
         if !(0.0..=180.0).contains(&d.rotation_degrees) {
-            return bad(
-                "data.rotation_degrees",
-                format!("{} (allowed: 0 to 180)", d.rotation_degrees),
-            );
+            return bad("data.rotation_degrees", format!("{} (allowed: 0 to 180)", d.rotation_degrees));
         }
         if d.max_image_side < 64 {
-            return bad(
-                "data.max_image_side",
-                format!("{} (allowed: 64 or more)", d.max_image_side),
-            );
+            return bad("data.max_image_side", format!("{} (allowed: 64 or more)", d.max_image_side));
         }
         let demo = &self.demo;
         if demo.train_images < 20 {
-            return bad(
-                "demo.train_images",
-                format!("{} (allowed: 20 or more)", demo.train_images),
-            );
+            return bad("demo.train_images", format!("{} (allowed: 20 or more)", demo.train_images));
         }
         if demo.test_images < 4 {
-            return bad(
-                "demo.test_images",
-                format!("{} (allowed: 4 or more)", demo.test_images),
-            );
+            return bad("demo.test_images", format!("{} (allowed: 4 or more)", demo.test_images));
         }
         if !(16..=1024).contains(&demo.image_size) {
-            return bad(
-                "demo.image_size",
-                format!("{} (allowed: 16 to 1024 pixels)", demo.image_size),
-            );
+            return bad("demo.image_size", format!("{} (allowed: 16 to 1024 pixels)", demo.image_size));
         }
         if demo.epochs == 0 {
             return bad("demo.epochs", "0 (allowed: 1 or more)".into());
         }
         if t.models.is_empty() {
-            return bad(
-                "training.models",
-                format!("[] (list one or more of: {})", MODEL_NAMES.join(", ")),
-            );
+            return bad("training.models", format!("[] (list one or more of: {})", MODEL_NAMES.join(", ")));
         }
         for m in &t.models {
             if !MODEL_NAMES.contains(&m.as_str()) {
-                return bad(
-                    "training.models",
-                    format!("`{m}` is not a model (allowed: {})", MODEL_NAMES.join(", ")),
-                );
+                return bad("training.models", format!("`{m}` is not a model (allowed: {})", MODEL_NAMES.join(", ")));
             }
         }
         if t.epochs == 0 {
             return bad("training.epochs", "0 (allowed: 1 or more)".into());
         }
         if !(1..=4096).contains(&t.batch_size) {
-            return bad(
-                "training.batch_size",
-                format!("{} (allowed: 1 to 4096)", t.batch_size),
-            );
+            return bad("training.batch_size", format!("{} (allowed: 1 to 4096)", t.batch_size));
         }
         if !(t.max_lr.is_finite() && t.max_lr > 0.0 && t.max_lr <= 10.0) {
-            return bad(
-                "training.max_lr",
-                format!("{} (allowed: more than 0, at most 10)", t.max_lr),
-            );
+            return bad("training.max_lr", format!("{} (allowed: more than 0, at most 10)", t.max_lr));
         }
         if !(0.0..1.0).contains(&t.warmup_fraction) {
-            return bad(
-                "training.warmup_fraction",
-                format!("{} (allowed: 0 to less than 1)", t.warmup_fraction),
-            );
+            return bad("training.warmup_fraction", format!("{} (allowed: 0 to less than 1)", t.warmup_fraction));
         }
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return bad(
-                "training.weight_decay",
-                format!("{} (allowed: 0 or more)", t.weight_decay),
-            );
+            return bad("training.weight_decay", format!("{} (allowed: 0 or more)", t.weight_decay));
         }
         if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
-            return bad(
-                "training.grad_clip",
-                format!(
-                    "{} (allowed: 0 to disable, or a positive number)",
-                    t.grad_clip
-                ),
-            );
+            return bad("training.grad_clip", format!("{} (allowed: 0 to disable, or a positive number)", t.grad_clip));
         }
         if !(0.0..1.0).contains(&t.dropout) {
-            return bad(
-                "training.dropout",
-                format!("{} (allowed: 0 to less than 1)", t.dropout),
-            );
+            return bad("training.dropout", format!("{} (allowed: 0 to less than 1)", t.dropout));
         }
         match &t.class_weights {
             ClassWeights::Named(n) if n == "none" || n == "balanced" => {}
@@ -383,10 +308,7 @@ impl Config {
             }
             ClassWeights::Explicit(w) if w.iter().all(|x| x.is_finite() && *x > 0.0) => {}
             ClassWeights::Explicit(w) => {
-                return bad(
-                    "training.class_weights",
-                    format!("{w:?} (both weights must be positive numbers)"),
-                )
+                return bad("training.class_weights", format!("{w:?} (both weights must be positive numbers)"))
             }
         }
         if let Err(msg) = DeviceChoice::parse(&t.device) {
@@ -418,9 +340,7 @@ impl Config {
         if self.training.threads > 0 {
             self.training.threads
         } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         }
     }
 }
@@ -428,9 +348,7 @@ impl Config {
 /// Turns a toml/serde error into one line that names the key and, for enums, the allowed values.
 fn describe_toml_error(e: &toml::de::Error) -> String {
     let msg = e.message().trim().replace('\n', " ");
-    let msg = msg
-        .replace("unknown variant", "unknown value")
-        .replace("expected one of", "allowed:");
+    let msg = msg.replace("unknown variant", "unknown value").replace("expected one of", "allowed:");
     match e.span() {
         Some(_) => format!("{msg}{}", location_hint(e)),
         None => msg,
@@ -440,11 +358,7 @@ fn describe_toml_error(e: &toml::de::Error) -> String {
 fn location_hint(e: &toml::de::Error) -> String {
     // toml's Display carries "TOML parse error at line L, column C"; keep only that part.
     let full = e.to_string();
-    full.lines()
-        .next()
-        .and_then(|l| l.strip_prefix("TOML parse error "))
-        .map(|l| format!(" ({l})"))
-        .unwrap_or_default()
+    full.lines().next().and_then(|l| l.strip_prefix("TOML parse error ")).map(|l| format!(" ({l})")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -455,11 +369,7 @@ mod tests {
     fn shipped_config_toml_matches_struct_defaults() {
         let text = include_str!("../config.toml");
         let parsed = Config::from_toml(text).expect("config.toml parses");
-        assert_eq!(
-            parsed,
-            Config::default(),
-            "config.toml and Config::default() disagree"
-        );
+        assert_eq!(parsed, Config::default(), "config.toml and Config::default() disagree");
     }
 
     #[test]
@@ -469,9 +379,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let err = Config::from_toml("[training]\nepocs = 3\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[training]\nepocs = 3\n").unwrap_err().to_string();
         assert!(err.contains("epocs"), "{err}");
         let err = Config::from_toml("[trainin]\n").unwrap_err().to_string();
         assert!(err.contains("trainin"), "{err}");
@@ -479,13 +387,8 @@ mod tests {
 
     #[test]
     fn invalid_enum_values_list_the_allowed_ones() {
-        let err = Config::from_toml("[data]\nsplit = \"random\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("random") && err.contains("patient") && err.contains("image"),
-            "{err}"
-        );
+        let err = Config::from_toml("[data]\nsplit = \"random\"\n").unwrap_err().to_string();
+        assert!(err.contains("random") && err.contains("patient") && err.contains("image"), "{err}");
     }
 
     #[test]
@@ -500,14 +403,8 @@ mod tests {
             ("[training]\nmodels = [\"vgg\"]\n", "training.models"),
             ("[training]\nmodels = []\n", "training.models"),
             ("[training]\ndevice = \"tpu\"\n", "training.device"),
-            (
-                "[training]\nclass_weights = \"inverse\"\n",
-                "training.class_weights",
-            ),
-            (
-                "[training]\nclass_weights = [1.0, -2.0]\n",
-                "training.class_weights",
-            ),
+            ("[training]\nclass_weights = \"inverse\"\n", "training.class_weights"),
+            ("[training]\nclass_weights = [1.0, -2.0]\n", "training.class_weights"),
         ] {
             let err = Config::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml:?} gave {err}");
@@ -516,9 +413,7 @@ mod tests {
 
     #[test]
     fn wrong_types_are_reported() {
-        let err = Config::from_toml("[training]\nepochs = \"ten\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[training]\nepochs = \"ten\"\n").unwrap_err().to_string();
         assert!(err.contains("epochs") || err.contains("line 2"), "{err}");
     }
 
@@ -527,10 +422,7 @@ mod tests {
         let c = Config::from_toml("[training]\nclass_weights = [1.0, 0.5]\n").unwrap();
         assert_eq!(c.training.class_weights, ClassWeights::Explicit([1.0, 0.5]));
         let c = Config::from_toml("[training]\nclass_weights = \"balanced\"\n").unwrap();
-        assert_eq!(
-            c.training.class_weights,
-            ClassWeights::Named("balanced".into())
-        );
+        assert_eq!(c.training.class_weights, ClassWeights::Named("balanced".into()));
     }
 
     #[test]

@@ -33,11 +33,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
     for ev in handle.events.iter() {
         match ev {
             TrainEvent::RunStarted { info } => {
-                let source = if info.synthetic {
-                    " (SYNTHETIC demo data, not real radiographs)"
-                } else {
-                    ""
-                };
+                let source = if info.synthetic { " (SYNTHETIC demo data, not real radiographs)" } else { "" };
                 say(&bar, format!("run folder {}", info.run_dir.display()));
                 say(&bar, format!("data {}{source}", info.data_root.display()));
                 say(
@@ -45,11 +41,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     format!(
                         "device {} · models {} · {} epochs · batch {} · {} px",
                         info.device,
-                        info.models
-                            .iter()
-                            .map(|m| m.name())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        info.models.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
                         info.epochs,
                         info.batch_size,
                         info.image_size
@@ -61,10 +53,8 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     let b = bar.get_or_insert_with(|| {
                         let b = indicatif::ProgressBar::new(total as u64);
                         b.set_style(
-                            indicatif::ProgressStyle::with_template(
-                                "decoding images [{bar:30}] {pos}/{len} eta {eta}",
-                            )
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                            indicatif::ProgressStyle::with_template("decoding images [{bar:30}] {pos}/{len} eta {eta}")
+                                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                         );
                         b
                     });
@@ -74,11 +64,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     say(&bar, format!("decoding images {done}/{total}"));
                 }
             }
-            TrainEvent::DataReady {
-                counts,
-                skipped,
-                seconds,
-            } => {
+            TrainEvent::DataReady { counts, skipped, seconds } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
@@ -90,25 +76,14 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                         c.imbalance().unwrap_or(f64::NAN)
                     )
                 };
-                say(
-                    &bar,
-                    format!("data ready in {seconds:.1}s ({skipped} unreadable files skipped)"),
-                );
+                say(&bar, format!("data ready in {seconds:.1}s ({skipped} unreadable files skipped)"));
                 say(&bar, line("train", counts.train));
                 say(&bar, line("validation", counts.validation));
                 say(&bar, line("test", counts.test));
             }
-            TrainEvent::Skipped { path, error } => {
-                say(&bar, format!("skipped {}: {error}", path.display()))
-            }
+            TrainEvent::Skipped { path, error } => say(&bar, format!("skipped {}: {error}", path.display())),
             TrainEvent::Warning { message } => say(&bar, format!("warning: {message}")),
-            TrainEvent::ModelStarted {
-                model,
-                params,
-                steps_per_epoch,
-                epochs,
-                ..
-            } => {
+            TrainEvent::ModelStarted { model, params, steps_per_epoch, epochs, .. } => {
                 say(
                     &bar,
                     format!(
@@ -120,10 +95,8 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 if tty {
                     let b = indicatif::ProgressBar::new((steps_per_epoch * epochs) as u64);
                     b.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{prefix} [{bar:25}] {pos}/{len} {msg}",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        indicatif::ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                     );
                     b.set_prefix(model.name().to_string());
                     bar = Some(b);
@@ -152,8 +125,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                         b.set_message(msg);
                     }
                     None => {
-                        if last_line.elapsed() > Duration::from_secs(15) || step == steps_per_epoch
-                        {
+                        if last_line.elapsed() > Duration::from_secs(15) || step == steps_per_epoch {
                             last_line = Instant::now();
                             println!("{} {msg}", stamp());
                         }
@@ -187,11 +159,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 );
             }
             TrainEvent::CheckpointSaved { .. } => {}
-            TrainEvent::Evaluated {
-                model,
-                split,
-                metrics: m,
-            } => {
+            TrainEvent::Evaluated { model, split, metrics: m } => {
                 say(
                     &bar,
                     format!(
@@ -210,34 +178,15 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     ),
                 );
             }
-            TrainEvent::ModelFinished {
-                model,
-                status,
-                seconds,
-                error,
-            } => {
+            TrainEvent::ModelFinished { model, status, seconds, error } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
                 match error {
-                    Some(e) => say(
-                        &bar,
-                        format!(
-                            "{} {} after {}: {e}",
-                            model.name(),
-                            status.label(),
-                            fmt_secs(seconds)
-                        ),
-                    ),
-                    None => say(
-                        &bar,
-                        format!(
-                            "{} {} in {}",
-                            model.name(),
-                            status.label(),
-                            fmt_secs(seconds)
-                        ),
-                    ),
+                    Some(e) => {
+                        say(&bar, format!("{} {} after {}: {e}", model.name(), status.label(), fmt_secs(seconds)))
+                    }
+                    None => say(&bar, format!("{} {} in {}", model.name(), status.label(), fmt_secs(seconds))),
                 }
             }
             TrainEvent::Paused => say(&bar, "paused".into()),
@@ -246,11 +195,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                let what = if stopped {
-                    "stopped; work saved in"
-                } else {
-                    "finished; results in"
-                };
+                let what = if stopped { "stopped; work saved in" } else { "finished; results in" };
                 say(&bar, format!("{what} {}", run_dir.display()));
             }
             TrainEvent::Failed { message } => {
@@ -261,10 +206,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
             }
         }
     }
-    let report = handle
-        .thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    let report = handle.thread.join().map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
     println!("\n{}", report.table());
     if report.info.synthetic {
         println!("(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)");

@@ -19,31 +19,16 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let cfg = plan.config;
     init_threads(cfg.threads());
     let say = |m: &str| eprintln!("{m}");
-    let data_root = if plan.synthetic_default {
-        cli::ensure_demo_data(&cfg, &say)?
-    } else {
-        cfg.data.root.clone()
-    };
+    let data_root = if plan.synthetic_default { cli::ensure_demo_data(&cfg, &say)? } else { cfg.data.root.clone() };
     // Fail early, before any folder is created, on a data folder that cannot be used.
     data::layout::resolve_root(&data_root)?;
     let synthetic = data::synth::is_synthetic(&data_root);
     let device = train::backend::resolve(cfg.device())?;
     let run_dir = new_run_dir(&cfg.output.runs_dir)?;
     let data_root_for_tui = data_root.clone();
-    let setup = train::engine::RunSetup {
-        config: cfg,
-        data_root,
-        synthetic,
-        run_dir,
-        device,
-    };
-    let models: Vec<model::ModelKind> = setup
-        .config
-        .training
-        .models
-        .iter()
-        .filter_map(|m| model::ModelKind::parse(m))
-        .collect();
+    let setup = train::engine::RunSetup { config: cfg, data_root, synthetic, run_dir, device };
+    let models: Vec<model::ModelKind> =
+        setup.config.training.models.iter().filter_map(|m| model::ModelKind::parse(m)).collect();
     let log_file = setup.run_dir.join("pneumoscope.log");
     let handle = train::engine::spawn(setup);
     let stop_signals = signals::forward_stop_signals(handle.commands.clone())?;
@@ -51,18 +36,16 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         headless::run(handle)?
     } else {
         let layout = data::layout::Layout::scan(&data_root_for_tui)?;
-        let test_items = layout
-            .test
-            .iter()
-            .map(|s| (s.path.clone(), s.label))
-            .collect();
+        let test_items = layout.test.iter().map(|s| (s.path.clone(), s.label)).collect();
         let outcome = tui::run(handle, &models, test_items, &log_file, &stop_signals)?;
         match outcome.report {
             Some(r) => {
                 let r = r?;
                 println!("{}", r.table());
                 if r.info.synthetic {
-                    println!("(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)");
+                    println!(
+                        "(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)"
+                    );
                 }
                 println!("results in {}", r.info.run_dir.display());
                 if outcome.quit_early && !stop_signals.fired() {
@@ -74,17 +57,9 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         }
     };
     if report.stopped || stop_signals.fired() {
-        return Err(error::Interrupted(format!(
-            "stopped; work saved in {}",
-            report.info.run_dir.display()
-        ))
-        .into());
+        return Err(error::Interrupted(format!("stopped; work saved in {}", report.info.run_dir.display())).into());
     }
-    if report
-        .models
-        .iter()
-        .all(|m| m.status == train::ModelStatus::Failed)
-    {
+    if report.models.iter().all(|m| m.status == train::ModelStatus::Failed) {
         anyhow::bail!("every model failed (see above)");
     }
     Ok(error::exit::OK)
@@ -92,9 +67,7 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
 
 /// Sizes rayon's global pool (used by the CPU backend and the data pipeline) once.
 pub fn init_threads(n: usize) {
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
 }
 
 /// `runs_dir/<YYYYmmdd-HHMMSS>` (with a suffix when two runs start in the same second).
@@ -104,11 +77,7 @@ pub fn new_run_dir(runs_dir: &std::path::Path) -> error::Result<std::path::PathB
         .with_context(|| format!("cannot create the runs folder {}", runs_dir.display()))?;
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
     for i in 1..1000 {
-        let name = if i == 1 {
-            stamp.clone()
-        } else {
-            format!("{stamp}-{i}")
-        };
+        let name = if i == 1 { stamp.clone() } else { format!("{stamp}-{i}") };
         let dir = runs_dir.join(name);
         if std::fs::create_dir(&dir).is_ok() {
             return Ok(dir);
@@ -124,8 +93,7 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     let device = Default::default();
     let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
     let (files, problems) = train::infer::collect_images(&args.inputs);
-    let results =
-        train::infer::predict_files::<Cpu>(&model, &meta, &files, cfg.data.max_image_side, &device);
+    let results = train::infer::predict_files::<Cpu>(&model, &meta, &files, cfg.data.max_image_side, &device);
     let mut failures = problems.len();
     for (path, why) in &problems {
         eprintln!("warning: {}: {why}", path.display());
@@ -133,12 +101,7 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     for r in results {
         match r {
             Ok(p) if args.json => println!("{}", serde_json::to_string(&p)?),
-            Ok(p) => println!(
-                "{}\t{}\tP(pneumonia)={:.4}",
-                p.path.display(),
-                p.label,
-                p.p_pneumonia
-            ),
+            Ok(p) => println!("{}\t{}\tP(pneumonia)={:.4}", p.path.display(), p.label, p.p_pneumonia),
             Err((path, e)) => {
                 failures += 1;
                 if args.json {
@@ -152,21 +115,13 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     if files.is_empty() {
         anyhow::bail!(
             "no image files found in {}",
-            args.inputs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            args.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
     if meta.synthetic_data && !args.json {
         eprintln!("note: this checkpoint was trained on SYNTHETIC data");
     }
-    Ok(if failures > 0 {
-        error::exit::RUNTIME
-    } else {
-        error::exit::OK
-    })
+    Ok(if failures > 0 { error::exit::RUNTIME } else { error::exit::OK })
 }
 
 /// `pneumoscope eval`: the checkpoint's metrics on a data folder's test split.
@@ -181,17 +136,9 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
     let layout = data::layout::Layout::scan(&cfg.data.root)?;
     if layout.test.is_empty() {
-        anyhow::bail!(
-            "no test images under {}",
-            layout.root.join("test").display()
-        );
+        anyhow::bail!("no test images under {}", layout.root.join("test").display());
     }
-    let (ds, skipped) = data::loader::preload(
-        &layout.test,
-        meta.image_size,
-        cfg.data.max_image_side,
-        &|_, _| {},
-    );
+    let (ds, skipped) = data::loader::preload(&layout.test, meta.image_size, cfg.data.max_image_side, &|_, _| {});
     for s in &skipped {
         eprintln!("warning: skipped {}: {}", s.path.display(), s.error);
     }
@@ -205,14 +152,8 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
         drop_single: false,
         prefetch: 2,
     };
-    let (m, _) = train::infer::evaluate::<Cpu>(
-        &model,
-        std::sync::Arc::new(ds),
-        &spec,
-        [1.0, 1.0],
-        meta.threshold,
-        &device,
-    );
+    let (m, _) =
+        train::infer::evaluate::<Cpu>(&model, std::sync::Arc::new(ds), &spec, [1.0, 1.0], meta.threshold, &device);
     let synthetic = data::synth::is_synthetic(&layout.root);
     if args.json {
         let out = serde_json::json!({
@@ -229,19 +170,17 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             if synthetic { " — SYNTHETIC data" } else { "" },
             m.threshold
         );
-        println!("accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %  precision {:.1} %  F1 {:.3}  ROC-AUC {}",
-            100.0 * m.accuracy, 100.0 * m.sensitivity, 100.0 * m.specificity, 100.0 * m.precision, m.f1,
-            m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()));
         println!(
-            "loss {:.4} over {} images ({} skipped)",
-            m.loss,
-            c.total(),
-            skipped.len()
+            "accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %  precision {:.1} %  F1 {:.3}  ROC-AUC {}",
+            100.0 * m.accuracy,
+            100.0 * m.sensitivity,
+            100.0 * m.specificity,
+            100.0 * m.precision,
+            m.f1,
+            m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into())
         );
-        println!(
-            "\n{:>18} {:>10} {:>10}",
-            "true \\ predicted", "NORMAL", "PNEUMONIA"
-        );
+        println!("loss {:.4} over {} images ({} skipped)", m.loss, c.total(), skipped.len());
+        println!("\n{:>18} {:>10} {:>10}", "true \\ predicted", "NORMAL", "PNEUMONIA");
         println!("{:>18} {:>10} {:>10}", "NORMAL", c.tn, c.fp);
         println!("{:>18} {:>10} {:>10}", "PNEUMONIA", c.fn_, c.tp);
     }

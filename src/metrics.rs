@@ -140,12 +140,7 @@ mod tests {
     #[test]
     fn hand_computed_confusion_and_rates() {
         // 234 NORMAL: 150 right, 84 called PNEUMONIA; 390 PNEUMONIA: 380 right, 10 missed.
-        let c = Confusion {
-            tn: 150,
-            fp: 84,
-            fn_: 10,
-            tp: 380,
-        };
+        let c = Confusion { tn: 150, fp: 84, fn_: 10, tp: 380 };
         assert_eq!(c.total(), 624);
         assert!((c.accuracy() - 530.0 / 624.0).abs() < 1e-12);
         assert!((c.sensitivity() - 380.0 / 390.0).abs() < 1e-12);
@@ -160,44 +155,23 @@ mod tests {
     fn confusion_from_predictions() {
         let truth = [false, false, true, true, true];
         let pred = [false, true, true, false, true];
-        assert_eq!(
-            Confusion::from_predictions(&truth, &pred),
-            Confusion {
-                tn: 1,
-                fp: 1,
-                fn_: 1,
-                tp: 2
-            }
-        );
+        assert_eq!(Confusion::from_predictions(&truth, &pred), Confusion { tn: 1, fp: 1, fn_: 1, tp: 2 });
     }
 
     #[test]
     fn degenerate_rates_are_zero_not_nan() {
         let c = Confusion::default();
-        assert_eq!(
-            (c.accuracy(), c.sensitivity(), c.precision(), c.f1()),
-            (0.0, 0.0, 0.0, 0.0)
-        );
+        assert_eq!((c.accuracy(), c.sensitivity(), c.precision(), c.f1()), (0.0, 0.0, 0.0, 0.0));
     }
 
     #[test]
     fn auc_known_values() {
         // Perfect ranking, inverted ranking, all tied.
-        assert_eq!(
-            roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]),
-            Some(1.0)
-        );
-        assert_eq!(
-            roc_auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]),
-            Some(0.0)
-        );
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), Some(1.0));
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]), Some(0.0));
         assert_eq!(roc_auc(&[0.5; 4], &[false, true, false, true]), Some(0.5));
         // Hand count: positives {0.8, 0.4}, negatives {0.6, 0.3, 0.1}: pairs won 3 + 2 = 5 of 6.
-        let auc = roc_auc(
-            &[0.8, 0.4, 0.6, 0.3, 0.1],
-            &[true, true, false, false, false],
-        )
-        .unwrap();
+        let auc = roc_auc(&[0.8, 0.4, 0.6, 0.3, 0.1], &[true, true, false, false, false]).unwrap();
         assert!((auc - 5.0 / 6.0).abs() < 1e-12);
         // A tie between a positive and a negative counts one half: (1 + 0.5) / 2.
         let auc = roc_auc(&[0.7, 0.5, 0.5], &[true, true, false]).unwrap();
@@ -208,30 +182,9 @@ mod tests {
     #[test]
     fn metrics_apply_the_threshold() {
         let m = Metrics::from_scores(&[0.2, 0.6, 0.4, 0.9], &[false, false, true, true], 0.3, 0.5);
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tn: 1,
-                fp: 1,
-                fn_: 1,
-                tp: 1
-            }
-        );
-        let m = Metrics::from_scores(
-            &[0.2, 0.6, 0.4, 0.9],
-            &[false, false, true, true],
-            0.3,
-            0.35,
-        );
-        assert_eq!(
-            m.confusion,
-            Confusion {
-                tn: 1,
-                fp: 1,
-                fn_: 0,
-                tp: 2
-            }
-        );
+        assert_eq!(m.confusion, Confusion { tn: 1, fp: 1, fn_: 1, tp: 1 });
+        let m = Metrics::from_scores(&[0.2, 0.6, 0.4, 0.9], &[false, false, true, true], 0.3, 0.35);
+        assert_eq!(m.confusion, Confusion { tn: 1, fp: 1, fn_: 0, tp: 2 });
         assert_eq!(m.auc, Some(0.75));
     }
 }

@@ -9,16 +9,10 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     for split in ["train", "val", "test"] {
         for class in ["NORMAL", "PNEUMONIA"] {
             let d = dir.join(split).join(class);
-            let mut names: Vec<_> = std::fs::read_dir(&d)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
+            let mut names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
             names.sort();
             for p in names {
-                out.push((
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                ));
+                out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
             }
         }
     }
@@ -36,59 +30,31 @@ fn synth_is_byte_identical_for_a_seed_and_mirrors_the_kaggle_layout() {
     synth(&c, 120, 40, 10);
     let fa = files_under(&a);
     assert_eq!(fa.len(), 160);
-    assert!(
-        fa == files_under(&b),
-        "same seed must give byte-identical files"
-    );
+    assert!(fa == files_under(&b), "same seed must give byte-identical files");
     assert!(fa != files_under(&c), "another seed must give other files");
     // names in the Kaggle styles, several images per patient
-    assert!(fa.iter().any(|(n, _)| n.contains("PNEUMONIA/person")
-        && (n.contains("_bacteria_") || n.contains("_virus_"))));
     assert!(fa
         .iter()
-        .any(|(n, _)| n.contains("NORMAL/IM-") || n.contains("NORMAL/NORMAL2-IM-")));
-    assert!(
-        a.join("SYNTHETIC-pneumoscope.json").is_file(),
-        "the data set is marked synthetic"
-    );
+        .any(|(n, _)| n.contains("PNEUMONIA/person") && (n.contains("_bacteria_") || n.contains("_virus_"))));
+    assert!(fa.iter().any(|(n, _)| n.contains("NORMAL/IM-") || n.contains("NORMAL/NORMAL2-IM-")));
+    assert!(a.join("SYNTHETIC-pneumoscope.json").is_file(), "the data set is marked synthetic");
 
     // stats: counts, ratios, channel mix, and the SYNTHETIC label; the parent folder works as root too.
     let parent = tmp.path().join("parent");
     std::fs::create_dir_all(&parent).unwrap();
     std::fs::rename(&a, parent.join("chest_xray")).unwrap();
-    let out = run_in(
-        tmp.path(),
-        &[
-            "data",
-            "stats",
-            "--data",
-            parent.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let out = run_in(tmp.path(), &["data", "stats", "--data", parent.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["synthetic"], true);
     let n = |s: &str, c: &str| v["splits"][s][c]["readable"].as_u64().unwrap() as f64;
     let train_ratio = n("train", "PNEUMONIA") / n("train", "NORMAL");
-    assert!(
-        (2.5..3.3).contains(&train_ratio),
-        "train imbalance 1:{train_ratio}"
-    );
+    assert!((2.5..3.3).contains(&train_ratio), "train imbalance 1:{train_ratio}");
     let test_ratio = n("test", "PNEUMONIA") / n("test", "NORMAL");
-    assert!(
-        (1.4..1.95).contains(&test_ratio),
-        "test imbalance 1:{test_ratio}"
-    );
+    assert!((1.4..1.95).contains(&test_ratio), "test imbalance 1:{test_ratio}");
     let ch = &v["splits"]["train"]["PNEUMONIA"]["channels"];
-    assert!(
-        ch["1"].as_u64().unwrap() > 0 && ch["3"].as_u64().unwrap() > 0,
-        "mix of 1- and 3-channel files: {ch}"
-    );
-    let text_out = run_in(
-        tmp.path(),
-        &["data", "stats", "--data", parent.to_str().unwrap()],
-    );
+    assert!(ch["1"].as_u64().unwrap() > 0 && ch["3"].as_u64().unwrap() > 0, "mix of 1- and 3-channel files: {ch}");
+    let text_out = run_in(tmp.path(), &["data", "stats", "--data", parent.to_str().unwrap()]);
     assert!(text(&text_out).contains("SYNTHETIC"), "{}", text(&text_out));
 }
 
@@ -98,12 +64,7 @@ fn bad_files_are_named_skipped_and_counted() {
     let d = tmp.path().join("data");
     synth(&d, 40, 10, 3);
     let normal = d.join("train/NORMAL");
-    let good = std::fs::read_dir(&normal)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let good = std::fs::read_dir(&normal).unwrap().next().unwrap().unwrap().path();
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(normal.join("truncated.jpeg"), &bytes[..bytes.len() / 3]).unwrap();
     std::fs::write(normal.join("empty.jpeg"), b"").unwrap();
@@ -112,47 +73,26 @@ fn bad_files_are_named_skipped_and_counted() {
     bomb_jpeg(&good, &normal.join("bomb.jpeg"));
     // A PNG saved with a .JPG extension still loads (format from content, extension case-insensitive).
     let png = image::GrayImage::from_pixel(80, 70, image::Luma([120]));
-    png.save_with_format(normal.join("actually-png.JPG"), image::ImageFormat::Png)
-        .unwrap();
+    png.save_with_format(normal.join("actually-png.JPG"), image::ImageFormat::Png).unwrap();
 
-    let out = run_in(
-        tmp.path(),
-        &["data", "stats", "--data", d.to_str().unwrap(), "--json"],
-    );
+    let out = run_in(tmp.path(), &["data", "stats", "--data", d.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let unreadable: Vec<String> = v["unreadable"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| {
-            format!(
-                "{} {}",
-                u["path"].as_str().unwrap(),
-                u["error"].as_str().unwrap()
-            )
-        })
+        .map(|u| format!("{} {}", u["path"].as_str().unwrap(), u["error"].as_str().unwrap()))
         .collect();
     assert_eq!(unreadable.len(), 4, "{unreadable:?}");
-    for (name, why) in [
-        ("truncated.jpeg", "decode"),
-        ("empty.jpeg", "empty"),
-        ("notes.jpeg", "not a JPEG"),
-        ("bomb.jpeg", "30000"),
-    ] {
-        assert!(
-            unreadable
-                .iter()
-                .any(|u| u.contains(name) && u.contains(why)),
-            "{name}: {unreadable:?}"
-        );
+    for (name, why) in
+        [("truncated.jpeg", "decode"), ("empty.jpeg", "empty"), ("notes.jpeg", "not a JPEG"), ("bomb.jpeg", "30000")]
+    {
+        assert!(unreadable.iter().any(|u| u.contains(name) && u.contains(why)), "{name}: {unreadable:?}");
     }
     assert!(v["ignored"].to_string().contains("readme.txt"));
     let train_normal = &v["splits"]["train"]["NORMAL"];
-    assert_eq!(
-        train_normal["files"].as_u64().unwrap() - train_normal["readable"].as_u64().unwrap(),
-        4
-    );
+    assert_eq!(train_normal["files"].as_u64().unwrap() - train_normal["readable"].as_u64().unwrap(), 4);
 
     // Training skips them with a message naming each file, and goes on.
     let out = run_in(
@@ -183,47 +123,19 @@ fn missing_or_empty_training_folders_are_errors_naming_the_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("data");
     std::fs::create_dir_all(d.join("test/NORMAL")).unwrap();
-    let out = run_in(
-        tmp.path(),
-        &["data", "stats", "--data", d.to_str().unwrap()],
-    );
+    let out = run_in(tmp.path(), &["data", "stats", "--data", d.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains(&d.join("train").display().to_string()),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains(&d.join("train").display().to_string()), "{}", text(&out));
 
     std::fs::create_dir_all(d.join("train/NORMAL")).unwrap();
     std::fs::create_dir_all(d.join("train/PNEUMONIA")).unwrap();
-    let out = run_in(
-        tmp.path(),
-        &[
-            "train",
-            "--no-tui",
-            "--data",
-            d.to_str().unwrap(),
-            "--epochs",
-            "1",
-        ],
-    );
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--data", d.to_str().unwrap(), "--epochs", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("train/NORMAL") && text(&out).contains("no images"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("train/NORMAL") && text(&out).contains("no images"), "{}", text(&out));
 
-    let out = run_in(
-        tmp.path(),
-        &["data", "stats", "--data", "/nonexistent/chest_xray"],
-    );
+    let out = run_in(tmp.path(), &["data", "stats", "--data", "/nonexistent/chest_xray"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("/nonexistent/chest_xray") && text(&out).contains("does not exist"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("/nonexistent/chest_xray") && text(&out).contains("does not exist"), "{}", text(&out));
 }
 
 #[test]
@@ -232,39 +144,22 @@ fn usage_and_config_errors_exit_2_naming_the_setting() {
     let cfg = tmp.path().join("bad.toml");
     std::fs::write(&cfg, "[training]\nbatch_size = 0\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["train", "--no-tui", "--config", cfg.to_str().unwrap()],
-            "batch_size",
-        ),
+        (vec!["train", "--no-tui", "--config", cfg.to_str().unwrap()], "batch_size"),
         (vec!["train", "--no-tui", "--models", "vgg16"], "vgg16"),
         (vec!["train", "--no-tui", "--epochs", "0"], "epochs"),
         (vec!["train", "--no-tui", "--device", "tpu"], "--device"),
-        (
-            vec!["train", "--no-tui", "--image-size", "many"],
-            "--image-size",
-        ),
+        (vec!["train", "--no-tui", "--image-size", "many"], "--image-size"),
         (vec!["frobnicate"], "frobnicate"),
     ];
     for (args, needle) in cases {
         let out = run_in(tmp.path(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains(needle),
-            "{args:?} should mention {needle}: {}",
-            text(&out)
-        );
+        assert!(text(&out).contains(needle), "{args:?} should mention {needle}: {}", text(&out));
     }
     std::fs::write(&cfg, "[data]\nroot = \"x\"\nsplit = \"random\"\n").unwrap();
-    let out = run_in(
-        tmp.path(),
-        &["data", "stats", "--config", cfg.to_str().unwrap()],
-    );
+    let out = run_in(tmp.path(), &["data", "stats", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("patient") && text(&out).contains("random"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("patient") && text(&out).contains("random"), "{}", text(&out));
 }
 
 #[test]
@@ -275,27 +170,10 @@ fn cuda_without_the_feature_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("data");
     synth(&d, 40, 10, 1);
-    let out = run_in(
-        tmp.path(),
-        &[
-            "train",
-            "--no-tui",
-            "--data",
-            d.to_str().unwrap(),
-            "--device",
-            "cuda",
-        ],
-    );
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--data", d.to_str().unwrap(), "--device", "cuda"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("built without CUDA") && text(&out).contains("--features cuda"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        !tmp.path().join("runs").exists()
-            || std::fs::read_dir(tmp.path().join("runs")).unwrap().count() == 0
-    );
+    assert!(text(&out).contains("built without CUDA") && text(&out).contains("--features cuda"), "{}", text(&out));
+    assert!(!tmp.path().join("runs").exists() || std::fs::read_dir(tmp.path().join("runs")).unwrap().count() == 0);
 }
 
 #[test]
@@ -308,16 +186,7 @@ fn help_lists_every_command_and_flag() {
         assert!(t.contains(w), "--help should mention {w}");
     }
     let t = text(&run_in(tmp.path(), &["train", "--help"]));
-    for w in [
-        "--config",
-        "--data",
-        "--models",
-        "--epochs",
-        "--image-size",
-        "--batch-size",
-        "--device",
-        "--seed",
-    ] {
+    for w in ["--config", "--data", "--models", "--epochs", "--image-size", "--batch-size", "--device", "--seed"] {
         assert!(t.contains(w), "train --help should mention {w}");
     }
 }

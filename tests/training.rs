@@ -26,8 +26,7 @@ fn fixed_batch(n: usize, s: usize) -> (Vec<f32>, Vec<i64>) {
                 let (r, q) = (p / s, p % s);
                 let centre = r > s / 4 && r < 3 * s / 4 && q > s / 4 && q < 3 * s / 4;
                 let noise = ((i * 31 + p * 7 + c) % 13) as f32 / 13.0 - 0.5;
-                x[(i * 3 + c) * s * s + p] =
-                    noise * 0.5 + if centre && y[i] == 1 { 1.0 } else { 0.0 };
+                x[(i * 3 + c) * s * s + p] = noise * 0.5 + if centre && y[i] == 1 { 1.0 } else { 0.0 };
             }
         }
     }
@@ -55,10 +54,7 @@ fn loss_decreases_on_a_tiny_fixed_batch_for_every_model() {
         }
         let first = losses[0];
         let last = *losses.last().unwrap();
-        assert!(
-            last < first * 0.7,
-            "{kind}: loss {first} → {last} ({losses:?})"
-        );
+        assert!(last < first * 0.7, "{kind}: loss {first} → {last} ({losses:?})");
     }
 }
 
@@ -152,22 +148,10 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
     let bytes = std::fs::read(&good).unwrap();
     let cut = dir.path().join("cut.ckpt");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
-    let err = checkpoint::load::<B>(&cut, &device)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("cut.ckpt") && err.contains("truncated"),
-        "{err}"
-    );
+    let err = checkpoint::load::<B>(&cut, &device).err().unwrap().to_string();
+    assert!(err.contains("cut.ckpt") && err.contains("truncated"), "{err}");
     let junk = dir.path().join("junk.ckpt");
     std::fs::write(&junk, b"hello").unwrap();
-    let err = checkpoint::load::<B>(&junk, &device)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("junk.ckpt") && err.contains("not a pneumoscope checkpoint"),
-        "{err}"
-    );
+    let err = checkpoint::load::<B>(&junk, &device).err().unwrap().to_string();
+    assert!(err.contains("junk.ckpt") && err.contains("not a pneumoscope checkpoint"), "{err}");
 }

@@ -15,9 +15,7 @@ pub enum ImageError {
     Io(String),
     #[error("not a JPEG or PNG image")]
     UnknownFormat,
-    #[error(
-        "image is {width}×{height}, larger than the {limit}-pixel limit (data.max_image_side)"
-    )]
+    #[error("image is {width}×{height}, larger than the {limit}-pixel limit (data.max_image_side)")]
     TooLarge { width: u32, height: u32, limit: u32 },
     #[error("cannot decode: {0}")]
     Decode(String),
@@ -59,21 +57,13 @@ pub fn decode_bytes(bytes: &[u8], max_side: u32) -> Result<(DynamicImage, ImageI
     let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?;
     if format == image::ImageFormat::Jpeg && !has_jpeg_end_marker(bytes) {
         // The JPEG decoder fills a cut-off file with grey instead of failing; refuse it like Pillow does.
-        return Err(ImageError::Decode(
-            "truncated JPEG (no end-of-image marker)".into(),
-        ));
+        return Err(ImageError::Decode("truncated JPEG (no end-of-image marker)".into()));
     }
     let open = || ImageReader::with_format(std::io::Cursor::new(bytes), format);
     // Header first: a decompression bomb is refused before any pixel buffer is allocated.
-    let (width, height) = open()
-        .into_dimensions()
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let (width, height) = open().into_dimensions().map_err(|e| ImageError::Decode(e.to_string()))?;
     if width > max_side || height > max_side {
-        return Err(ImageError::TooLarge {
-            width,
-            height,
-            limit: max_side,
-        });
+        return Err(ImageError::TooLarge { width, height, limit: max_side });
     }
     let mut reader = open();
     let mut limits = Limits::default();
@@ -83,11 +73,7 @@ pub fn decode_bytes(bytes: &[u8], max_side: u32) -> Result<(DynamicImage, ImageI
     limits.max_alloc = Some((max_side as u64 * max_side as u64 * 8).max(64 << 20));
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => ImageError::TooLarge {
-            width,
-            height,
-            limit: max_side,
-        },
+        image::ImageError::Limits(_) => ImageError::TooLarge { width, height, limit: max_side },
         other => ImageError::Decode(other.to_string()),
     })?;
     let color = img.color();
@@ -107,11 +93,7 @@ fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
 }
 
 /// Decodes a file and prepares it at `size`×`size`.
-pub fn load_prepared(
-    path: &Path,
-    size: usize,
-    max_side: u32,
-) -> Result<(Prepared, ImageInfo), ImageError> {
+pub fn load_prepared(path: &Path, size: usize, max_side: u32) -> Result<(Prepared, ImageInfo), ImageError> {
     let (img, info) = decode(path, max_side)?;
     Ok((prepare(&img, size), info))
 }
@@ -127,20 +109,12 @@ pub fn prepare(img: &DynamicImage, size: usize) -> Prepared {
         let luma = img.to_luma8();
         let (w, h) = luma.dimensions();
         let pixels = resize_plane(luma.as_raw(), w as usize, h as usize, 1, size);
-        Prepared {
-            size,
-            channels: 1,
-            pixels,
-        }
+        Prepared { size, channels: 1, pixels }
     } else {
         let rgb = img.to_rgb8();
         let (w, h) = rgb.dimensions();
         let pixels = resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size);
-        Prepared {
-            size,
-            channels: 3,
-            pixels,
-        }
+        Prepared { size, channels: 3, pixels }
     }
 }
 
@@ -302,11 +276,7 @@ pub fn rotate(img: &Prepared, degrees: f32) -> Prepared {
             }
         }
     }
-    Prepared {
-        size: n,
-        channels: c,
-        pixels: out,
-    }
+    Prepared { size: n, channels: c, pixels: out }
 }
 
 /// Writes the normalised CHW float tensor of one image (3 channels; gray is repeated) into `out`
@@ -336,11 +306,7 @@ mod tests {
                 pixels[y * size + x] = f(x, y);
             }
         }
-        Prepared {
-            size,
-            channels: 1,
-            pixels,
-        }
+        Prepared { size, channels: 1, pixels }
     }
 
     #[test]
@@ -357,11 +323,7 @@ mod tests {
 
     #[test]
     fn normalization_uses_mean_and_std_per_channel() {
-        let img = Prepared {
-            size: 1,
-            channels: 3,
-            pixels: vec![255, 0, 51],
-        };
+        let img = Prepared { size: 1, channels: 3, pixels: vec![255, 0, 51] };
         let mut out = vec![0.0; 3];
         normalize_into(&img, [0.5, 0.5, 0.2], [0.5, 0.25, 0.1], &mut out);
         assert!((out[0] - 1.0).abs() < 1e-6);
@@ -371,44 +333,23 @@ mod tests {
 
     #[test]
     fn prepare_converts_gray_rgb_rgba_and_16_bit() {
-        let luma =
-            DynamicImage::ImageLuma8(image::GrayImage::from_pixel(40, 30, image::Luma([100])));
+        let luma = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(40, 30, image::Luma([100])));
         let p = prepare(&luma, 16);
         assert_eq!((p.size, p.channels, p.pixels.len()), (16, 1, 256));
         assert!(p.pixels.iter().all(|&v| v == 100));
 
-        let grayish_rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-            20,
-            20,
-            image::Rgb([90, 91, 90]),
-        ));
-        assert_eq!(
-            prepare(&grayish_rgb, 8).channels,
-            1,
-            "near-equal RGB is stored as gray"
-        );
+        let grayish_rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([90, 91, 90])));
+        assert_eq!(prepare(&grayish_rgb, 8).channels, 1, "near-equal RGB is stored as gray");
 
-        let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-            20,
-            20,
-            image::Rgb([200, 10, 10]),
-        ));
+        let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([200, 10, 10])));
         let p = prepare(&rgb, 8);
         assert_eq!(p.channels, 3);
         assert_eq!(&p.pixels[..3], &[200, 10, 10]);
 
-        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
-            20,
-            20,
-            image::Rgba([10, 200, 10, 255]),
-        ));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(20, 20, image::Rgba([10, 200, 10, 255])));
         assert_eq!(prepare(&rgba, 8).channels, 3);
 
-        let l16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
-            20,
-            20,
-            image::Luma([65535u16]),
-        ));
+        let l16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(20, 20, image::Luma([65535u16])));
         let p = prepare(&l16, 8);
         assert_eq!(p.channels, 1);
         assert!(p.pixels.iter().all(|&v| v == 255));
@@ -421,19 +362,11 @@ mod tests {
         assert_eq!(out.len(), 64 * 64);
         assert!(out.iter().all(|&v| v == 77));
         // A fine checkerboard must average to mid-gray when reduced (no aliasing to black/white).
-        let cb: Vec<u8> = (0..512 * 512)
-            .map(|i| if (i % 512 + i / 512) % 2 == 0 { 0 } else { 255 })
-            .collect();
+        let cb: Vec<u8> = (0..512 * 512).map(|i| if (i % 512 + i / 512) % 2 == 0 { 0 } else { 255 }).collect();
         let out = resize_plane(&cb, 512, 512, 1, 32);
-        assert!(
-            out.iter().all(|&v| (120..=135).contains(&v)),
-            "{:?}",
-            &out[..8]
-        );
+        assert!(out.iter().all(|&v| (120..=135).contains(&v)), "{:?}", &out[..8]);
         // Upscaling works too and keeps a left/right edge ordered.
-        let half: Vec<u8> = (0..8 * 8)
-            .map(|i| if i % 8 < 4 { 0 } else { 200 })
-            .collect();
+        let half: Vec<u8> = (0..8 * 8).map(|i| if i % 8 < 4 { 0 } else { 200 }).collect();
         let up = resize_plane(&half, 8, 8, 1, 32);
         assert!(up[0] < 10 && up[31] > 190);
     }

@@ -68,11 +68,7 @@ pub fn resolve_root(root: &Path) -> Result<PathBuf> {
     if !root.is_dir() {
         bail!("data folder {} is not a folder", root.display());
     }
-    let candidates = [
-        root.to_path_buf(),
-        root.join("chest_xray"),
-        root.join("chest_xray").join("chest_xray"),
-    ];
+    let candidates = [root.to_path_buf(), root.join("chest_xray"), root.join("chest_xray").join("chest_xray")];
     for c in &candidates {
         if c.join("train").is_dir() {
             return Ok(c.clone());
@@ -92,17 +88,12 @@ impl Layout {
     /// `test/`, or an empty test class, is a warning.
     pub fn scan(root: &Path) -> Result<Layout> {
         let root = resolve_root(root)?;
-        let mut layout = Layout {
-            root: root.clone(),
-            ..Default::default()
-        };
+        let mut layout = Layout { root: root.clone(), ..Default::default() };
         for split in SplitName::ALL {
             let dir = root.join(split.folder());
             if !dir.is_dir() {
                 if split != SplitName::Train {
-                    layout
-                        .warnings
-                        .push(format!("split folder {} is missing", dir.display()));
+                    layout.warnings.push(format!("split folder {} is missing", dir.display()));
                 }
                 continue;
             }
@@ -120,10 +111,7 @@ impl Layout {
                 let before = samples.len();
                 scan_class(&class_dir, class, &mut samples, &mut layout.ignored)?;
                 if samples.len() == before {
-                    let msg = format!(
-                        "class folder {} holds no images (.jpeg, .jpg, .png)",
-                        class_dir.display()
-                    );
+                    let msg = format!("class folder {} holds no images (.jpeg, .jpg, .png)", class_dir.display());
                     if split == SplitName::Train {
                         bail!("{msg}: training needs images of both classes");
                     }
@@ -152,14 +140,8 @@ impl Layout {
     }
 }
 
-fn scan_class(
-    dir: &Path,
-    class: Class,
-    out: &mut Vec<Sample>,
-    ignored: &mut Vec<Ignored>,
-) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+fn scan_class(dir: &Path, class: Class, out: &mut Vec<Sample>, ignored: &mut Vec<Ignored>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
@@ -173,36 +155,23 @@ fn scan_class(
             continue; // .DS_Store and friends
         }
         if !has_image_extension(&path) {
-            ignored.push(Ignored {
-                path,
-                reason: "not an image file extension (.jpeg, .jpg, .png)".into(),
-            });
+            ignored.push(Ignored { path, reason: "not an image file extension (.jpeg, .jpg, .png)".into() });
             continue;
         }
         // metadata() follows symlinks: a dangling link or a loop fails here instead of at decode time.
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
-                ignored.push(Ignored {
-                    path,
-                    reason: "not a regular file".into(),
-                });
+                ignored.push(Ignored { path, reason: "not a regular file".into() });
                 continue;
             }
             Err(e) => {
-                ignored.push(Ignored {
-                    path,
-                    reason: format!("cannot read: {e}"),
-                });
+                ignored.push(Ignored { path, reason: format!("cannot read: {e}") });
                 continue;
             }
         }
         let patient = patient_key(&path);
-        out.push(Sample {
-            path,
-            label: class,
-            patient,
-        });
+        out.push(Sample { path, label: class, patient });
     }
     Ok(())
 }

@@ -61,13 +61,8 @@ pub fn preload(
     let results: Vec<Result<Prepared, String>> = samples
         .par_iter()
         .map(|s| {
-            let r = load_prepared(&s.path, size, max_side)
-                .map(|(p, _)| p)
-                .map_err(|e| e.to_string());
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
+            let r = load_prepared(&s.path, size, max_side).map(|(p, _)| p).map_err(|e| e.to_string());
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
             r
         })
         .collect();
@@ -79,10 +74,7 @@ pub fn preload(
                 ds.samples.push(s.clone());
                 ds.images.push(Arc::new(img));
             }
-            Err(error) => skipped.push(Skipped {
-                path: s.path.clone(),
-                error,
-            }),
+            Err(error) => skipped.push(Skipped { path: s.path.clone(), error }),
         }
     }
     (ds, skipped)
@@ -166,17 +158,10 @@ impl Drop for Batches {
 pub fn epoch_order(len: usize, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..len).collect();
     if spec.shuffle {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            spec.seed
-                .wrapping_mul(0x9E37_79B9)
-                .wrapping_add(epoch as u64),
-        );
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0x9E37_79B9).wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
     }
-    let mut batches: Vec<Vec<usize>> = order
-        .chunks(spec.batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect();
+    let mut batches: Vec<Vec<usize>> = order.chunks(spec.batch_size.max(1)).map(|c| c.to_vec()).collect();
     if spec.drop_single && batches.len() > 1 && batches.last().map(|b| b.len()) == Some(1) {
         batches.pop();
     }
@@ -201,28 +186,17 @@ pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize)
     let size = ds.images.first().map(|i| i.size).unwrap_or(0);
     let plane = 3 * size * size;
     let mut images = vec![0.0f32; indices.len() * plane];
-    images
-        .par_chunks_mut(plane.max(1))
-        .zip(indices.par_iter())
-        .for_each(|(out, &i)| {
-            let img = &ds.images[i];
-            let angle = rotation_for(spec, epoch, i);
-            if angle != 0.0 {
-                normalize_into(&rotate(img, angle), spec.mean, spec.std, out);
-            } else {
-                normalize_into(img, spec.mean, spec.std, out);
-            }
-        });
-    let labels = indices
-        .iter()
-        .map(|&i| ds.samples[i].label.index() as i64)
-        .collect();
-    Batch {
-        images,
-        labels,
-        indices: indices.to_vec(),
-        image_size: size,
-    }
+    images.par_chunks_mut(plane.max(1)).zip(indices.par_iter()).for_each(|(out, &i)| {
+        let img = &ds.images[i];
+        let angle = rotation_for(spec, epoch, i);
+        if angle != 0.0 {
+            normalize_into(&rotate(img, angle), spec.mean, spec.std, out);
+        } else {
+            normalize_into(img, spec.mean, spec.std, out);
+        }
+    });
+    let labels = indices.iter().map(|&i| ds.samples[i].label.index() as i64).collect();
+    Batch { images, labels, indices: indices.to_vec(), image_size: size }
 }
 
 /// Starts the prefetch thread for one epoch.
@@ -242,12 +216,7 @@ pub fn batches(ds: Arc<Dataset>, spec: &BatchSpec, epoch: usize) -> Batches {
             }
         })
         .expect("spawning the loader thread");
-    Batches {
-        rx: Some(rx),
-        handle: Some(handle),
-        count,
-        waited: Duration::ZERO,
-    }
+    Batches { rx: Some(rx), handle: Some(handle), count, waited: Duration::ZERO }
 }
 
 /// Per-class inverse-frequency weights normalised to mean 1 (`class_weights = "balanced"`).
@@ -260,10 +229,7 @@ pub fn balanced_weights(counts: ClassCounts) -> [f32; 2] {
             total / (2.0 * n as f32)
         }
     };
-    [
-        w(counts.get(Class::Normal)),
-        w(counts.get(Class::Pneumonia)),
-    ]
+    [w(counts.get(Class::Normal)), w(counts.get(Class::Pneumonia))]
 }
 
 #[cfg(test)]
@@ -276,19 +242,11 @@ mod tests {
         for i in 0..n {
             ds.samples.push(Sample {
                 path: PathBuf::from(format!("{i}.png")),
-                label: if i % 3 == 0 {
-                    Class::Normal
-                } else {
-                    Class::Pneumonia
-                },
+                label: if i % 3 == 0 { Class::Normal } else { Class::Pneumonia },
                 patient: format!("p{i}"),
             });
             let pixels = (0..64).map(|k| ((k * 4 + i) % 256) as u8).collect();
-            ds.images.push(Arc::new(Prepared {
-                size: 8,
-                channels: 1,
-                pixels,
-            }));
+            ds.images.push(Arc::new(Prepared { size: 8, channels: 1, pixels }));
         }
         ds
     }
@@ -315,22 +273,11 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_ne!(e0, e1, "epochs should be shuffled differently");
-        assert_eq!(
-            e0,
-            epoch_order(10, &s, 0).concat(),
-            "same seed and epoch, same order"
-        );
+        assert_eq!(e0, epoch_order(10, &s, 0).concat(), "same seed and epoch, same order");
         // 9 = 4 + 4 + 1: the single trailing image is dropped for training
         assert_eq!(epoch_order(9, &s, 0).len(), 2);
-        let eval = BatchSpec {
-            shuffle: false,
-            drop_single: false,
-            ..s
-        };
-        assert_eq!(
-            epoch_order(9, &eval, 0).concat(),
-            (0..9).collect::<Vec<_>>()
-        );
+        let eval = BatchSpec { shuffle: false, drop_single: false, ..s };
+        assert_eq!(epoch_order(9, &eval, 0).concat(), (0..9).collect::<Vec<_>>());
     }
 
     #[test]
@@ -340,10 +287,7 @@ mod tests {
         assert_eq!(a, rotation_for(&s, 2, 7));
         assert!((-90.0..=90.0).contains(&a));
         assert_ne!(a, rotation_for(&s, 3, 7));
-        let off = BatchSpec {
-            rotation_degrees: 0.0,
-            ..s
-        };
+        let off = BatchSpec { rotation_degrees: 0.0, ..s };
         assert_eq!(rotation_for(&off, 2, 7), 0.0);
     }
 
@@ -371,10 +315,7 @@ mod tests {
 
     #[test]
     fn balanced_weights_are_inverse_frequency() {
-        let w = balanced_weights(ClassCounts {
-            normal: 100,
-            pneumonia: 300,
-        });
+        let w = balanced_weights(ClassCounts { normal: 100, pneumonia: 300 });
         assert!((w[0] - 2.0).abs() < 1e-6 && (w[1] - 2.0 / 3.0).abs() < 1e-6);
     }
 }

@@ -15,10 +15,7 @@ use crate::config::SplitMode;
 /// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
 /// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient.
 pub fn patient_key(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if let Some(rest) = stem.strip_prefix("person") {
         let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
         if !digits.is_empty() {
@@ -28,10 +25,7 @@ pub fn patient_key(path: &Path) -> String {
     // IM-NNNN-MMMM and NORMAL2-IM-NNNN-MMMM: drop the last dash-separated part (the image number).
     if stem.contains("IM-") {
         if let Some((patient, image)) = stem.rsplit_once('-') {
-            if !image.is_empty()
-                && image.chars().all(|c| c.is_ascii_digit())
-                && patient.contains("IM-")
-            {
+            if !image.is_empty() && image.chars().all(|c| c.is_ascii_digit()) && patient.contains("IM-") {
                 return patient.to_string();
             }
         }
@@ -44,12 +38,7 @@ pub fn patient_key(path: &Path) -> String {
 /// `Patient` mode shuffles whole patients (grouped by their majority class) and fills validation
 /// class by class, so no patient is on both sides; `Image` mode shuffles single images (stratified).
 /// The same seed and input give the same split.
-pub fn split(
-    samples: &[Sample],
-    val_fraction: f64,
-    mode: SplitMode,
-    seed: u64,
-) -> (Vec<Sample>, Vec<Sample>) {
+pub fn split(samples: &[Sample], val_fraction: f64, mode: SplitMode, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SPLIT_SALT);
     // Groups: one per patient (patient mode) or one per image (image mode).
     let mut groups: BTreeMap<String, Vec<&Sample>> = BTreeMap::new();
@@ -67,11 +56,7 @@ pub fn split(
             .values()
             .filter(|g| {
                 let pneu = g.iter().filter(|s| s.label == Class::Pneumonia).count();
-                let majority = if 2 * pneu > g.len() {
-                    Class::Pneumonia
-                } else {
-                    Class::Normal
-                };
+                let majority = if 2 * pneu > g.len() { Class::Pneumonia } else { Class::Normal };
                 majority == class
             })
             .collect();
@@ -119,18 +104,10 @@ mod tests {
     fn samples() -> Vec<Sample> {
         let mut v = Vec::new();
         for p in 0..60 {
-            let (label, n) = if p % 3 == 0 {
-                (Class::Normal, 2)
-            } else {
-                (Class::Pneumonia, 1 + p % 4)
-            };
+            let (label, n) = if p % 3 == 0 { (Class::Normal, 2) } else { (Class::Pneumonia, 1 + p % 4) };
             for i in 0..n {
                 let name = format!("person{p}_x_{i}.jpeg");
-                v.push(Sample {
-                    path: PathBuf::from(&name),
-                    label,
-                    patient: format!("person{p}"),
-                });
+                v.push(Sample { path: PathBuf::from(&name), label, patient: format!("person{p}") });
             }
         }
         v
@@ -143,18 +120,11 @@ mod tests {
         assert_eq!(train.len() + val.len(), all.len());
         let tp: HashSet<_> = train.iter().map(|s| &s.patient).collect();
         let vp: HashSet<_> = val.iter().map(|s| &s.patient).collect();
-        assert!(
-            tp.is_disjoint(&vp),
-            "a patient is on both sides: {:?}",
-            tp.intersection(&vp).collect::<Vec<_>>()
-        );
+        assert!(tp.is_disjoint(&vp), "a patient is on both sides: {:?}", tp.intersection(&vp).collect::<Vec<_>>());
         let share = val.len() as f64 / all.len() as f64;
         assert!((0.12..=0.28).contains(&share), "validation share {share}");
         // both classes present in validation
-        assert!(
-            val.iter().any(|s| s.label == Class::Normal)
-                && val.iter().any(|s| s.label == Class::Pneumonia)
-        );
+        assert!(val.iter().any(|s| s.label == Class::Normal) && val.iter().any(|s| s.label == Class::Pneumonia));
     }
 
     #[test]

@@ -38,11 +38,7 @@ pub struct DataStats {
 }
 
 /// Scans and decodes everything under `root`.
-pub fn compute(
-    root: &Path,
-    max_side: u32,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<DataStats> {
+pub fn compute(root: &Path, max_side: u32, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<DataStats> {
     let layout = Layout::scan(root)?;
     let mut stats = DataStats {
         root: layout.root.clone(),
@@ -52,25 +48,19 @@ pub fn compute(
         ignored: layout.ignored.clone(),
         warnings: layout.warnings.clone(),
     };
-    let all: Vec<(SplitName, &super::Sample)> = SplitName::ALL
-        .iter()
-        .flat_map(|&sp| layout.split(sp).iter().map(move |s| (sp, s)))
-        .collect();
+    let all: Vec<(SplitName, &super::Sample)> =
+        SplitName::ALL.iter().flat_map(|&sp| layout.split(sp).iter().map(move |s| (sp, s))).collect();
     let total = all.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let infos: Vec<_> = all
         .par_iter()
         .map(|(_, s)| {
             let r = decode(&s.path, max_side).map(|(_, info)| info);
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
             r
         })
         .collect();
-    let mut patients: BTreeMap<(String, String), std::collections::BTreeSet<String>> =
-        BTreeMap::new();
+    let mut patients: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
     for ((split, sample), info) in all.iter().zip(infos) {
         let entry = stats
             .splits
@@ -80,10 +70,7 @@ pub fn compute(
             .or_default();
         entry.files += 1;
         patients
-            .entry((
-                split.folder().to_string(),
-                sample.label.folder().to_string(),
-            ))
+            .entry((split.folder().to_string(), sample.label.folder().to_string()))
             .or_default()
             .insert(sample.patient.clone());
         match info {
@@ -92,15 +79,10 @@ pub fn compute(
                 *entry.channels.entry(info.channels.to_string()).or_default() += 1;
                 entry.min_width = Some(entry.min_width.map_or(info.width, |v| v.min(info.width)));
                 entry.max_width = Some(entry.max_width.map_or(info.width, |v| v.max(info.width)));
-                entry.min_height =
-                    Some(entry.min_height.map_or(info.height, |v| v.min(info.height)));
-                entry.max_height =
-                    Some(entry.max_height.map_or(info.height, |v| v.max(info.height)));
+                entry.min_height = Some(entry.min_height.map_or(info.height, |v| v.min(info.height)));
+                entry.max_height = Some(entry.max_height.map_or(info.height, |v| v.max(info.height)));
             }
-            Err(e) => stats.unreadable.push(Skipped {
-                path: sample.path.clone(),
-                error: e.to_string(),
-            }),
+            Err(e) => stats.unreadable.push(Skipped { path: sample.path.clone(), error: e.to_string() }),
         }
     }
     for ((split, class), set) in patients {
@@ -115,11 +97,7 @@ impl DataStats {
     /// The human-readable table.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let source = if self.synthetic {
-            "SYNTHETIC demo data (not real radiographs)"
-        } else {
-            "image folder"
-        };
+        let source = if self.synthetic { "SYNTHETIC demo data (not real radiographs)" } else { "image folder" };
         s.push_str(&format!("data: {} — {source}\n\n", self.root.display()));
         s.push_str(&format!(
             "{:<6} {:<10} {:>6} {:>8} {:>9} {:>10}  {:<13} {}\n",
@@ -135,12 +113,7 @@ impl DataStats {
                     continue;
                 };
                 let ch = |k: &str| c.channels.get(k).copied().unwrap_or(0);
-                let other: usize = c
-                    .channels
-                    .iter()
-                    .filter(|(k, _)| *k != "1" && *k != "3")
-                    .map(|(_, v)| v)
-                    .sum();
+                let other: usize = c.channels.iter().filter(|(k, _)| *k != "1" && *k != "3").map(|(_, v)| v).sum();
                 let mix = if other > 0 {
                     format!("{}/{}+{}", ch("1"), ch("3"), other)
                 } else {
@@ -172,10 +145,7 @@ impl DataStats {
             }
         }
         if !self.unreadable.is_empty() {
-            s.push_str(&format!(
-                "\nunreadable files ({}, skipped when training):\n",
-                self.unreadable.len()
-            ));
+            s.push_str(&format!("\nunreadable files ({}, skipped when training):\n", self.unreadable.len()));
             for u in &self.unreadable {
                 s.push_str(&format!("  {}: {}\n", u.path.display(), u.error));
             }

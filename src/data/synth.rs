@@ -34,13 +34,7 @@ pub struct SynthSpec {
 
 impl SynthSpec {
     pub fn new(train: usize, test: usize, seed: u64) -> Self {
-        Self {
-            train,
-            test,
-            seed,
-            min_side: 320,
-            max_side: 640,
-        }
+        Self { train, test, seed, min_side: 320, max_side: 640 }
     }
 }
 
@@ -93,11 +87,7 @@ fn plan(spec: &SynthSpec) -> Vec<Plan> {
                 patient += 1;
                 // Several images per patient, as in the real data (1–4, mostly 1–2).
                 let n = [1, 1, 2, 2, 3, 4][rng.random_range(0..6)].min(left);
-                let kind = if rng.random_bool(0.65) {
-                    "bacteria"
-                } else {
-                    "virus"
-                };
+                let kind = if rng.random_bool(0.65) { "bacteria" } else { "virus" };
                 let normal2 = rng.random_bool(0.3);
                 for shot in 0..n as u32 {
                     index += 1;
@@ -112,11 +102,7 @@ fn plan(spec: &SynthSpec) -> Vec<Plan> {
                     let aspect = rng.random_range(0.72..1.0f64);
                     let short = ((long as f64 * aspect).round() as u32).max(16);
                     // Most radiographs are wider than tall in this data set; some are portrait.
-                    let (width, height) = if rng.random_bool(0.7) {
-                        (long, short)
-                    } else {
-                        (short, long)
-                    };
+                    let (width, height) = if rng.random_bool(0.7) { (long, short) } else { (short, long) };
                     plans.push(Plan {
                         rel_path: Path::new(split).join(class.folder()).join(name),
                         class,
@@ -136,11 +122,7 @@ fn plan(spec: &SynthSpec) -> Vec<Plan> {
 
 /// Writes a synthetic data set under `out` (`out/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`) plus the marker
 /// file. `progress(done, total)` is called as files are written. The same spec gives byte-identical files.
-pub fn generate(
-    out: &Path,
-    spec: &SynthSpec,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<SynthSummary> {
+pub fn generate(out: &Path, spec: &SynthSpec, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<SynthSummary> {
     if spec.train < 4 || spec.test < 2 {
         anyhow::bail!("a synthetic data set needs at least 4 training and 2 test images");
     }
@@ -148,8 +130,7 @@ pub fn generate(
     for split in ["train", "val", "test"] {
         for class in Class::ALL {
             let dir = out.join(split).join(class.folder());
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -162,18 +143,10 @@ pub fn generate(
         progress(n, total);
         Ok(())
     })?;
-    let mut summary = SynthSummary {
-        files: total,
-        ..Default::default()
-    };
+    let mut summary = SynthSummary { files: total, ..Default::default() };
     let mut patients = std::collections::BTreeSet::new();
     for p in &plans {
-        let slot = match p
-            .rel_path
-            .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-        {
+        let slot = match p.rel_path.components().next().and_then(|c| c.as_os_str().to_str()) {
             Some("train") => &mut summary.train,
             Some("val") => &mut summary.val,
             _ => &mut summary.test,
@@ -191,8 +164,7 @@ pub fn generate(
         "spec": spec,
         "summary": summary,
     });
-    let mut f = std::fs::File::create(out.join(MARKER))
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    let mut f = std::fs::File::create(out.join(MARKER)).with_context(|| format!("cannot write {}", out.display()))?;
     f.write_all(serde_json::to_string_pretty(&marker)?.as_bytes())?;
     std::fs::write(
         out.join("README.txt"),
@@ -205,9 +177,7 @@ pub fn generate(
 
 /// True when `root` (a data folder or its parent) holds a synthetic data set.
 pub fn is_synthetic(root: &Path) -> bool {
-    [root.to_path_buf(), root.join("chest_xray")]
-        .iter()
-        .any(|r| r.join(MARKER).is_file())
+    [root.to_path_buf(), root.join("chest_xray")].iter().any(|r| r.join(MARKER).is_file())
 }
 
 fn render_jpeg(p: &Plan, seed: u64) -> Result<Vec<u8>> {
@@ -260,10 +230,8 @@ fn value_noise(seed: u64, x: f32, y: f32) -> f32 {
     let fx = x - xi;
     let fy = y - yi;
     let h = |i: i64, j: i64| -> f32 {
-        let k = splitmix(
-            seed ^ (i as u64).wrapping_mul(0x1000_0000_01B3)
-                ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
-        );
+        let k =
+            splitmix(seed ^ (i as u64).wrapping_mul(0x1000_0000_01B3) ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
         (k >> 40) as f32 / (1u64 << 24) as f32
     };
     let (i, j) = (xi as i64, yi as i64);
@@ -299,8 +267,7 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
     let severity: f32 = prng.random_range(0.25..1.0);
     let lobar_patient = prng.random_bool(0.4);
 
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(splitmix(seed ^ p.index.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+    let mut rng = ChaCha8Rng::seed_from_u64(splitmix(seed ^ p.index.wrapping_mul(0x2545_F491_4F6C_DD1D)));
     let shift_x: f32 = rng.random_range(-0.03..0.03);
     let shift_y: f32 = rng.random_range(-0.03..0.03);
     let zoom: f32 = rng.random_range(0.94..1.06);
@@ -317,11 +284,7 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
         if lobar_patient && rng.random_bool(0.8) {
             let side = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
             let y_cut = rng.random_range(0.35..0.6);
-            opacities.push(Opacity::Lobar {
-                side,
-                y_cut,
-                s: 0.42 * s_base,
-            });
+            opacities.push(Opacity::Lobar { side, y_cut, s: 0.42 * s_base });
         }
         let patches = rng.random_range(2..=7);
         for _ in 0..patches {
@@ -352,9 +315,7 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
             let mut i = (offset + gain * val).clamp(0.0, 1.0).powf(gamma);
             // Acquisition noise: fine grain plus a little structured (quantum-mottle-like) noise.
             let n1 = value_noise(noise_seed, x as f32 * 0.9, y as f32 * 0.9) - 0.5;
-            let n2 = (splitmix(noise_seed ^ ((y * w + x) as u64)) >> 40) as f32
-                / (1u64 << 24) as f32
-                - 0.5;
+            let n2 = (splitmix(noise_seed ^ ((y * w + x) as u64)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
             i += noise_sigma * (1.2 * n1 + 1.6 * n2);
             out[y * w + x] = (i.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
         }
@@ -366,11 +327,7 @@ fn render(p: &Plan, seed: u64) -> Vec<u8> {
 fn attenuation(p: &Patient, ops: &[Opacity], u: f32, v: f32, tex_seed: u64) -> f32 {
     let air = 0.05;
     // Torso: a rounded trapezoid widening from the neck to the shoulders.
-    let half_w = if v < 0.12 {
-        p.body_w * (0.35 + 0.65 * smoothstep(0.0, 0.12, v))
-    } else {
-        p.body_w
-    };
+    let half_w = if v < 0.12 { p.body_w * (0.35 + 0.65 * smoothstep(0.0, 0.12, v)) } else { p.body_w };
     let body = 1.0 - smoothstep(half_w - 0.03, half_w + 0.01, (u - p.cx).abs());
     // Soft tissue is thinner at the edges of the body: a little darker there.
     let tissue = 0.42 + 0.08 * (1.0 - ((u - p.cx).abs() / half_w).powi(2)).max(0.0);
@@ -380,11 +337,9 @@ fn attenuation(p: &Patient, ops: &[Opacity], u: f32, v: f32, tex_seed: u64) -> f
         let lung = lung_mask(p, side, u, v);
         if lung > 0.0 {
             // Lungs are air-filled: much darker, with faint vascular texture.
-            let tex = value_noise(tex_seed, u * 40.0, v * 40.0) * 0.6
-                + value_noise(tex_seed ^ 7, u * 90.0, v * 90.0) * 0.4;
-            let hilum = (1.0
-                - ((u - (p.cx + side * 0.07)).powi(2) + (v - 0.45).powi(2)).sqrt() / 0.25)
-                .max(0.0);
+            let tex =
+                value_noise(tex_seed, u * 40.0, v * 40.0) * 0.6 + value_noise(tex_seed ^ 7, u * 90.0, v * 90.0) * 0.4;
+            let hilum = (1.0 - ((u - (p.cx + side * 0.07)).powi(2) + (v - 0.45).powi(2)).sqrt() / 0.25).max(0.0);
             a -= lung * (0.30 - 0.05 * tex - 0.08 * hilum);
             for op in ops {
                 a += lung * opacity_at(p, op, side, u, v, tex_seed);
@@ -397,8 +352,7 @@ fn attenuation(p: &Patient, ops: &[Opacity], u: f32, v: f32, tex_seed: u64) -> f
     if lateral > 0.03 && lateral < half_w - 0.02 && v > p.lung_top - 0.05 && v < 0.85 {
         for k in 0..10 {
             let y0 = p.lung_top - 0.02 + k as f32 * p.rib_gap;
-            let curve =
-                y0 + p.rib_curve * (lateral - 0.04).max(0.0).powi(2) - 0.03 * (lateral / half_w);
+            let curve = y0 + p.rib_curve * (lateral - 0.04).max(0.0).powi(2) - 0.03 * (lateral / half_w);
             let d = (v - curve).abs();
             let thick = 0.012 + 0.002 * k as f32;
             if d < thick * 1.5 {
@@ -427,11 +381,7 @@ fn attenuation(p: &Patient, ops: &[Opacity], u: f32, v: f32, tex_seed: u64) -> f
     let heart = 1.0 - smoothstep(0.7, 1.15, (hx * hx + hy * hy).sqrt());
     a += 0.16 * heart;
     // Diaphragm and abdomen below the lungs.
-    let dia = smoothstep(
-        0.0,
-        0.04,
-        v - (p.lung_top + 2.0 * p.lung_b + 0.02 - 0.05 * ((u - p.cx).abs() * 6.0).cos()),
-    );
+    let dia = smoothstep(0.0, 0.04, v - (p.lung_top + 2.0 * p.lung_b + 0.02 - 0.05 * ((u - p.cx).abs() * 6.0).cos()));
     a += 0.1 * dia * body;
     a
 }
@@ -465,11 +415,7 @@ fn opacity_at(p: &Patient, op: &Opacity, side: f32, u: f32, v: f32, tex_seed: u6
             let mottle = 0.55 + 0.45 * value_noise(tex_seed ^ 0xBEEF, u * 60.0, v * 60.0);
             s * (-0.5 * d2).exp() * mottle
         }
-        Opacity::Lobar {
-            side: s_side,
-            y_cut,
-            s,
-        } => {
+        Opacity::Lobar { side: s_side, y_cut, s } => {
             if (side - s_side).abs() > 0.5 {
                 return 0.0;
             }
@@ -489,15 +435,9 @@ mod tests {
     fn plan_mirrors_kaggle_class_ratios() {
         let plans = plan(&SynthSpec::new(1200, 400, 1));
         let count = |split: &str, class: Class| {
-            plans
-                .iter()
-                .filter(|p| p.rel_path.starts_with(split) && p.class == class)
-                .count()
+            plans.iter().filter(|p| p.rel_path.starts_with(split) && p.class == class).count()
         };
-        let (tn, tp) = (
-            count("train", Class::Normal),
-            count("train", Class::Pneumonia),
-        );
+        let (tn, tp) = (count("train", Class::Normal), count("train", Class::Pneumonia));
         let ratio = tp as f64 / tn as f64;
         assert!((2.7..3.1).contains(&ratio), "train ratio {ratio}");
         let ratio = count("test", Class::Pneumonia) as f64 / count("test", Class::Normal) as f64;
@@ -506,10 +446,7 @@ mod tests {
         assert_eq!(tn + tp + 2 * count("val", Class::Normal), 1200);
         // several images per patient, some RGB, varying sizes
         let patients: std::collections::BTreeSet<_> = plans.iter().map(|p| p.patient).collect();
-        assert!(
-            patients.len() < plans.len() * 3 / 4,
-            "patients should have several images"
-        );
+        assert!(patients.len() < plans.len() * 3 / 4, "patients should have several images");
         let rgb = plans.iter().filter(|p| p.rgb).count();
         assert!(rgb > plans.len() / 8 && rgb < plans.len() / 2);
         let widths: std::collections::BTreeSet<_> = plans.iter().map(|p| p.width).collect();
@@ -529,19 +466,8 @@ mod tests {
             height: 128,
         };
         let n = render(&base, 3);
-        let p = render(
-            &Plan {
-                class: Class::Pneumonia,
-                ..base.clone()
-            },
-            3,
-        );
+        let p = render(&Plan { class: Class::Pneumonia, ..base.clone() }, 3);
         let mean = |v: &[u8]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-        assert!(
-            mean(&p) > mean(&n),
-            "pneumonia {} normal {}",
-            mean(&p),
-            mean(&n)
-        );
+        assert!(mean(&p) > mean(&n), "pneumonia {} normal {}", mean(&p), mean(&n));
     }
 }

@@ -24,11 +24,7 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [
-        ModelKind::Simple,
-        ModelKind::Regularized,
-        ModelKind::Resnet34,
-    ];
+    pub const ALL: [ModelKind; 3] = [ModelKind::Simple, ModelKind::Regularized, ModelKind::Resnet34];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
@@ -119,14 +115,10 @@ pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<u
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-            self.out
-                .push((self.path.join("."), param.val().dims().to_vec()));
+            self.out.push((self.path.join("."), param.val().dims().to_vec()));
         }
     }
-    let mut v = Names {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut v = Names { path: Vec::new(), out: Vec::new() };
     module.visit(&mut v);
     v.out
 }
@@ -167,11 +159,8 @@ mod tests {
         let device = Default::default();
         // torchvision's resnet34 has 21,797,672 parameters with its 1000-class fc (512·1000 + 1000);
         // with a 2-class head: 21,797,672 − 513,000 + 1,026 = 21,285,698.
-        let expected = [
-            (ModelKind::Simple, None),
-            (ModelKind::Regularized, None),
-            (ModelKind::Resnet34, Some(21_285_698)),
-        ];
+        let expected =
+            [(ModelKind::Simple, None), (ModelKind::Regularized, None), (ModelKind::Resnet34, Some(21_285_698))];
         for (kind, count) in expected {
             let m = Model::<B>::new(kind, 0.5, &device);
             let x = Tensor::<B, 4>::zeros([2, 3, 32, 32], &device);
@@ -186,27 +175,17 @@ mod tests {
         let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device));
         let weights = names.iter().filter(|(n, _)| n.ends_with("weight")).count();
         assert_eq!(weights, 8);
-        assert!(
-            trainable_params::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device)) < 1_000_000
-        );
+        assert!(trainable_params::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device)) < 1_000_000);
         // The regularized CNN: BatchNorm after each conv, more layers than the simple one.
         let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Regularized, 0.5, &device));
-        assert_eq!(
-            names
-                .iter()
-                .filter(|(n, _)| n.ends_with("running_mean"))
-                .count(),
-            9
-        );
+        assert_eq!(names.iter().filter(|(n, _)| n.ends_with("running_mean")).count(), 9);
     }
 
     #[test]
     fn resnet34_names_mirror_torchvision() {
         let device = Default::default();
-        let names: Vec<String> = named_tensors::<B, _>(&ResNet34::<B>::new(2, 0.5, &device))
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let names: Vec<String> =
+            named_tensors::<B, _>(&ResNet34::<B>::new(2, 0.5, &device)).into_iter().map(|(n, _)| n).collect();
         for expected in [
             "conv1.weight",
             "bn1.gamma",
@@ -220,22 +199,9 @@ mod tests {
             "fc.weight",
             "fc.bias",
         ] {
-            assert!(
-                names.iter().any(|n| n == expected),
-                "missing {expected}; have e.g. {:?}",
-                &names[..6]
-            );
+            assert!(names.iter().any(|n| n == expected), "missing {expected}; have e.g. {:?}", &names[..6]);
         }
-        assert!(
-            !names.iter().any(|n| n.starts_with("layer1.0.downsample")),
-            "layer1 keeps the shape: no downsample"
-        );
-        assert_eq!(
-            names
-                .iter()
-                .filter(|n| n.contains("downsample.conv.weight"))
-                .count(),
-            3
-        );
+        assert!(!names.iter().any(|n| n.starts_with("layer1.0.downsample")), "layer1 keeps the shape: no downsample");
+        assert_eq!(names.iter().filter(|n| n.contains("downsample.conv.weight")).count(), 3);
     }
 }

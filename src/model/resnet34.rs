@@ -5,9 +5,7 @@
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -15,23 +13,14 @@ use burn::tensor::Tensor;
 pub const LAYERS: [usize; 4] = [3, 4, 6, 3];
 pub const CHANNELS: [usize; 4] = [64, 128, 256, 512];
 
-fn conv<B: Backend>(
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    device: &B::Device,
-) -> Conv2d<B> {
+fn conv<B: Backend>(cin: usize, cout: usize, k: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
     let p = k / 2;
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .with_bias(false)
         // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu")
-        .with_initializer(Initializer::KaimingNormal {
-            gain: 2f64.sqrt(),
-            fan_out_only: true,
-        })
+        .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: true })
         .init(device)
 }
 
@@ -101,14 +90,7 @@ impl<B: Backend> ResNet34<B> {
         for (i, (&n, &c)) in LAYERS.iter().zip(&CHANNELS).enumerate() {
             let stride = if i == 0 { 1 } else { 2 };
             let blocks = (0..n)
-                .map(|b| {
-                    BasicBlock::new(
-                        if b == 0 { cin } else { c },
-                        c,
-                        if b == 0 { stride } else { 1 },
-                        device,
-                    )
-                })
+                .map(|b| BasicBlock::new(if b == 0 { cin } else { c }, c, if b == 0 { stride } else { 1 }, device))
                 .collect();
             stages.push(blocks);
             cin = c;
@@ -134,9 +116,7 @@ impl<B: Backend> ResNet34<B> {
 
     /// The feature map of the last stage (N×512×S/32×S/32), used by the classifier and by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self
-            .maxpool
-            .forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x))));
         for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in stage {
                 x = block.forward(x);

@@ -27,9 +27,7 @@ impl<B: Backend> SimpleCnn<B> {
         let mut cin = 3;
         for &c in &WIDTHS {
             convs.push(
-                Conv2dConfig::new([cin, c], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
+                Conv2dConfig::new([cin, c], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
             );
             cin = c;
         }

@@ -45,11 +45,7 @@ pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
             }
             probe_cuda(n).map(|_| Resolved::Cuda(n))
         }
-        DeviceChoice::Auto => Ok(if CUDA_BUILT && probe_cuda(0).is_ok() {
-            Resolved::Cuda(0)
-        } else {
-            Resolved::Cpu
-        }),
+        DeviceChoice::Auto => Ok(if CUDA_BUILT && probe_cuda(0).is_ok() { Resolved::Cuda(0) } else { Resolved::Cpu }),
     }
 }
 

@@ -43,10 +43,7 @@ pub struct CheckpointMeta {
 /// Writes bytes to `path` atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
 /// A crash at any point leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
@@ -83,43 +80,35 @@ pub fn save<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>) ->
 }
 
 fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>)> {
-    let mut f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
     let mut magic = [0u8; 17];
     if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        bail!(
-            "{} is not a pneumoscope checkpoint (wrong or missing header)",
-            path.display()
-        );
+        bail!("{} is not a pneumoscope checkpoint (wrong or missing header)", path.display());
     }
     let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
     let hlen = u64::from_le_bytes(len);
     if hlen > 1 << 20 {
         bail!("checkpoint {} has a corrupt header length", path.display());
     }
     let mut header = vec![0u8; hlen as usize];
-    f.read_exact(&mut header)
-        .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    f.read_exact(&mut header).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
     let meta: CheckpointMeta = serde_json::from_slice(&header)
         .with_context(|| format!("checkpoint {} has an unreadable header", path.display()))?;
     if meta.format > FORMAT_VERSION {
-        bail!("checkpoint {} has format {} (this pneumoscope reads up to {FORMAT_VERSION}); upgrade pneumoscope", path.display(), meta.format);
+        bail!(
+            "checkpoint {} has format {} (this pneumoscope reads up to {FORMAT_VERSION}); upgrade pneumoscope",
+            path.display(),
+            meta.format
+        );
     }
     let mut record = Vec::new();
     if with_record {
-        f.read_exact(&mut len)
-            .with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+        f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
         let rlen = u64::from_le_bytes(len);
         f.read_to_end(&mut record)?;
         if record.len() as u64 != rlen {
-            bail!(
-                "checkpoint {} is truncated ({} of {} weight bytes)",
-                path.display(),
-                record.len(),
-                rlen
-            );
+            bail!("checkpoint {} is truncated ({} of {} weight bytes)", path.display(), record.len(), rlen);
         }
     }
     Ok((meta, record))
@@ -137,22 +126,10 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMe
     let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device)
     }))
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "checkpoint {} holds weights that do not fit a {} model",
-            path.display(),
-            meta.model
-        )
-    })?
+    .map_err(|_| anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model))?
     .map_err(|e| anyhow::anyhow!("checkpoint {} has unreadable weights: {e}", path.display()))?;
-    let model =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "checkpoint {} holds weights that do not fit a {} model",
-                    path.display(),
-                    meta.model
-                )
-            })?;
+    let model = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record))).map_err(|_| {
+        anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)
+    })?;
     Ok((meta, model))
 }

@@ -58,34 +58,21 @@ pub fn spawn(setup: RunSetup) -> EngineHandle {
         .spawn(move || {
             let emit = Emitter::new(ev_tx, &setup.run_dir);
             let result = match setup.device {
-                Resolved::Cpu => {
-                    run::<super::backend::Cpu>(&setup, Default::default(), &emit, &cmd_rx)
-                }
+                Resolved::Cpu => run::<super::backend::Cpu>(&setup, Default::default(), &emit, &cmd_rx),
                 #[cfg(feature = "cuda")]
-                Resolved::Cuda(n) => run::<super::backend::Gpu>(
-                    &setup,
-                    burn::backend::cuda::CudaDevice::new(n),
-                    &emit,
-                    &cmd_rx,
-                ),
+                Resolved::Cuda(n) => {
+                    run::<super::backend::Gpu>(&setup, burn::backend::cuda::CudaDevice::new(n), &emit, &cmd_rx)
+                }
                 #[cfg(not(feature = "cuda"))]
-                Resolved::Cuda(_) => Err(anyhow::anyhow!(
-                    "this binary was built without CUDA support"
-                )),
+                Resolved::Cuda(_) => Err(anyhow::anyhow!("this binary was built without CUDA support")),
             };
             if let Err(e) = &result {
-                emit.send(TrainEvent::Failed {
-                    message: crate::cli::format_error(e),
-                });
+                emit.send(TrainEvent::Failed { message: crate::cli::format_error(e) });
             }
             result
         })
         .expect("spawning the engine thread");
-    EngineHandle {
-        events: ev_rx,
-        commands: cmd_tx,
-        thread,
-    }
+    EngineHandle { events: ev_rx, commands: cmd_tx, thread }
 }
 
 /// Sends events and appends the ones worth keeping to metrics.jsonl.
@@ -108,16 +95,8 @@ const LOG_WINDOW: usize = 10;
 impl Emitter {
     fn new(tx: Sender<TrainEvent>, run_dir: &Path) -> Self {
         let _ = std::fs::create_dir_all(run_dir);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join("metrics.jsonl"))
-            .ok();
-        Self {
-            tx,
-            log: std::sync::Mutex::new(log),
-            window: Default::default(),
-        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("metrics.jsonl")).ok();
+        Self { tx, log: std::sync::Mutex::new(log), window: Default::default() }
     }
 
     fn send(&self, ev: TrainEvent) {
@@ -223,29 +202,17 @@ pub struct RunData {
 }
 
 /// Scans, splits and decodes the data, emitting progress.
-pub fn prepare_data(
-    cfg: &Config,
-    root: &Path,
-    emit: &(dyn Fn(TrainEvent) + Sync),
-) -> Result<RunData> {
+pub fn prepare_data(cfg: &Config, root: &Path, emit: &(dyn Fn(TrainEvent) + Sync)) -> Result<RunData> {
     let started = Instant::now();
     let layout = Layout::scan(root)?;
     for w in &layout.warnings {
         emit(TrainEvent::Warning { message: w.clone() });
     }
     for ig in &layout.ignored {
-        emit(TrainEvent::Skipped {
-            path: ig.path.clone(),
-            error: ig.reason.clone(),
-        });
+        emit(TrainEvent::Skipped { path: ig.path.clone(), error: ig.reason.clone() });
     }
     // The Kaggle val/ split (16 images) is merged into train and a real validation split is held out.
-    let merged: Vec<_> = layout
-        .train
-        .iter()
-        .chain(layout.val.iter())
-        .cloned()
-        .collect();
+    let merged: Vec<_> = layout.train.iter().chain(layout.val.iter()).cloned().collect();
     let all: Vec<_> = merged.iter().chain(layout.test.iter()).cloned().collect();
     let d = &cfg.data;
     let (cache, skipped) = preload(&all, d.image_size, d.max_image_side, &|done, total| {
@@ -254,14 +221,10 @@ pub fn prepare_data(
         }
     });
     for s in &skipped {
-        emit(TrainEvent::Skipped {
-            path: s.path.clone(),
-            error: s.error.clone(),
-        });
+        emit(TrainEvent::Skipped { path: s.path.clone(), error: s.error.clone() });
     }
     let n_train_files = merged.len();
-    let is_train: std::collections::HashSet<&Path> =
-        merged.iter().map(|s| s.path.as_path()).collect();
+    let is_train: std::collections::HashSet<&Path> = merged.iter().map(|s| s.path.as_path()).collect();
     let (train_pos, test_pos): (Vec<usize>, Vec<usize>) =
         (0..cache.len()).partition(|&i| is_train.contains(cache.samples[i].path.as_path()));
     let trainval = cache.subset(&train_pos);
@@ -278,40 +241,17 @@ pub fn prepare_data(
         );
     }
     let (tr, va) = split(&trainval.samples, d.val_fraction, d.split, d.seed);
-    let pos_of: std::collections::HashMap<&Path, usize> = trainval
-        .samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.path.as_path(), i))
-        .collect();
-    let pick = |v: &[crate::data::Sample]| -> Vec<usize> {
-        v.iter().map(|s| pos_of[s.path.as_path()]).collect()
-    };
+    let pos_of: std::collections::HashMap<&Path, usize> =
+        trainval.samples.iter().enumerate().map(|(i, s)| (s.path.as_path(), i)).collect();
+    let pick = |v: &[crate::data::Sample]| -> Vec<usize> { v.iter().map(|s| pos_of[s.path.as_path()]).collect() };
     let train = trainval.subset(&pick(&tr));
     let val = trainval.subset(&pick(&va));
     if val.is_empty() {
-        anyhow::bail!(
-            "the validation split is empty: {} has too few images or patients",
-            layout.root.display()
-        );
+        anyhow::bail!("the validation split is empty: {} has too few images or patients", layout.root.display());
     }
-    let counts = SplitCounts {
-        train: train.counts(),
-        validation: val.counts(),
-        test: test.counts(),
-    };
-    emit(TrainEvent::DataReady {
-        counts,
-        skipped: skipped.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(RunData {
-        train: Arc::new(train),
-        val: Arc::new(val),
-        test: Arc::new(test),
-        counts,
-        skipped: skipped.len(),
-    })
+    let counts = SplitCounts { train: train.counts(), validation: val.counts(), test: test.counts() };
+    emit(TrainEvent::DataReady { counts, skipped: skipped.len(), seconds: started.elapsed().as_secs_f64() });
+    Ok(RunData { train: Arc::new(train), val: Arc::new(val), test: Arc::new(test), counts, skipped: skipped.len() })
 }
 
 /// Class weights for the loss, from the config and the training split.
@@ -323,25 +263,11 @@ pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
     }
 }
 
-fn run<B: Backend>(
-    setup: &RunSetup,
-    device: B::Device,
-    emit: &Emitter,
-    cmds: &Receiver<Command>,
-) -> Result<RunReport> {
+fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &Receiver<Command>) -> Result<RunReport> {
     let cfg = &setup.config;
-    std::fs::create_dir_all(&setup.run_dir)
-        .with_context(|| format!("cannot create {}", setup.run_dir.display()))?;
-    checkpoint::write_atomic(
-        &setup.run_dir.join("config.toml"),
-        toml::to_string_pretty(cfg)?.as_bytes(),
-    )?;
-    let models: Vec<ModelKind> = cfg
-        .training
-        .models
-        .iter()
-        .filter_map(|m| ModelKind::parse(m))
-        .collect();
+    std::fs::create_dir_all(&setup.run_dir).with_context(|| format!("cannot create {}", setup.run_dir.display()))?;
+    checkpoint::write_atomic(&setup.run_dir.join("config.toml"), toml::to_string_pretty(cfg)?.as_bytes())?;
+    let models: Vec<ModelKind> = cfg.training.models.iter().filter_map(|m| ModelKind::parse(m)).collect();
     let info = RunInfo {
         run_dir: setup.run_dir.clone(),
         data_root: setup.data_root.clone(),
@@ -368,17 +294,7 @@ fn run<B: Backend>(
         let started = Instant::now();
         let mut result = ModelResult::new(kind);
         result.status = ModelStatus::Training;
-        let outcome = train_model::<B>(
-            setup,
-            &device,
-            &data,
-            weights,
-            kind,
-            index,
-            &mut result,
-            emit,
-            cmds,
-        );
+        let outcome = train_model::<B>(setup, &device, &data, weights, kind, index, &mut result, emit, cmds);
         result.train_seconds = started.elapsed().as_secs_f64();
         let stop = match outcome {
             Ok(TrainOutcome::Completed) => {
@@ -405,24 +321,11 @@ fn run<B: Backend>(
             match checkpoint::load::<B>(&path, &device) {
                 Ok((meta, model)) => {
                     let spec = eval_spec(cfg);
-                    let (m, _) = evaluate(
-                        &model,
-                        data.test.clone(),
-                        &spec,
-                        weights,
-                        meta.threshold,
-                        &device,
-                    );
+                    let (m, _) = evaluate(&model, data.test.clone(), &spec, weights, meta.threshold, &device);
                     result.test = Some(m);
-                    emit.send(TrainEvent::Evaluated {
-                        model: kind,
-                        split: "test".into(),
-                        metrics: m,
-                    });
+                    emit.send(TrainEvent::Evaluated { model: kind, split: "test".into(), metrics: m });
                 }
-                Err(e) => emit.send(TrainEvent::Warning {
-                    message: format!("cannot test {kind}: {e}"),
-                }),
+                Err(e) => emit.send(TrainEvent::Warning { message: format!("cannot test {kind}: {e}") }),
             }
         }
         emit.send(TrainEvent::ModelFinished {
@@ -438,10 +341,7 @@ fn run<B: Backend>(
             break;
         }
     }
-    emit.send(TrainEvent::Finished {
-        run_dir: setup.run_dir.clone(),
-        stopped: report.stopped,
-    });
+    emit.send(TrainEvent::Finished { run_dir: setup.run_dir.clone(), stopped: report.stopped });
     Ok(report)
 }
 
@@ -485,18 +385,11 @@ pub fn optimizer_config(cfg: &Config) -> AdamConfig {
     });
     AdamConfig::new()
         .with_epsilon(1e-8)
-        .with_weight_decay(
-            (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32)),
-        )
+        .with_weight_decay((t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32)))
         .with_grad_clipping(clip)
 }
 
-fn meta_for(
-    setup: &RunSetup,
-    kind: ModelKind,
-    epoch: usize,
-    val: Option<(f64, f64)>,
-) -> CheckpointMeta {
+fn meta_for(setup: &RunSetup, kind: ModelKind, epoch: usize, val: Option<(f64, f64)>) -> CheckpointMeta {
     let cfg = &setup.config;
     CheckpointMeta {
         format: FORMAT_VERSION,
@@ -504,10 +397,7 @@ fn meta_for(
         image_size: cfg.data.image_size,
         mean: cfg.data.mean,
         std: cfg.data.std,
-        class_names: [
-            Class::Normal.folder().to_string(),
-            Class::Pneumonia.folder().to_string(),
-        ],
+        class_names: [Class::Normal.folder().to_string(), Class::Pneumonia.folder().to_string()],
         threshold: 0.5,
         dropout: cfg.training.dropout,
         epoch,
@@ -553,8 +443,7 @@ fn train_model<B: Backend>(
     });
 
     let ckpt_dir = setup.run_dir.join("checkpoints");
-    std::fs::create_dir_all(&ckpt_dir)
-        .with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
+    std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
     let best_path = ckpt_dir.join(format!("{kind}-best.ckpt"));
     let last_path = ckpt_dir.join(format!("{kind}-last.ckpt"));
     let mut best_loss = f64::INFINITY;
@@ -624,17 +513,9 @@ fn train_model<B: Backend>(
             let meta = meta_for(setup, kind, epoch - 1, None);
             checkpoint::save(&last_path, &meta, &model.valid())?;
             result.last_checkpoint = Some(last_path.clone());
-            emit.send(TrainEvent::CheckpointSaved {
-                model: kind,
-                path: last_path.clone(),
-                kind: "last".into(),
-            });
+            emit.send(TrainEvent::CheckpointSaved { model: kind, path: last_path.clone(), kind: "last".into() });
             result.epochs_done = epoch - 1;
-            return Ok(if matches!(control, Control::Stop) {
-                TrainOutcome::Stopped
-            } else {
-                TrainOutcome::Skipped
-            });
+            return Ok(if matches!(control, Control::Stop) { TrainOutcome::Stopped } else { TrainOutcome::Skipped });
         }
         let valid = model.valid();
         let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
@@ -647,11 +528,7 @@ fn train_model<B: Backend>(
             result.best_epoch = Some(epoch);
             result.best_val_loss = Some(vm.loss);
             result.best_val_accuracy = Some(vm.accuracy);
-            emit.send(TrainEvent::CheckpointSaved {
-                model: kind,
-                path: best_path.clone(),
-                kind: "best".into(),
-            });
+            emit.send(TrainEvent::CheckpointSaved { model: kind, path: best_path.clone(), kind: "best".into() });
         }
         checkpoint::save(&last_path, &meta, &valid)?;
         result.last_checkpoint = Some(last_path.clone());

@@ -17,10 +17,7 @@ use crate::model::Model;
 use crate::train::checkpoint::CheckpointMeta;
 
 /// Moves a host batch to the device.
-pub fn to_tensors<B: Backend>(
-    batch: &Batch,
-    device: &B::Device,
-) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+pub fn to_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
     let n = batch.len();
     let s = batch.image_size;
     let x = Tensor::<B, 4>::from_data(TensorData::new(batch.images.clone(), [n, 3, s, s]), device);
@@ -30,11 +27,7 @@ pub fn to_tensors<B: Backend>(
 
 /// Mean cross-entropy of logits against targets, weighted per class as PyTorch's
 /// `CrossEntropyLoss(weight=…)`: Σ w_y·(−log p_y) / Σ w_y.
-pub fn cross_entropy<B: Backend>(
-    logits: Tensor<B, 2>,
-    targets: Tensor<B, 1, Int>,
-    weights: [f32; 2],
-) -> Tensor<B, 1> {
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>, weights: [f32; 2]) -> Tensor<B, 1> {
     let device = logits.device();
     let n = targets.dims()[0];
     let logp = log_softmax(logits, 1);
@@ -50,10 +43,7 @@ pub fn cross_entropy<B: Backend>(
 pub fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
     let n = logits.dims()[0];
     let p = softmax(logits, 1).slice([0..n, 1..2]).reshape([n]);
-    p.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .unwrap_or_default()
+    p.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
 }
 
 /// Evaluates a model (in inference mode) over a whole dataset: metrics at `threshold` and the scores.
@@ -72,23 +62,14 @@ pub fn evaluate<B: Backend>(
     for batch in batches(ds.clone(), spec, 0) {
         let (x, y) = to_tensors::<B>(&batch, device);
         let logits = model.forward(x);
-        let loss: f64 = cross_entropy(logits.clone(), y, weights)
-            .into_scalar()
-            .elem_f64();
+        let loss: f64 = cross_entropy(logits.clone(), y, weights).into_scalar().elem_f64();
         loss_sum += loss * batch.len() as f64;
         count += batch.len();
         scores.extend(probabilities(logits));
         truth.extend(batch.labels.iter().map(|&l| l == 1));
     }
-    let loss = if count > 0 {
-        loss_sum / count as f64
-    } else {
-        0.0
-    };
-    (
-        Metrics::from_scores(&scores, &truth, loss, threshold),
-        scores,
-    )
+    let loss = if count > 0 { loss_sum / count as f64 } else { 0.0 };
+    (Metrics::from_scores(&scores, &truth, loss, threshold), scores)
 }
 
 /// Small helper: scalar of any float element type as f64.
@@ -140,10 +121,7 @@ pub fn predict_files<B: Backend>(
         }
         let mut probs = Vec::new();
         if !ok_paths.is_empty() {
-            let x = Tensor::<B, 4>::from_data(
-                TensorData::new(images, [ok_paths.len(), 3, s, s]),
-                device,
-            );
+            let x = Tensor::<B, 4>::from_data(TensorData::new(images, [ok_paths.len(), 3, s, s]), device);
             probs = probabilities(model.forward(x));
         }
         let mut next = ok_paths.into_iter().zip(probs);
@@ -152,11 +130,7 @@ pub fn predict_files<B: Backend>(
                 Some(err) => err,
                 None => {
                     let (path, p) = next.next().expect("one probability per decoded image");
-                    let class = if p >= meta.threshold {
-                        Class::Pneumonia
-                    } else {
-                        Class::Normal
-                    };
+                    let class = if p >= meta.threshold { Class::Pneumonia } else { Class::Normal };
                     Ok(Prediction {
                         path,
                         label: class.folder().to_string(),
@@ -174,17 +148,9 @@ pub fn predict_files<B: Backend>(
 pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    fn walk(
-        dir: &Path,
-        depth: usize,
-        files: &mut Vec<PathBuf>,
-        problems: &mut Vec<(PathBuf, String)>,
-    ) {
+    fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<(PathBuf, String)>) {
         if depth > 8 {
-            problems.push((
-                dir.to_path_buf(),
-                "folder nesting deeper than 8 levels (symlink loop?)".into(),
-            ));
+            problems.push((dir.to_path_buf(), "folder nesting deeper than 8 levels (symlink loop?)".into()));
             return;
         }
         let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -200,15 +166,8 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String
                 walk(&p, depth + 1, files, problems);
             } else if crate::data::layout::has_image_extension(&p) {
                 files.push(p);
-            } else if !p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-            {
-                problems.push((
-                    p,
-                    "skipped: not an image file extension (.jpeg, .jpg, .png)".into(),
-                ));
+            } else if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+                problems.push((p, "skipped: not an image file extension (.jpeg, .jpg, .png)".into()));
             }
         }
     }

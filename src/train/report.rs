@@ -66,36 +66,29 @@ fn pct(x: f64) -> String {
 
 impl RunReport {
     pub fn write(&self, dir: &Path) -> Result<()> {
-        write_atomic(
-            &dir.join("report.json"),
-            serde_json::to_string_pretty(self)?.as_bytes(),
-        )?;
+        write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
         write_atomic(&dir.join("report.md"), self.markdown().as_bytes())
     }
 
-    /// The comparison table, as printed at the end of a headless run.
+    /// The comparison table (percentages; fits 80 columns), as printed at the end of a run.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<16} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8}\n",
+            "{:<16} {:<8} {:>8} {:>7} {:>8} {:>6} {:>6} {:>5} {:>6}\n",
             "model", "status", "val loss", "val acc", "test acc", "sens", "spec", "AUC", "time"
         );
         for m in &self.models {
             let t = m.test.as_ref();
-            let f = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "-".into());
+            let f = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
-                "{:<16} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7.0}s\n",
+                "{:<16} {:<8} {:>8} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5.0}s\n",
                 m.model.title(),
                 m.status.label(),
-                m.best_val_loss
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "-".into()),
+                m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
                 f(m.best_val_accuracy),
                 f(t.map(|t| t.accuracy)),
                 f(t.map(|t| t.sensitivity)),
                 f(t.map(|t| t.specificity)),
-                t.and_then(|t| t.auc)
-                    .map(|a| format!("{a:.3}"))
-                    .unwrap_or_else(|| "-".into()),
+                t.and_then(|t| t.auc).map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
                 m.train_seconds
             ));
         }
@@ -106,8 +99,10 @@ impl RunReport {
         let i = &self.info;
         let mut s = String::from("# pneumoscope run report\n\n");
         if i.synthetic {
-            s.push_str("> **SYNTHETIC data.** These models were trained and tested on procedurally drawn chest X-rays, \
-                        not real radiographs. The figures say nothing about performance on patients.\n\n");
+            s.push_str(
+                "> **SYNTHETIC data.** These models were trained and tested on procedurally drawn chest X-rays, \
+                        not real radiographs. The figures say nothing about performance on patients.\n\n",
+            );
         }
         s.push_str(&format!(
             "- data: `{}`{}\n- device: {} · image size {} px · batch {} · {} epochs\n- run folder: `{}`\n",
@@ -121,34 +116,15 @@ impl RunReport {
         ));
         let c = &self.counts;
         s.push_str("\n## Data\n\n| split | NORMAL | PNEUMONIA | total |\n|---|---:|---:|---:|\n");
-        for (name, cc) in [
-            ("train", c.train),
-            ("validation", c.validation),
-            ("test", c.test),
-        ] {
-            s.push_str(&format!(
-                "| {name} | {} | {} | {} |\n",
-                cc.normal,
-                cc.pneumonia,
-                cc.total()
-            ));
+        for (name, cc) in [("train", c.train), ("validation", c.validation), ("test", c.test)] {
+            s.push_str(&format!("| {name} | {} | {} | {} |\n", cc.normal, cc.pneumonia, cc.total()));
         }
         if self.skipped_files > 0 {
-            s.push_str(&format!(
-                "\n{} unreadable files were skipped (see metrics.jsonl).\n",
-                self.skipped_files
-            ));
+            s.push_str(&format!("\n{} unreadable files were skipped (see metrics.jsonl).\n", self.skipped_files));
         }
         s.push_str("\n## Models on the test split (threshold 0.5)\n\n");
         s.push_str("| | ");
-        s.push_str(
-            &self
-                .models
-                .iter()
-                .map(|m| m.model.title())
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
+        s.push_str(&self.models.iter().map(|m| m.model.title()).collect::<Vec<_>>().join(" | "));
         s.push_str(" |\n|---|");
         s.push_str(&"---:|".repeat(self.models.len()));
         s.push('\n');
@@ -161,44 +137,26 @@ impl RunReport {
             r
         };
         let tm = |f: fn(&Metrics) -> f64| {
-            move |m: &ModelResult| {
-                m.test
-                    .as_ref()
-                    .map(|t| pct(f(t)))
-                    .unwrap_or_else(|| "-".into())
-            }
+            move |m: &ModelResult| m.test.as_ref().map(|t| pct(f(t))).unwrap_or_else(|| "-".into())
         };
         s.push_str(&row("status", &|m| m.status.label().to_string()));
         s.push_str(&row("initialisation", &|m| m.init.clone()));
-        s.push_str(&row("parameters", &|m| {
-            format!("{:.2} M", m.params as f64 / 1e6)
-        }));
+        s.push_str(&row("parameters", &|m| format!("{:.2} M", m.params as f64 / 1e6)));
         s.push_str(&row("epochs", &|m| m.epochs_done.to_string()));
         s.push_str(&row("best val loss", &|m| {
-            m.best_val_loss
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into())
+            m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
         }));
-        s.push_str(&row("best val accuracy", &|m| {
-            m.best_val_accuracy.map(pct).unwrap_or_else(|| "-".into())
-        }));
+        s.push_str(&row("best val accuracy", &|m| m.best_val_accuracy.map(pct).unwrap_or_else(|| "-".into())));
         s.push_str(&row("test accuracy", &tm(|t| t.accuracy)));
         s.push_str(&row("sensitivity", &tm(|t| t.sensitivity)));
         s.push_str(&row("specificity", &tm(|t| t.specificity)));
         s.push_str(&row("precision", &tm(|t| t.precision)));
         s.push_str(&row("F1", &tm(|t| t.f1)));
         s.push_str(&row("ROC-AUC", &|m| {
-            m.test
-                .and_then(|t| t.auc)
-                .map(|a| format!("{a:.3}"))
-                .unwrap_or_else(|| "-".into())
+            m.test.and_then(|t| t.auc).map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into())
         }));
-        s.push_str(&row("training time", &|m| {
-            format!("{:.0} s", m.train_seconds)
-        }));
-        s.push_str(&row("throughput", &|m| {
-            format!("{:.1} img/s", m.images_per_sec)
-        }));
+        s.push_str(&row("training time", &|m| format!("{:.0} s", m.train_seconds)));
+        s.push_str(&row("throughput", &|m| format!("{:.1} img/s", m.images_per_sec)));
         s.push_str("\n## Confusion matrices (test)\n\nRows: true class; columns: predicted.\n\n");
         for m in &self.models {
             let Some(t) = m.test else { continue };

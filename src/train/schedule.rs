@@ -17,13 +17,7 @@ pub struct OneCycle {
 
 impl OneCycle {
     pub fn new(max_lr: f64, total_steps: usize, pct_start: f64) -> Self {
-        Self {
-            max_lr,
-            total_steps: total_steps.max(1),
-            pct_start,
-            div_factor: 25.0,
-            final_div_factor: 1e4,
-        }
+        Self { max_lr, total_steps: total_steps.max(1), pct_start, div_factor: 25.0, final_div_factor: 1e4 }
     }
     pub fn initial_lr(&self) -> f64 {
         self.max_lr / self.div_factor
@@ -39,11 +33,7 @@ impl OneCycle {
         if step <= warm_end && warm_end > 0.0 {
             cos_anneal(self.initial_lr(), self.max_lr, step / warm_end)
         } else if last > warm_end {
-            cos_anneal(
-                self.max_lr,
-                self.final_lr(),
-                (step - warm_end) / (last - warm_end),
-            )
+            cos_anneal(self.max_lr, self.final_lr(), (step - warm_end) / (last - warm_end))
         } else {
             self.max_lr
         }
@@ -69,10 +59,7 @@ mod tests {
         // Halfway up the warm-up: the cosine midpoint between initial and max.
         let mid = s.lr(0) + (0.01 - 0.0004) / 2.0;
         assert!(
-            (s.lr(14)
-                - (0.0004
-                    + (0.01 - 0.0004) * (1.0 - (std::f64::consts::PI * 14.0 / 29.0).cos()) / 2.0))
-                .abs()
+            (s.lr(14) - (0.0004 + (0.01 - 0.0004) * (1.0 - (std::f64::consts::PI * 14.0 / 29.0).cos()) / 2.0)).abs()
                 < 1e-12
         );
         assert!(s.lr(14) < mid + 0.001 && s.lr(14) > mid - 0.001);

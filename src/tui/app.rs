@@ -21,13 +21,7 @@ pub enum Pane {
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [
-        Pane::Balance,
-        Pane::Charts,
-        Pane::Confusion,
-        Pane::Compare,
-        Pane::Predict,
-    ];
+    pub const ALL: [Pane; 5] = [Pane::Balance, Pane::Charts, Pane::Confusion, Pane::Compare, Pane::Predict];
     pub fn title(self) -> &'static str {
         match self {
             Pane::Balance => "Data",
@@ -78,18 +72,8 @@ pub struct Binding {
 
 /// The key map: the event loop looks keys up here and the help overlay lists it.
 pub const KEYMAP: &[Binding] = &[
-    Binding {
-        keys: "tab",
-        codes: &[KeyCode::Tab],
-        action: Action::NextPane,
-        help: "next pane",
-    },
-    Binding {
-        keys: "shift-tab",
-        codes: &[KeyCode::BackTab],
-        action: Action::PrevPane,
-        help: "previous pane",
-    },
+    Binding { keys: "tab", codes: &[KeyCode::Tab], action: Action::NextPane, help: "next pane" },
+    Binding { keys: "shift-tab", codes: &[KeyCode::BackTab], action: Action::PrevPane, help: "previous pane" },
     Binding {
         keys: "1",
         codes: &[KeyCode::Char('1')],
@@ -108,12 +92,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::GoTo(Pane::Confusion),
         help: "confusion matrix",
     },
-    Binding {
-        keys: "4",
-        codes: &[KeyCode::Char('4')],
-        action: Action::GoTo(Pane::Compare),
-        help: "model comparison",
-    },
+    Binding { keys: "4", codes: &[KeyCode::Char('4')], action: Action::GoTo(Pane::Compare), help: "model comparison" },
     Binding {
         keys: "5",
         codes: &[KeyCode::Char('5')],
@@ -132,18 +111,8 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Down,
         help: "move down (image list)",
     },
-    Binding {
-        keys: "pgup pgdn",
-        codes: &[KeyCode::PageUp],
-        action: Action::PageUp,
-        help: "page up / down",
-    },
-    Binding {
-        keys: "",
-        codes: &[KeyCode::PageDown],
-        action: Action::PageDown,
-        help: "",
-    },
+    Binding { keys: "pgup pgdn", codes: &[KeyCode::PageUp], action: Action::PageUp, help: "page up / down" },
+    Binding { keys: "", codes: &[KeyCode::PageDown], action: Action::PageDown, help: "" },
     Binding {
         keys: "→ l ]",
         codes: &[KeyCode::Right, KeyCode::Char('l'), KeyCode::Char(']')],
@@ -156,72 +125,27 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::PrevModel,
         help: "show the previous model",
     },
-    Binding {
-        keys: "enter",
-        codes: &[KeyCode::Enter],
-        action: Action::Select,
-        help: "classify the selected image",
-    },
-    Binding {
-        keys: "p",
-        codes: &[KeyCode::Char('p')],
-        action: Action::PauseResume,
-        help: "pause / resume training",
-    },
-    Binding {
-        keys: "n",
-        codes: &[KeyCode::Char('n')],
-        action: Action::SkipModel,
-        help: "end this model, go to the next",
-    },
-    Binding {
-        keys: "s",
-        codes: &[KeyCode::Char('s')],
-        action: Action::Stop,
-        help: "stop training (checkpoint saved)",
-    },
+    Binding { keys: "enter", codes: &[KeyCode::Enter], action: Action::Select, help: "classify the selected image" },
+    Binding { keys: "p", codes: &[KeyCode::Char('p')], action: Action::PauseResume, help: "pause / resume training" },
+    Binding { keys: "n", codes: &[KeyCode::Char('n')], action: Action::SkipModel, help: "next model (ends this one)" },
+    Binding { keys: "s", codes: &[KeyCode::Char('s')], action: Action::Stop, help: "stop training (saves)" },
     Binding {
         keys: "+ -",
         codes: &[KeyCode::Char('+'), KeyCode::Char('=')],
         action: Action::SmoothMore,
         help: "more / less chart smoothing",
     },
-    Binding {
-        keys: "",
-        codes: &[KeyCode::Char('-')],
-        action: Action::SmoothLess,
-        help: "",
-    },
+    Binding { keys: "", codes: &[KeyCode::Char('-')], action: Action::SmoothLess, help: "" },
     Binding {
         keys: "e",
         codes: &[KeyCode::Char('e')],
         action: Action::ToggleChartScale,
-        help: "charts: per batch / per epoch",
+        help: "charts: batch / epoch view",
     },
-    Binding {
-        keys: "v",
-        codes: &[KeyCode::Char('v')],
-        action: Action::ToggleSplit,
-        help: "confusion: validation / test",
-    },
-    Binding {
-        keys: "?",
-        codes: &[KeyCode::Char('?')],
-        action: Action::Help,
-        help: "this help",
-    },
-    Binding {
-        keys: "esc",
-        codes: &[KeyCode::Esc],
-        action: Action::Close,
-        help: "close help / popup",
-    },
-    Binding {
-        keys: "q",
-        codes: &[KeyCode::Char('q')],
-        action: Action::Quit,
-        help: "quit (asks first while training)",
-    },
+    Binding { keys: "v", codes: &[KeyCode::Char('v')], action: Action::ToggleSplit, help: "confusion: val / test" },
+    Binding { keys: "?", codes: &[KeyCode::Char('?')], action: Action::Help, help: "this help" },
+    Binding { keys: "esc", codes: &[KeyCode::Esc], action: Action::Close, help: "close help / popup" },
+    Binding { keys: "q", codes: &[KeyCode::Char('q')], action: Action::Quit, help: "quit (asks while training)" },
 ];
 
 /// Looks a key up in the key map (ctrl-c always quits).
@@ -229,10 +153,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
-    KEYMAP
-        .iter()
-        .find(|b| b.codes.contains(&key.code))
-        .map(|b| b.action)
+    KEYMAP.iter().find(|b| b.codes.contains(&key.code)).map(|b| b.action)
 }
 
 /// What the dashboard knows about one model.
@@ -327,12 +248,7 @@ pub enum Split {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(crate::train::Command),
-    Predict {
-        path: PathBuf,
-        checkpoint: PathBuf,
-        model: ModelKind,
-        truth: Class,
-    },
+    Predict { path: PathBuf, checkpoint: PathBuf, model: ModelKind, truth: Class },
 }
 
 /// The dashboard state.
@@ -358,6 +274,8 @@ pub struct App {
     pub predict: PredictState,
     pub log: Vec<String>,
     pub should_quit: bool,
+    /// The terminal went away: nothing is drawn any more.
+    pub hung_up: bool,
     /// Terminal and device facts for the status line (device name, memory) when known.
     pub device_note: Option<String>,
 }
@@ -380,10 +298,11 @@ impl App {
             failed: None,
             smoothing: 0.6,
             per_epoch: false,
-            split: Split::Validation,
+            split: Split::Test,
             predict: PredictState::default(),
             log: Vec::new(),
             should_quit: false,
+            hung_up: false,
             device_note: None,
         }
     }
@@ -411,35 +330,19 @@ impl App {
     pub fn on_event(&mut self, ev: TrainEvent) {
         match ev {
             TrainEvent::RunStarted { info } => {
-                if self.models.is_empty()
-                    || self
-                        .models
-                        .iter()
-                        .map(|m| m.kind)
-                        .ne(info.models.iter().copied())
-                {
+                if self.models.is_empty() || self.models.iter().map(|m| m.kind).ne(info.models.iter().copied()) {
                     self.models = info.models.iter().map(|&k| ModelView::new(k)).collect();
                 }
                 self.info = Some(info);
             }
             TrainEvent::DataProgress { done, total } => self.data_progress = (done, total),
-            TrainEvent::DataReady {
-                counts, skipped, ..
-            } => {
+            TrainEvent::DataReady { counts, skipped, .. } => {
                 self.counts = Some(counts);
                 self.skipped = skipped;
             }
-            TrainEvent::Skipped { path, error } => {
-                self.note(format!("skipped {}: {error}", path.display()))
-            }
+            TrainEvent::Skipped { path, error } => self.note(format!("skipped {}: {error}", path.display())),
             TrainEvent::Warning { message } => self.note(format!("warning: {message}")),
-            TrainEvent::ModelStarted {
-                model,
-                index,
-                params,
-                steps_per_epoch,
-                epochs,
-            } => {
+            TrainEvent::ModelStarted { model, index, params, steps_per_epoch, epochs } => {
                 self.selected = index.min(self.models.len().saturating_sub(1));
                 if let Some(m) = self.model_mut(model) {
                     m.status = ModelStatus::Training;
@@ -471,14 +374,7 @@ impl App {
                     m.eta_secs = eta_secs;
                 }
             }
-            TrainEvent::EpochEnded {
-                model,
-                epoch,
-                train_loss,
-                train_accuracy,
-                validation,
-                ..
-            } => {
+            TrainEvent::EpochEnded { model, epoch, train_loss, train_accuracy, validation, .. } => {
                 if let Some(m) = self.model_mut(model) {
                     let x = epoch as f64;
                     m.train_loss.push((x, train_loss));
@@ -503,16 +399,8 @@ impl App {
                 if let Some(m) = self.model_mut(model) {
                     m.test = Some(metrics);
                 }
-                if self.models.get(self.selected).map(|m| m.kind) == Some(model) {
-                    self.split = Split::Test;
-                }
             }
-            TrainEvent::ModelFinished {
-                model,
-                status,
-                seconds,
-                error,
-            } => {
+            TrainEvent::ModelFinished { model, status, seconds, error } => {
                 if let Some(m) = self.model_mut(model) {
                     m.status = status;
                     m.seconds = seconds;
@@ -573,17 +461,13 @@ impl App {
         }
         match action {
             Action::NextPane => self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()],
-            Action::PrevPane => {
-                self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()]
-            }
+            Action::PrevPane => self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()],
             Action::GoTo(p) => self.pane = p,
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-10),
             Action::PageDown => self.move_selection(10),
-            Action::NextModel if !self.models.is_empty() => {
-                self.selected = (self.selected + 1) % self.models.len()
-            }
+            Action::NextModel if !self.models.is_empty() => self.selected = (self.selected + 1) % self.models.len(),
             Action::PrevModel if !self.models.is_empty() => {
                 self.selected = (self.selected + self.models.len() - 1) % self.models.len()
             }
@@ -612,6 +496,7 @@ impl App {
             }
             Action::PauseResume | Action::SkipModel | Action::Stop => {}
             Action::Quit => {
+                self.help = false;
                 if self.training() {
                     self.confirm_quit = true;
                 } else {
@@ -624,11 +509,7 @@ impl App {
             Action::SmoothLess => self.smoothing = (self.smoothing - 0.1).max(0.0),
             Action::ToggleChartScale => self.per_epoch = !self.per_epoch,
             Action::ToggleSplit => {
-                self.split = if self.split == Split::Validation {
-                    Split::Test
-                } else {
-                    Split::Validation
-                }
+                self.split = if self.split == Split::Validation { Split::Test } else { Split::Validation }
             }
         }
         fx
@@ -652,22 +533,14 @@ impl App {
                 path,
                 model,
                 truth,
-                outcome: Err(format!(
-                    "{} has no checkpoint yet (one is saved after its first epoch)",
-                    model.title()
-                )),
+                outcome: Err(format!("{} has no checkpoint yet (one is saved after its first epoch)", model.title())),
                 threshold: 0.5,
             });
             return None;
         };
         let model = m.kind;
         self.predict.pending = Some(path.clone());
-        Some(Effect::Predict {
-            path,
-            checkpoint: ckpt,
-            model,
-            truth,
-        })
+        Some(Effect::Predict { path, checkpoint: ckpt, model, truth })
     }
 
     /// Applies a prediction computed by the worker.
@@ -698,15 +571,9 @@ mod tests {
 
     #[test]
     fn ema_matches_tensorboard() {
-        assert_eq!(
-            ema(&[(0.0, 1.0), (1.0, 3.0)], 0.0),
-            vec![(0.0, 1.0), (1.0, 3.0)]
-        );
+        assert_eq!(ema(&[(0.0, 1.0), (1.0, 3.0)], 0.0), vec![(0.0, 1.0), (1.0, 3.0)]);
         let s = ema(&[(0.0, 2.0), (1.0, 4.0)], 0.5);
-        assert!(
-            (s[0].1 - 2.0).abs() < 1e-12,
-            "debiased: the first point is kept"
-        );
+        assert!((s[0].1 - 2.0).abs() < 1e-12, "debiased: the first point is kept");
         assert!((s[1].1 - (0.5 * 0.5 * 2.0 + 0.5 * 4.0) / 0.75).abs() < 1e-12);
     }
 
@@ -718,14 +585,8 @@ mod tests {
         let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
         assert_eq!(action_for(&key(KeyCode::Tab)), Some(Action::NextPane));
         assert_eq!(action_for(&key(KeyCode::Char('j'))), Some(Action::Down));
-        assert_eq!(
-            action_for(&key(KeyCode::Char('5'))),
-            Some(Action::GoTo(Pane::Predict))
-        );
-        assert_eq!(
-            action_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
-            Some(Action::Quit)
-        );
+        assert_eq!(action_for(&key(KeyCode::Char('5'))), Some(Action::GoTo(Pane::Predict)));
+        assert_eq!(action_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
         assert_eq!(action_for(&key(KeyCode::Char('z'))), None);
     }
 
@@ -735,10 +596,7 @@ mod tests {
         let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
         assert!(app.on_key(key(KeyCode::Char('q'))).is_empty());
         assert!(app.confirm_quit && !app.should_quit);
-        assert!(
-            app.on_key(key(KeyCode::Char('n'))).is_empty(),
-            "any other key cancels"
-        );
+        assert!(app.on_key(key(KeyCode::Char('n'))).is_empty(), "any other key cancels");
         assert!(!app.confirm_quit && !app.should_quit);
         app.on_key(key(KeyCode::Char('q')));
         let fx = app.on_key(key(KeyCode::Char('y')));
@@ -748,10 +606,7 @@ mod tests {
         let mut done = App::new(&[ModelKind::Simple]);
         done.finished = true;
         done.on_key(key(KeyCode::Char('q')));
-        assert!(
-            done.should_quit && !done.confirm_quit,
-            "no question once training is over"
-        );
+        assert!(done.should_quit && !done.confirm_quit, "no question once training is over");
     }
 
     #[test]
@@ -759,27 +614,12 @@ mod tests {
         use crate::train::Command;
         let mut app = App::new(&[ModelKind::Simple, ModelKind::Regularized]);
         let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
-        assert_eq!(
-            app.on_key(key(KeyCode::Char('p'))),
-            vec![Effect::Send(Command::Pause)]
-        );
+        assert_eq!(app.on_key(key(KeyCode::Char('p'))), vec![Effect::Send(Command::Pause)]);
         assert!(app.paused);
-        assert_eq!(
-            app.on_key(key(KeyCode::Char('p'))),
-            vec![Effect::Send(Command::Resume)]
-        );
-        assert_eq!(
-            app.on_key(key(KeyCode::Char('n'))),
-            vec![Effect::Send(Command::SkipModel)]
-        );
-        assert_eq!(
-            app.on_key(key(KeyCode::Char('s'))),
-            vec![Effect::Send(Command::Stop)]
-        );
-        assert!(
-            app.on_key(key(KeyCode::Char('s'))).is_empty(),
-            "stop is sent once"
-        );
+        assert_eq!(app.on_key(key(KeyCode::Char('p'))), vec![Effect::Send(Command::Resume)]);
+        assert_eq!(app.on_key(key(KeyCode::Char('n'))), vec![Effect::Send(Command::SkipModel)]);
+        assert_eq!(app.on_key(key(KeyCode::Char('s'))), vec![Effect::Send(Command::Stop)]);
+        assert!(app.on_key(key(KeyCode::Char('s'))).is_empty(), "stop is sent once");
         app.on_key(key(KeyCode::Right));
         assert_eq!(app.selected, 1);
         app.on_key(key(KeyCode::Right));

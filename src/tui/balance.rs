@@ -11,41 +11,24 @@ use super::app::App;
 use crate::data::ClassCounts;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Class balance ");
+    let block = Block::default().borders(Borders::ALL).title(" Class balance ");
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let source = match &app.info {
         Some(i) if i.synthetic => Line::from(vec![
-            Span::styled(
-                "SYNTHETIC demo data",
-                Style::default()
-                    .fg(Color::Yellow)
-                    .add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(format!(
-                " (not real radiographs) · {}",
-                i.data_root.display()
-            )),
+            Span::styled("SYNTHETIC demo data", Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+            Span::raw(format!(" (not real radiographs) · {}", i.data_root.display())),
         ]),
         Some(i) => Line::from(format!("data: {}", i.data_root.display())),
         None => Line::from("starting…"),
     };
     let Some(counts) = app.counts else {
         let (done, total) = app.data_progress;
-        let text = vec![
-            source,
-            Line::from(format!("decoding images {done}/{total}…")),
-        ];
+        let text = vec![source, Line::from(format!("decoding images {done}/{total}…"))];
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), inner);
         return;
     };
-    let splits = [
-        ("train", counts.train),
-        ("validation", counts.validation),
-        ("test", counts.test),
-    ];
+    let splits = [("train", counts.train), ("validation", counts.validation), ("test", counts.test)];
     let mut lines = vec![source];
     for (name, c) in splits {
         lines.push(Line::from(format!(
@@ -57,10 +40,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         )));
     }
     if app.skipped > 0 {
-        lines.push(Line::styled(
-            format!("{} unreadable files skipped", app.skipped),
-            Style::default().fg(Color::Red),
-        ));
+        lines.push(Line::styled(format!("{} unreadable files skipped", app.skipped), Style::default().fg(Color::Red)));
     }
     let text_h = lines.len() as u16;
     let rows = Layout::default()
@@ -77,23 +57,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .bar_gap(1)
         .group_gap(3)
         .bar_width(((rows[1].width.saturating_sub(12)) / 6).clamp(3, 12))
-        .max(
-            splits
-                .iter()
-                .map(|(_, c)| c.normal.max(c.pneumonia))
-                .max()
-                .unwrap_or(1) as u64,
-        );
+        .max(splits.iter().map(|(_, c)| c.normal.max(c.pneumonia)).max().unwrap_or(1) as u64);
     for (name, c) in splits {
         let group = BarGroup::default().label(Line::from(name)).bars(&[
-            Bar::default()
-                .value(c.normal as u64)
-                .label(Line::from("N"))
-                .style(normal),
-            Bar::default()
-                .value(c.pneumonia as u64)
-                .label(Line::from("P"))
-                .style(pneu),
+            Bar::default().value(c.normal as u64).label(Line::from("N")).style(normal),
+            Bar::default().value(c.pneumonia as u64).label(Line::from("P")).style(pneu),
         ]);
         chart = chart.data(group);
     }

@@ -23,10 +23,7 @@ pub fn fmt_secs(s: f64) -> String {
 pub fn progress_line(m: &ModelView) -> String {
     let last_loss = m.batch_loss.last().map(|p| p.1);
     let last_acc = m.batch_acc.last().map(|p| p.1);
-    let val = m
-        .last_val
-        .map(|v| format!(" val loss {:.4} acc {:.1}%", v.loss, 100.0 * v.accuracy))
-        .unwrap_or_default();
+    let val = m.last_val.map(|v| format!(" val loss {:.4} acc {:.1}%", v.loss, 100.0 * v.accuracy)).unwrap_or_default();
     format!(
         "{} · epoch {}/{} step {}/{} · loss {} acc {}{} · lr {:.2e} · {:.1} img/s · ETA {}",
         m.status.label(),
@@ -34,12 +31,8 @@ pub fn progress_line(m: &ModelView) -> String {
         m.epochs,
         m.step,
         m.steps_per_epoch,
-        last_loss
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or_else(|| "-".into()),
-        last_acc
-            .map(|v| format!("{:.1}%", 100.0 * v))
-            .unwrap_or_else(|| "-".into()),
+        last_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+        last_acc.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
         val,
         m.lr,
         m.images_per_sec,
@@ -49,30 +42,15 @@ pub fn progress_line(m: &ModelView) -> String {
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let m = app.current();
-    let title = format!(
-        " {} — {} ",
-        m.kind.title(),
-        if app.per_epoch {
-            "per epoch"
-        } else {
-            "per batch"
-        }
-    );
+    let title = format!(" {} — {} ", m.kind.title(), if app.per_epoch { "per epoch" } else { "per batch" });
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let rows = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(2),
-            Constraint::Length(1),
-            Constraint::Min(0),
-        ])
+        .constraints([Constraint::Length(2), Constraint::Length(1), Constraint::Min(0)])
         .split(inner);
-    frame.render_widget(
-        Paragraph::new(progress_line(m)).wrap(ratatui::widgets::Wrap { trim: true }),
-        rows[0],
-    );
+    frame.render_widget(Paragraph::new(progress_line(m)).wrap(ratatui::widgets::Wrap { trim: true }), rows[0]);
     let total = (m.epochs * m.steps_per_epoch).max(1);
     let done = ((m.epoch.saturating_sub(1)) * m.steps_per_epoch + m.step).min(total);
     frame.render_widget(
@@ -83,15 +61,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         rows[1],
     );
     let charts = if rows[2].width >= 100 {
-        Layout::default()
-            .direction(Direction::Horizontal)
-            .constraints([Constraint::Percentage(50); 2])
-            .split(rows[2])
+        Layout::default().direction(Direction::Horizontal).constraints([Constraint::Percentage(50); 2]).split(rows[2])
     } else {
-        Layout::default()
-            .direction(Direction::Vertical)
-            .constraints([Constraint::Percentage(50); 2])
-            .split(rows[2])
+        Layout::default().direction(Direction::Vertical).constraints([Constraint::Percentage(50); 2]).split(rows[2])
     };
     let smoothing = app.smoothing;
     let loss_batch = ema(&m.batch_loss, smoothing);
@@ -135,9 +107,7 @@ fn chart(
 ) {
     let (lo, hi) = fixed.unwrap_or_else(|| {
         let ys = batch.iter().chain(train).chain(val).map(|p| p.1);
-        let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
-            (a.min(y), b.max(y))
-        });
+        let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
         if lo.is_finite() {
             (0.0f64.min(lo), (hi * 1.1).max(lo + 1e-3))
         } else {
@@ -180,26 +150,16 @@ fn chart(
     };
     let chart = Chart::new(sets)
         .block(Block::default().title(Line::from(vec![Span::raw(format!(" {what} "))])))
-        .x_axis(
-            Axis::default()
-                .title("epoch")
-                .bounds([0.0, x_max])
-                .labels(vec![
-                    Span::raw("0"),
-                    Span::raw(format!("{:.0}", x_max / 2.0)),
-                    Span::raw(format!("{x_max:.0}")),
-                ]),
-        )
-        .y_axis(
-            Axis::default()
-                .title(what.to_string())
-                .bounds([lo, hi])
-                .labels(vec![
-                    Span::raw(fmt(lo)),
-                    Span::raw(fmt((lo + hi) / 2.0)),
-                    Span::raw(fmt(hi)),
-                ]),
-        )
+        .x_axis(Axis::default().title("epoch").bounds([0.0, x_max]).labels(vec![
+            Span::raw("0"),
+            Span::raw(format!("{:.0}", x_max / 2.0)),
+            Span::raw(format!("{x_max:.0}")),
+        ]))
+        .y_axis(Axis::default().bounds([lo, hi]).labels(vec![
+            Span::raw(fmt(lo)),
+            Span::raw(fmt((lo + hi) / 2.0)),
+            Span::raw(fmt(hi)),
+        ]))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
     frame.render_widget(chart, area);
 }

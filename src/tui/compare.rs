@@ -15,9 +15,15 @@ use crate::train::ModelStatus;
 const COLORS: [Color; 3] = [Color::Cyan, Color::Magenta, Color::Yellow];
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Model comparison ");
+    let wide = area.width >= 102;
+    let same_init = app.models.windows(2).all(|w| w[0].init == w[1].init);
+    let inits = if same_init {
+        format!("all {}", app.models.first().map(|m| m.init.as_str()).unwrap_or("-"))
+    } else {
+        app.models.iter().map(|m| format!("{} {}", m.kind.name(), m.init)).collect::<Vec<_>>().join(", ")
+    };
+    let title = if wide { " Model comparison ".to_string() } else { format!(" Model comparison · init: {inits} ") };
+    let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let table_h = (app.models.len() as u16 + 1).min(inner.height);
@@ -25,10 +31,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .direction(Direction::Vertical)
         .constraints([Constraint::Length(table_h), Constraint::Min(0)])
         .split(inner);
-    let pct = |x: Option<f64>| {
-        x.map(|v| format!("{:.1}", 100.0 * v))
-            .unwrap_or_else(|| "-".into())
-    };
+    let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = app
         .models
         .iter()
@@ -41,68 +44,50 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 _ => Style::default(),
             };
             let t = m.test.as_ref();
-            let name = format!(
-                "{}{}",
-                if i == app.selected { "▶ " } else { "  " },
-                m.kind.title()
-            );
-            let time = if m.status == ModelStatus::Queued {
-                "-".into()
-            } else {
-                fmt_secs(m.seconds.max(0.0))
-            };
-            Row::new(vec![
-                Cell::from(name).style(Style::default().fg(COLORS[i % 3])),
-                Cell::from(m.status.label()).style(status_style),
-                Cell::from(
-                    m.best_val_loss
-                        .map(|v| format!("{v:.4}"))
-                        .unwrap_or("-".into()),
-                ),
-                Cell::from(pct(m.best_val_acc)),
-                Cell::from(pct(t.map(|t| t.accuracy))),
-                Cell::from(pct(t.map(|t| t.sensitivity))),
-                Cell::from(pct(t.map(|t| t.specificity))),
-                Cell::from(
-                    t.and_then(|t| t.auc)
-                        .map(|a| format!("{a:.3}"))
-                        .unwrap_or("-".into()),
-                ),
-                Cell::from(time),
-                Cell::from(m.init.clone()),
-            ])
+            let label = if wide { m.kind.title() } else { m.kind.name() };
+            let name = format!("{}{}", if i == app.selected { "▶ " } else { "  " }, label);
+            let time = if m.status == ModelStatus::Queued { "-".into() } else { fmt_secs(m.seconds.max(0.0)) };
+            Row::new(
+                vec![
+                    Cell::from(name).style(Style::default().fg(COLORS[i % 3])),
+                    Cell::from(m.status.label()).style(status_style),
+                    Cell::from(m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into())),
+                    Cell::from(pct(m.best_val_acc)),
+                    Cell::from(pct(t.map(|t| t.accuracy))),
+                    Cell::from(pct(t.map(|t| t.sensitivity))),
+                    Cell::from(pct(t.map(|t| t.specificity))),
+                    Cell::from(t.and_then(|t| t.auc).map(|a| format!("{a:.3}")).unwrap_or("-".into())),
+                    Cell::from(time),
+                ]
+                .into_iter()
+                .chain(wide.then(|| Cell::from(m.init.clone())))
+                .collect::<Vec<_>>(),
+            )
         })
         .collect();
-    let widths = [
-        Constraint::Length(18),
+    let mut widths = vec![
+        Constraint::Length(if wide { 18 } else { 13 }),
         Constraint::Length(8),
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(5),
+        Constraint::Length(5),
         Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Min(7),
     ];
-    let header = Row::new(vec![
-        "model", "status", "val loss", "val acc", "test acc", "sens", "spec", "AUC", "time", "init",
-    ])
-    .style(Style::default().add_modifier(Modifier::UNDERLINED));
-    frame.render_widget(
-        Table::new(rows, widths).header(header).column_spacing(1),
-        parts[0],
-    );
+    let mut titles = vec!["model", "status", "val loss", "val acc", "test acc", "sens", "spec", "AUC", "time"];
+    // The initialisation column only when there is room; otherwise it is in the pane title.
+    if wide {
+        widths.push(Constraint::Min(7));
+        titles.push("init");
+    }
+    let header = Row::new(titles).style(Style::default().add_modifier(Modifier::UNDERLINED));
+    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), parts[0]);
     if parts[1].height < 5 {
         return;
     }
-    let x_max = app
-        .models
-        .iter()
-        .map(|m| m.epochs)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+    let x_max = app.models.iter().map(|m| m.epochs).max().unwrap_or(1).max(1) as f64;
     let sets: Vec<Dataset> = app
         .models
         .iter()

@@ -13,11 +13,7 @@ use crate::metrics::Metrics;
 /// Background shade for a share in [0, 1] (256-colour gray ramp; readable in monochrome too).
 fn shade(share: f64, correct: bool) -> Style {
     let level = 232 + (share.clamp(0.0, 1.0) * 20.0) as u8; // 232..252
-    let fg = if level > 244 {
-        Color::Black
-    } else {
-        Color::White
-    };
+    let fg = if level > 244 { Color::Black } else { Color::White };
     let s = Style::default().bg(Color::Indexed(level)).fg(fg);
     if correct {
         s.add_modifier(Modifier::BOLD)
@@ -28,19 +24,17 @@ fn shade(share: f64, correct: bool) -> Style {
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let m = app.current();
-    let (metrics, label): (Option<Metrics>, &str) = match app.split {
-        Split::Validation => (m.last_val, "validation (latest epoch)"),
-        Split::Test => (m.test, "test (best checkpoint)"),
+    // Test once the model has been tested (unless validation was asked for with v), else validation.
+    let (metrics, label): (Option<Metrics>, &str) = match (app.split, m.test) {
+        (Split::Test, Some(t)) => (Some(t), "test (best checkpoint)"),
+        _ => (m.last_val, "validation (latest epoch)"),
     };
     let title = format!(" Confusion — {} — {label} ", m.kind.title());
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(v) = metrics else {
-        let msg = match app.split {
-            Split::Validation => "no validation result yet (after the first epoch) — v: test",
-            Split::Test => "no test result yet (after the model finishes) — v: validation",
-        };
+        let msg = "no result yet: validation figures come after the first epoch, test figures when the model is done";
         frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), inner);
         return;
     };
@@ -52,28 +46,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let table = Table::new(
         vec![
-            Row::new(vec![
-                Cell::from("true NORMAL"),
-                cell(c.tn, 0, true),
-                cell(c.fp, 0, false),
-            ])
-            .height(1),
-            Row::new(vec![
-                Cell::from("true PNEUMONIA"),
-                cell(c.fn_, 1, false),
-                cell(c.tp, 1, true),
-            ])
-            .height(1),
+            Row::new(vec![Cell::from("true NORMAL"), cell(c.tn, 0, true), cell(c.fp, 0, false)]).height(1),
+            Row::new(vec![Cell::from("true PNEUMONIA"), cell(c.fn_, 1, false), cell(c.tp, 1, true)]).height(1),
         ],
-        [
-            Constraint::Length(15),
-            Constraint::Length(15),
-            Constraint::Length(15),
-        ],
+        [Constraint::Length(15), Constraint::Length(15), Constraint::Length(15)],
     )
     .header(
-        Row::new(vec!["", "pred NORMAL", "pred PNEUMONIA"])
-            .style(Style::default().add_modifier(Modifier::UNDERLINED)),
+        Row::new(vec!["", "pred NORMAL", "pred PNEUMONIA"]).style(Style::default().add_modifier(Modifier::UNDERLINED)),
     )
     .column_spacing(1);
     let parts = Layout::default()
@@ -83,20 +62,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, parts[0]);
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let lines = vec![
-        Line::from(format!(
-            "accuracy    {}   ({} images, threshold {:.2})",
-            pct(v.accuracy),
-            c.total(),
-            v.threshold
-        )),
-        Line::from(format!(
-            "sensitivity {}   recall of PNEUMONIA: tp/(tp+fn)",
-            pct(v.sensitivity)
-        )),
-        Line::from(format!(
-            "specificity {}   recall of NORMAL: tn/(tn+fp)",
-            pct(v.specificity)
-        )),
+        Line::from(format!("accuracy    {}   ({} images, threshold {:.2})", pct(v.accuracy), c.total(), v.threshold)),
+        Line::from(format!("sensitivity {}   recall of PNEUMONIA: tp/(tp+fn)", pct(v.sensitivity))),
+        Line::from(format!("specificity {}   recall of NORMAL: tn/(tn+fp)", pct(v.specificity))),
         Line::from(format!(
             "precision   {}   F1 {:.3}   ROC-AUC {}",
             pct(v.precision),

@@ -12,12 +12,7 @@ use super::app::KEYMAP;
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
 /// The key map as lines ("keys  what"), continuation rows merged into the row above.
@@ -30,23 +25,33 @@ pub fn lines() -> Vec<Line<'static>> {
 }
 
 pub fn render(frame: &mut Frame, area: Rect) {
-    let lines = lines();
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let rect = centered(area, 52, h);
+    let all = lines();
+    let block = Block::default().borders(Borders::ALL).title(" Keys (esc closes) ");
+    if all.len() as u16 + 2 <= area.height {
+        let rect = centered(area, 52, all.len() as u16 + 2);
+        frame.render_widget(Clear, rect);
+        frame.render_widget(Paragraph::new(all).block(block), rect);
+        return;
+    }
+    // Too short for one column: two side by side.
+    let half = all.len().div_ceil(2);
+    let rect = centered(area, 78, half as u16 + 2);
     frame.render_widget(Clear, rect);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Keys (esc closes) ");
-    frame.render_widget(Paragraph::new(lines).block(block), rect);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let cols = ratatui::layout::Layout::default()
+        .direction(ratatui::layout::Direction::Horizontal)
+        .constraints([ratatui::layout::Constraint::Percentage(50); 2])
+        .split(inner);
+    frame.render_widget(Paragraph::new(all[..half].to_vec()), cols[0]);
+    frame.render_widget(Paragraph::new(all[half..].to_vec()), cols[1]);
 }
 
 pub fn render_confirm(frame: &mut Frame, area: Rect) {
     let rect = centered(area, 46, 5);
     frame.render_widget(Clear, rect);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Quit? ")
-        .style(Style::default().add_modifier(Modifier::BOLD));
+    let block =
+        Block::default().borders(Borders::ALL).title(" Quit? ").style(Style::default().add_modifier(Modifier::BOLD));
     let text = vec![
         Line::from("Training is running. Stop it (a checkpoint"),
         Line::from("is saved) and quit?   y: yes   n: no"),

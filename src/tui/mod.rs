@@ -51,19 +51,11 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
     }
     let rows = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(0),
-            Constraint::Length(1),
-        ])
+        .constraints([Constraint::Length(1), Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)])
         .split(area);
-    frame.render_widget(Paragraph::new(header(app)), rows[0]);
-    let titles: Vec<Line> = Pane::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Line::from(format!("{} {}", i + 1, p.title())))
-        .collect();
+    frame.render_widget(Paragraph::new(header(app, area.width)), rows[0]);
+    let titles: Vec<Line> =
+        Pane::ALL.iter().enumerate().map(|(i, p)| Line::from(format!("{} {}", i + 1, p.title()))).collect();
     frame.render_widget(
         Tabs::new(titles)
             .select(app.pane.index())
@@ -79,7 +71,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
         Pane::Compare => compare::render(app, frame, body),
         Pane::Predict => predict::render(app, image, frame, body),
     }
-    frame.render_widget(Paragraph::new(status_line(app)), rows[3]);
+    frame.render_widget(Paragraph::new(status_line(app, area.width)), rows[3]);
     if app.help {
         help::render(frame, body);
     }
@@ -88,65 +80,38 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
     }
 }
 
-fn header(app: &App) -> Line<'static> {
-    let mut spans = vec![Span::styled(
-        "pneumoscope",
-        Style::default().add_modifier(Modifier::BOLD),
-    )];
+fn header(app: &App, width: u16) -> Line<'static> {
+    let mut spans = vec![Span::styled("pneumoscope", Style::default().add_modifier(Modifier::BOLD))];
+    let m = app.current();
+    spans.push(Span::raw(format!(" · {} ({}/{})", m.kind.name(), app.selected + 1, app.models.len())));
     if let Some(i) = &app.info {
         if i.synthetic {
             spans.push(Span::raw(" · "));
-            spans.push(Span::styled(
-                "SYNTHETIC data",
-                Style::default()
-                    .fg(Color::Yellow)
-                    .add_modifier(Modifier::BOLD),
-            ));
+            spans.push(Span::styled("SYNTHETIC data", Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)));
         }
-        spans.push(Span::raw(format!(
-            " · {} · {} px · batch {}",
-            i.device, i.image_size, i.batch_size
-        )));
+        let device = if width >= 110 { i.device.clone() } else { i.device.split(' ').next().unwrap_or("").to_string() };
+        spans.push(Span::raw(format!(" · {device} · {}px · batch {}", i.image_size, i.batch_size)));
         if let Some(d) = &app.device_note {
             spans.push(Span::raw(format!(" · {d}")));
         }
     }
-    let m = app.current();
-    spans.push(Span::raw(format!(
-        " · showing {} ({}/{})",
-        m.kind.name(),
-        app.selected + 1,
-        app.models.len()
-    )));
     Line::from(spans)
 }
 
-fn status_line(app: &App) -> Line<'static> {
+fn status_line(app: &App, width: u16) -> Line<'static> {
     let state = if let Some(e) = &app.failed {
         Span::styled(format!("failed: {e}"), Style::default().fg(Color::Red))
     } else if app.finished {
-        Span::styled(
-            "finished — compare, predict, q quits".to_string(),
-            Style::default().fg(Color::Green),
-        )
+        Span::styled("finished — compare, predict, q quits".to_string(), Style::default().fg(Color::Green))
     } else if app.stopping {
-        Span::styled(
-            "stopping after this batch, saving a checkpoint…".to_string(),
-            Style::default().fg(Color::Yellow),
-        )
+        Span::styled("stopping after this batch, saving a checkpoint…".to_string(), Style::default().fg(Color::Yellow))
     } else if app.paused {
-        Span::styled(
-            "PAUSED (p resumes)".to_string(),
-            Style::default().fg(Color::Yellow),
-        )
+        Span::styled("PAUSED (p resumes)".to_string(), Style::default().fg(Color::Yellow))
     } else if app.counts.is_none() {
         let (d, t) = app.data_progress;
         Span::raw(format!("decoding images {d}/{t}"))
     } else {
-        let training = app
-            .models
-            .iter()
-            .find(|m| m.status == ModelStatus::Training);
+        let training = app.models.iter().find(|m| m.status == ModelStatus::Training);
         match training {
             Some(m) => Span::raw(format!(
                 "training {} e{}/{} · {:.1} img/s · ETA {}",
@@ -159,13 +124,9 @@ fn status_line(app: &App) -> Line<'static> {
             None => Span::raw("working…".to_string()),
         }
     };
-    Line::from(vec![
-        state,
-        Span::styled(
-            "  ?:help tab:pane ←→:model p:pause n:next s:stop q:quit",
-            Style::default().fg(Color::DarkGray),
-        ),
-    ])
+    let hints =
+        if width >= 110 { "  ?:help tab:pane ←→:model p:pause n:next s:stop q:quit" } else { "  ?:help q:quit" };
+    Line::from(vec![state, Span::styled(hints, Style::default().fg(Color::DarkGray))])
 }
 
 /// Restores the terminal and stderr when dropped (normal exit, error or unwinding panic).
@@ -195,11 +156,7 @@ impl Drop for TerminalGuard {
 /// Sends fd 2 to `log` so library output cannot corrupt the screen; returns the saved original.
 fn redirect_stderr(log: &std::path::Path) -> Option<i32> {
     use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .ok()?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).ok()?;
     // SAFETY: plain descriptor duplication; both descriptors stay valid for the process.
     unsafe {
         let saved = libc::dup(2);
@@ -233,82 +190,105 @@ fn install_panic_hook(saved_stderr: Option<i32>) {
 fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
     let (req_tx, req_rx) = unbounded::<Effect>();
     let (res_tx, res_rx) = unbounded();
-    let _ = std::thread::Builder::new()
-        .name("pneumoscope-predict".into())
-        .spawn(move || {
-            use crate::train::backend::Cpu;
-            let device = Default::default();
-            let mut cache: Option<(
-                PathBuf,
-                crate::train::checkpoint::CheckpointMeta,
-                crate::model::Model<Cpu>,
-            )> = None;
-            for req in req_rx.iter() {
-                let Effect::Predict {
-                    path,
-                    checkpoint,
-                    model,
-                    truth,
-                } = req
-                else {
-                    continue;
-                };
-                let outcome = (|| -> std::result::Result<(f32, f32), String> {
-                    if cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
-                        let (meta, m) = crate::train::checkpoint::load::<Cpu>(&checkpoint, &device)
-                            .map_err(|e| e.to_string())?;
-                        cache = Some((checkpoint.clone(), meta, m));
-                    }
-                    let (_, meta, m) = cache.as_ref().ok_or("no model")?;
-                    let r = crate::train::infer::predict_files::<Cpu>(
-                        m,
-                        meta,
-                        std::slice::from_ref(&path),
-                        30_000,
-                        &device,
-                    );
-                    match r.into_iter().next() {
-                        Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
-                        Some(Err((_, e))) => Err(e),
-                        None => Err("no result".into()),
-                    }
-                })();
-                let (outcome, threshold) = match outcome {
-                    Ok((p, t)) => (Ok(p), t),
-                    Err(e) => (Err(e), 0.5),
-                };
-                if res_tx
-                    .send(PredictResult {
-                        path,
-                        model,
-                        truth,
-                        outcome,
-                        threshold,
-                    })
-                    .is_err()
-                {
-                    return;
+    let _ = std::thread::Builder::new().name("pneumoscope-predict".into()).spawn(move || {
+        use crate::train::backend::Cpu;
+        let device = Default::default();
+        let mut cache: Option<(PathBuf, crate::train::checkpoint::CheckpointMeta, crate::model::Model<Cpu>)> = None;
+        for req in req_rx.iter() {
+            let Effect::Predict { path, checkpoint, model, truth } = req else {
+                continue;
+            };
+            let outcome = (|| -> std::result::Result<(f32, f32), String> {
+                if cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
+                    let (meta, m) =
+                        crate::train::checkpoint::load::<Cpu>(&checkpoint, &device).map_err(|e| e.to_string())?;
+                    cache = Some((checkpoint.clone(), meta, m));
                 }
+                let (_, meta, m) = cache.as_ref().ok_or("no model")?;
+                let r =
+                    crate::train::infer::predict_files::<Cpu>(m, meta, std::slice::from_ref(&path), 30_000, &device);
+                match r.into_iter().next() {
+                    Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
+                    Some(Err((_, e))) => Err(e),
+                    None => Err("no result".into()),
+                }
+            })();
+            let (outcome, threshold) = match outcome {
+                Ok((p, t)) => (Ok(p), t),
+                Err(e) => (Err(e), 0.5),
+            };
+            if res_tx.send(PredictResult { path, model, truth, outcome, threshold }).is_err() {
+                return;
             }
-        });
+        }
+    });
     (req_tx, res_rx)
 }
 
 /// Decodes an image for display, downscaled so terminal encoding stays cheap.
 fn load_picture(path: &std::path::Path) -> Option<image::DynamicImage> {
     let (img, _) = crate::data::image::decode(path, 30_000).ok()?;
-    Some(
-        img.resize(480, 480, image::imageops::FilterType::Triangle)
-            .grayscale(),
-    )
+    Some(img.resize(480, 480, image::imageops::FilterType::Triangle).grayscale())
 }
 
 fn picker() -> ratatui_image::picker::Picker {
     if std::env::var("PNEUMOSCOPE_IMAGES").as_deref() == Ok("halfblocks") {
         return ratatui_image::picker::Picker::halfblocks();
     }
-    ratatui_image::picker::Picker::from_query_stdio()
-        .unwrap_or_else(|_| ratatui_image::picker::Picker::halfblocks())
+    ratatui_image::picker::Picker::from_query_stdio().unwrap_or_else(|_| ratatui_image::picker::Picker::halfblocks())
+}
+
+/// Counts events that are neither keys nor resizes; a flood of them means the terminal is gone.
+#[derive(Default)]
+struct Noise {
+    since: Option<Instant>,
+    count: u32,
+}
+
+impl Noise {
+    fn clear(&mut self) {
+        *self = Noise::default();
+    }
+    /// True when more than 500 such events arrived within a second.
+    fn tick(&mut self) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(1) {
+            self.since = Some(Instant::now());
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > 500
+    }
+}
+
+/// Waits up to `wait` for input on the terminal; true when it hung up (crossterm's own poll spins forever on a
+/// terminal that is gone, so the check is made with poll(2) first).
+fn tty_hung_up(wait: Duration) -> bool {
+    // SAFETY: poll(2) on our own stdin descriptor with a stack-allocated pollfd.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            std::thread::sleep(wait.min(Duration::from_millis(50)));
+            return false;
+        }
+        let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+        let r = libc::poll(&mut fds, 1, wait.as_millis().min(1000) as i32);
+        r > 0 && (fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL)) != 0
+    }
+}
+
+/// The terminal is gone: ask the engine to stop (it saves a checkpoint) and leave once it has.
+fn hangup(app: &mut App, handle: &EngineHandle, quit_early: &mut bool) {
+    if !app.should_quit || !app.stopping {
+        let _ = handle.commands.send(crate::train::Command::Stop);
+    }
+    app.should_quit = true;
+    app.stopping = true;
+    app.hung_up = true;
+    *quit_early = true;
+}
+
+fn hung_up(app: &App) -> bool {
+    app.hung_up
 }
 
 /// What the dashboard ended with.
@@ -340,6 +320,8 @@ pub fn run(
     let mut last_draw = Instant::now() - FRAME;
     let mut engine_done = false;
     let mut quit_early = false;
+    let mut noise = Noise::default();
+    let mut last_tty_check = Instant::now();
     loop {
         loop {
             match handle.events.try_recv() {
@@ -368,16 +350,9 @@ pub fn run(
             quit_early = true;
         }
         if app.pane == Pane::Predict {
-            let sel = app
-                .predict
-                .items
-                .get(app.predict.selected)
-                .map(|i| i.0.clone());
+            let sel = app.predict.items.get(app.predict.selected).map(|i| i.0.clone());
             if sel.is_some() && image.path != sel {
-                image.protocol = sel
-                    .as_deref()
-                    .and_then(load_picture)
-                    .map(|img| picker.new_resize_protocol(img));
+                image.protocol = sel.as_deref().and_then(load_picture).map(|img| picker.new_resize_protocol(img));
                 image.path = sel;
                 dirty = true;
             }
@@ -385,50 +360,72 @@ pub fn run(
         if app.should_quit && (engine_done || app.finished || app.failed.is_some()) {
             break;
         }
-        if dirty && last_draw.elapsed() >= FRAME {
-            terminal.draw(|f| render(&app, &mut image, f))?;
+        if dirty && last_draw.elapsed() >= FRAME && !hung_up(&app) {
+            if terminal.draw(|f| render(&app, &mut image, f)).is_err() {
+                hangup(&mut app, &handle, &mut quit_early);
+            }
             dirty = false;
             last_draw = Instant::now();
         }
-        let wait = if dirty {
-            FRAME.saturating_sub(last_draw.elapsed())
-        } else {
-            Duration::from_millis(200)
+        let wait = if dirty { FRAME.saturating_sub(last_draw.elapsed()) } else { Duration::from_millis(200) };
+        // A terminal that went away (SSH dropped, tmux killed) makes poll/read fail or report events
+        // endlessly; treat that like a hangup: stop training, save, leave.
+        if hung_up(&app) {
+            // Nothing to read or draw: wait for the engine to save and finish.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        if tty_hung_up(wait) {
+            hangup(&mut app, &handle, &mut quit_early);
+            continue;
+        }
+        let polled =
+            event::poll(Duration::ZERO).and_then(|ready| if ready { event::read().map(Some) } else { Ok(None) });
+        let ev = match polled {
+            Ok(ev) => ev,
+            Err(_) => {
+                hangup(&mut app, &handle, &mut quit_early);
+                None
+            }
         };
-        if event::poll(wait)? {
-            match event::read()? {
-                Event::Key(k) if k.kind == KeyEventKind::Press => {
-                    let was_training = app.training();
-                    for fx in app.on_key(k) {
-                        match fx {
-                            Effect::Send(cmd) => {
-                                let _ = handle.commands.send(cmd);
-                            }
-                            p @ Effect::Predict { .. } => {
-                                let _ = pred_tx.send(p);
-                            }
+        match ev {
+            Some(Event::Key(k)) if k.kind == KeyEventKind::Press => {
+                noise.clear();
+                let was_training = app.training();
+                for fx in app.on_key(k) {
+                    match fx {
+                        Effect::Send(cmd) => {
+                            let _ = handle.commands.send(cmd);
+                        }
+                        p @ Effect::Predict { .. } => {
+                            let _ = pred_tx.send(p);
                         }
                     }
-                    if app.should_quit && was_training {
-                        quit_early = true;
-                    }
-                    dirty = true;
                 }
-                Event::Resize(_, _) => dirty = true,
-                _ => {}
+                if app.should_quit && was_training {
+                    quit_early = true;
+                }
+                dirty = true;
+            }
+            Some(Event::Resize(_, _)) => dirty = true,
+            Some(_) => {
+                if noise.tick() {
+                    hangup(&mut app, &handle, &mut quit_early);
+                }
+            }
+            None => {}
+        }
+        if last_tty_check.elapsed() > Duration::from_secs(2) {
+            last_tty_check = Instant::now();
+            if crossterm::terminal::size().is_err() {
+                hangup(&mut app, &handle, &mut quit_early);
             }
         }
     }
     guard.restore();
     drop(terminal);
     let report = if engine_done || app.finished || app.failed.is_some() {
-        Some(
-            handle
-                .thread
-                .join()
-                .map_err(|_| anyhow::anyhow!("the training thread panicked"))
-                .and_then(|r| r),
-        )
+        Some(handle.thread.join().map_err(|_| anyhow::anyhow!("the training thread panicked")).and_then(|r| r))
     } else {
         None
     };

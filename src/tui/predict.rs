@@ -22,28 +22,18 @@ pub struct ImageView {
 
 pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
     let m = app.current();
-    let title = format!(
-        " Predict with {} ({}) — enter classifies, ←/→ picks the model ",
-        m.kind.title(),
-        m.status.label()
-    );
+    let title = format!(" Predict with {} ({}) — enter: classify, ←/→: model ", m.kind.name(), m.status.label());
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let p = &app.predict;
     if p.items.is_empty() {
-        frame.render_widget(
-            Paragraph::new("no test images (the data folder has no test/ split)"),
-            inner,
-        );
+        frame.render_widget(Paragraph::new("no test images (the data folder has no test/ split)"), inner);
         return;
     }
     let cols = Layout::default()
         .direction(Direction::Horizontal)
-        .constraints([
-            Constraint::Length(inner.width.min(34).max(inner.width / 3)),
-            Constraint::Min(0),
-        ])
+        .constraints([Constraint::Length(inner.width.min(34).max(inner.width / 3)), Constraint::Min(0)])
         .split(inner);
     let items: Vec<ListItem> = p
         .items
@@ -56,22 +46,14 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
         .collect();
     let mut state = ListState::default().with_selected(Some(p.selected));
     let list = List::new(items)
-        .block(Block::default().title(format!(
-            "test images {}/{} (N/P = true label)",
-            p.selected + 1,
-            p.items.len()
-        )))
+        .block(Block::default().title(format!("test {}/{} (N/P: truth)", p.selected + 1, p.items.len())))
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED))
         .highlight_symbol("›");
     frame.render_stateful_widget(list, cols[0], &mut state);
 
     let right = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(3),
-            Constraint::Length(1),
-            Constraint::Min(0),
-        ])
+        .constraints([Constraint::Length(3), Constraint::Length(1), Constraint::Min(0)])
         .split(cols[1]);
     let (sel_path, truth) = &p.items[p.selected];
     let mut lines = vec![Line::from(format!(
@@ -84,11 +66,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
         (Some(pending), _) if pending == sel_path => lines.push(Line::from("classifying…")),
         (_, Some(r)) if &r.path == sel_path => match &r.outcome {
             Ok(prob) => {
-                let predicted = if *prob >= r.threshold {
-                    Class::Pneumonia
-                } else {
-                    Class::Normal
-                };
+                let predicted = if *prob >= r.threshold { Class::Pneumonia } else { Class::Normal };
                 let right_answer = predicted == r.truth;
                 lines.push(Line::from(vec![
                     ratatui::text::Span::styled(
@@ -96,16 +74,8 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
                         Style::default().add_modifier(Modifier::BOLD),
                     ),
                     ratatui::text::Span::styled(
-                        if right_answer {
-                            "  ✓ right"
-                        } else {
-                            "  ✗ wrong"
-                        },
-                        Style::default().fg(if right_answer {
-                            Color::Green
-                        } else {
-                            Color::Red
-                        }),
+                        if right_answer { "  ✓ right" } else { "  ✗ wrong" },
+                        Style::default().fg(if right_answer { Color::Green } else { Color::Red }),
                     ),
                 ]));
                 gauge = Some((*prob, r.threshold));
@@ -118,17 +88,9 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
     if let Some((prob, threshold)) = gauge {
         frame.render_widget(
             Gauge::default()
-                .gauge_style(Style::default().fg(if prob >= threshold {
-                    Color::Magenta
-                } else {
-                    Color::Cyan
-                }))
+                .gauge_style(Style::default().fg(if prob >= threshold { Color::Magenta } else { Color::Cyan }))
                 .ratio(prob.clamp(0.0, 1.0) as f64)
-                .label(format!(
-                    "P(pneumonia) {:.1}% (threshold {:.0}%)",
-                    100.0 * prob,
-                    100.0 * threshold
-                )),
+                .label(format!("P(pneumonia) {:.1}% (threshold {:.0}%)", 100.0 * prob, 100.0 * threshold)),
             right[1],
         );
     }

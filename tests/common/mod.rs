@@ -21,11 +21,7 @@ pub fn run_in(cwd: &Path, args: &[&str]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Writes a small synthetic data set with small images (fast to decode) into `dir`.
@@ -55,10 +51,7 @@ pub fn synth(dir: &Path, train: usize, test: usize, seed: u64) {
 /// A JPEG whose header claims 30000×30000 pixels (a decompression bomb), from a real small JPEG.
 pub fn bomb_jpeg(src: &Path, dst: &Path) {
     let mut bytes = std::fs::read(src).unwrap();
-    let sof = bytes
-        .windows(2)
-        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
-        .expect("a SOF marker");
+    let sof = bytes.windows(2).position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2)).expect("a SOF marker");
     // FF C0, length (2), precision (1), height (2), width (2)
     let h = sof + 5;
     bytes[h..h + 2].copy_from_slice(&30000u16.to_be_bytes());

@@ -1,0 +1,314 @@
+//! Every dashboard pane rendered in ratatui's TestBackend from a fixed App state (built from engine events),
+//! at 80×24 and at 160×48, with assertions on the text shown.
+
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use pneumoscope::data::{Class, ClassCounts, SplitCounts};
+use pneumoscope::metrics::{Confusion, Metrics};
+use pneumoscope::model::ModelKind;
+use pneumoscope::train::events::{ModelStatus, RunInfo, TrainEvent};
+use pneumoscope::tui::app::{App, Pane, PredictResult};
+use pneumoscope::tui::predict::ImageView;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn metrics(tn: u64, fp: u64, fn_: u64, tp: u64, loss: f64) -> Metrics {
+    let c = Confusion { tn, fp, fn_, tp };
+    Metrics {
+        loss,
+        accuracy: c.accuracy(),
+        sensitivity: c.sensitivity(),
+        specificity: c.specificity(),
+        precision: c.precision(),
+        f1: c.f1(),
+        auc: Some(0.912),
+        threshold: 0.5,
+        confusion: c,
+    }
+}
+
+/// A run in progress: simple done and tested, regularized training in epoch 2, resnet34 queued.
+fn app() -> App {
+    let models = [ModelKind::Simple, ModelKind::Regularized, ModelKind::Resnet34];
+    let mut app = App::new(&models);
+    let evs = vec![
+        TrainEvent::RunStarted {
+            info: RunInfo {
+                run_dir: PathBuf::from("runs/20261125-120000"),
+                data_root: PathBuf::from("/data/chest_xray"),
+                synthetic: true,
+                models: models.to_vec(),
+                device: "cpu (burn-flex, 2 threads)".into(),
+                image_size: 64,
+                batch_size: 16,
+                epochs: 3,
+                threads: 2,
+            },
+        },
+        TrainEvent::DataReady {
+            counts: SplitCounts {
+                train: ClassCounts { normal: 1073, pneumonia: 3100 },
+                validation: ClassCounts { normal: 268, pneumonia: 775 },
+                test: ClassCounts { normal: 234, pneumonia: 390 },
+            },
+            skipped: 2,
+            seconds: 1.0,
+        },
+        TrainEvent::ModelStarted {
+            model: ModelKind::Simple,
+            index: 0,
+            params: 288_000,
+            steps_per_epoch: 10,
+            epochs: 3,
+        },
+    ];
+    for e in evs {
+        app.on_event(e);
+    }
+    for epoch in 1..=3 {
+        for step in 1..=10 {
+            app.on_event(TrainEvent::Batch {
+                model: ModelKind::Simple,
+                epoch,
+                step,
+                steps_per_epoch: 10,
+                global_step: (epoch - 1) * 10 + step - 1,
+                loss: 0.7 - 0.01 * step as f64,
+                accuracy: 0.6 + 0.01 * step as f64,
+                lr: 1e-3,
+                images_per_sec: 88.5,
+                eta_secs: 30.0,
+            });
+        }
+        app.on_event(TrainEvent::EpochEnded {
+            model: ModelKind::Simple,
+            epoch,
+            train_loss: 0.6,
+            train_accuracy: 0.7,
+            validation: metrics(40, 20, 10, 130, 0.5 - 0.05 * epoch as f64),
+            best: true,
+            seconds: 10.0,
+            images_per_sec: 88.5,
+            loader_wait: 0.0,
+        });
+    }
+    app.on_event(TrainEvent::CheckpointSaved {
+        model: ModelKind::Simple,
+        path: PathBuf::from("runs/x/checkpoints/simple-best.ckpt"),
+        kind: "best".into(),
+    });
+    app.on_event(TrainEvent::Evaluated {
+        model: ModelKind::Simple,
+        split: "test".into(),
+        metrics: metrics(150, 84, 10, 380, 0.41),
+    });
+    app.on_event(TrainEvent::ModelFinished {
+        model: ModelKind::Simple,
+        status: ModelStatus::Done,
+        seconds: 95.0,
+        error: None,
+    });
+    app.on_event(TrainEvent::ModelStarted {
+        model: ModelKind::Regularized,
+        index: 1,
+        params: 1_210_000,
+        steps_per_epoch: 10,
+        epochs: 3,
+    });
+    for step in 1..=4 {
+        app.on_event(TrainEvent::Batch {
+            model: ModelKind::Regularized,
+            epoch: 2,
+            step,
+            steps_per_epoch: 10,
+            global_step: 10 + step - 1,
+            loss: 0.55,
+            accuracy: 0.75,
+            lr: 5e-4,
+            images_per_sec: 27.3,
+            eta_secs: 125.0,
+        });
+    }
+    app.predict.items = vec![
+        (PathBuf::from("/data/chest_xray/test/NORMAL/IM-0001-0001.jpeg"), Class::Normal),
+        (PathBuf::from("/data/chest_xray/test/PNEUMONIA/person1_virus_6.jpeg"), Class::Pneumonia),
+    ];
+    app
+}
+
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut image = ImageView::default();
+    terminal.draw(|f| pneumoscope::tui::render(app, &mut image, f)).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn with_pane(mut app: App, pane: Pane) -> App {
+    app.pane = pane;
+    app
+}
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+#[test]
+fn header_tabs_and_status_line() {
+    for (w, h) in SIZES {
+        let s = draw(&app(), w, h);
+        assert!(s.contains("pneumoscope"), "{s}");
+        assert!(s.contains("SYNTHETIC data"), "{s}");
+        assert!(s.contains("1 Data") && s.contains("5 Predict"), "{s}");
+        assert!(s.contains("training regularized e2/3"), "{s}");
+        assert!(s.contains("?:help"), "{s}");
+        for line in s.lines() {
+            assert_eq!(line.chars().count(), w as usize);
+        }
+    }
+}
+
+#[test]
+fn balance_pane_shows_counts_ratios_and_source() {
+    for (w, h) in SIZES {
+        let s = draw(&with_pane(app(), Pane::Balance), w, h);
+        assert!(s.contains("SYNTHETIC demo data"), "{s}");
+        assert!(s.contains("NORMAL  1073") && s.contains("PNEUMONIA  3100"), "{s}");
+        assert!(s.contains("ratio 1:2.89"), "{s}");
+        assert!(s.contains("test       NORMAL   234  PNEUMONIA   390") && s.contains("1:1.67"), "{s}");
+        assert!(s.contains("2 unreadable files skipped"), "{s}");
+    }
+}
+
+#[test]
+fn charts_pane_shows_progress_values_and_axes() {
+    let mut a = app();
+    a.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE)); // regularized → resnet34
+    a.on_key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE)); // back to regularized
+    for (w, h) in SIZES {
+        let s = draw(&with_pane(a.clone(), Pane::Charts), w, h);
+        assert!(s.contains("Regularized CNN — per batch"), "{s}");
+        assert!(s.contains("epoch 2/3 step 4/10"), "{s}");
+        assert!(s.contains("27.3 img/s") && s.contains("ETA 2m05s") && s.contains("lr 5.00e-4"), "{s}");
+        assert!(s.contains("14/30 steps"), "{s}");
+        assert!(s.contains("loss") && s.contains("accuracy") && s.contains("epoch"), "{s}");
+    }
+    // The simple model's curves: per-batch braille points and the epoch axis to 3.
+    let mut a = app();
+    a.selected = 0;
+    let s = draw(&with_pane(a, Pane::Charts), 160, 48);
+    assert!(s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)), "braille curve expected: {s}");
+}
+
+#[test]
+fn confusion_pane_shows_cells_row_percentages_and_derived_metrics() {
+    let mut a = app();
+    a.selected = 0; // simple: tested
+    for (w, h) in SIZES {
+        let s = draw(&with_pane(a.clone(), Pane::Confusion), w, h);
+        assert!(s.contains("test (best checkpoint)"), "{s}");
+        assert!(s.contains("150   64.1%") && s.contains("84   35.9%"), "{s}");
+        assert!(s.contains("10    2.6%") && s.contains("380   97.4%"), "{s}");
+        assert!(s.contains("sensitivity 97.4%") && s.contains("specificity 64.1%"), "{s}");
+        assert!(s.contains("precision   81.9%") && s.contains("ROC-AUC 0.912"), "{s}");
+    }
+    // v switches to the latest validation epoch.
+    a.on_key(KeyEvent::new(KeyCode::Char('v'), KeyModifiers::NONE));
+    let s = draw(&with_pane(a, Pane::Confusion), 80, 24);
+    assert!(s.contains("validation (latest epoch)") && s.contains("40   66.7%"), "{s}");
+    // A model without results says so.
+    let mut a = app();
+    a.selected = 2;
+    let s = draw(&with_pane(a, Pane::Confusion), 80, 24);
+    assert!(s.contains("no result yet"), "{s}");
+}
+
+#[test]
+fn compare_pane_shows_models_side_by_side() {
+    for (w, h) in SIZES {
+        let s = draw(&with_pane(app(), Pane::Compare), w, h);
+        assert!(s.contains("done") && s.contains("training") && s.contains("queued"), "{s}");
+        assert!(s.contains("84.9") && s.contains("97.4") && s.contains("64.1") && s.contains("0.912"), "{s}");
+        assert!(s.contains("validation accuracy per epoch"), "{s}");
+        assert!(s.contains("scratch"), "{s}");
+    }
+    let s = draw(&with_pane(app(), Pane::Compare), 160, 48);
+    assert!(s.contains("Simple CNN") && s.contains("Regularized CNN") && s.contains("ResNet-34"), "{s}");
+}
+
+#[test]
+fn predict_pane_lists_test_images_and_shows_the_verdict() {
+    let mut a = with_pane(app(), Pane::Predict);
+    a.selected = 0; // simple has a checkpoint
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("N IM-0001-0001.jpeg") && s.contains("P person1_virus_6.jpeg"), "{s}");
+    assert!(s.contains("press enter to classify"), "{s}");
+    // j moves down, enter asks the worker for a prediction with the shown model's checkpoint.
+    a.on_key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE));
+    let fx = a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(fx.len(), 1);
+    assert!(draw(&a, 80, 24).contains("classifying…"));
+    a.on_prediction(PredictResult {
+        path: PathBuf::from("/data/chest_xray/test/PNEUMONIA/person1_virus_6.jpeg"),
+        model: ModelKind::Simple,
+        truth: Class::Pneumonia,
+        outcome: Ok(0.87),
+        threshold: 0.5,
+    });
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("says PNEUMONIA") && s.contains("✓ right"), "{s}");
+        assert!(s.contains("P(pneumonia) 87.0%"), "{s}");
+        assert!(s.contains("test 2/2"), "{s}");
+    }
+    // A model without a checkpoint cannot classify, and says why.
+    a.selected = 2;
+    assert!(a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).is_empty());
+    assert!(draw(&a, 80, 24).contains("no checkpoint yet"));
+}
+
+#[test]
+fn help_overlay_is_generated_from_the_key_map() {
+    let mut a = app();
+    a.on_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        for b in pneumoscope::tui::app::KEYMAP.iter().filter(|b| !b.keys.is_empty()) {
+            assert!(s.contains(b.help), "help should list `{}` at {w}×{h}: {s}", b.help);
+        }
+    }
+    a.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(!draw(&a, 80, 24).contains("Keys (esc closes)"));
+}
+
+#[test]
+fn quit_confirmation_popup() {
+    let mut a = app();
+    a.on_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE));
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("Quit?") && s.contains("y: yes"), "{s}");
+}
+
+#[test]
+fn every_size_from_tiny_to_large_renders_without_panic() {
+    for pane in Pane::ALL {
+        let mut a = with_pane(app(), pane);
+        a.help = pane == Pane::Compare;
+        for w in [1u16, 5, 20, 39, 40, 41, 60, 80, 81, 120, 200] {
+            for h in [1u16, 3, 10, 11, 12, 13, 24, 50] {
+                let s = draw(&a, w, h);
+                if w < 40 || h < 12 {
+                    if w >= 20 && h >= 10 {
+                        assert!(s.contains("terminal too small"), "{w}×{h}: {s}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The dashboard as a person uses it: the real binary in tmux at 80×24 on a tiny synthetic set. Keys switch
+//! panes, open help, classify a test image with a finished model while the next one trains, then quit.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux")
+    }
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", &self.session]).stdout).into_owned()
+    }
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", &self.session, k]);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    /// Waits until the screen contains `needle`.
+    fn wait_for(&self, needle: &str, secs: u64) -> String {
+        self.wait_until(needle, secs, |s| s.contains(needle))
+    }
+    fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.capture();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out waiting for {what:?}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn wait_file(p: &Path, secs: u64) -> String {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{} did not appear", p.display());
+}
+
+#[test]
+fn dashboard_in_tmux_switches_panes_predicts_and_quits_cleanly() {
+    assert!(
+        Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false),
+        "tmux is needed for this test (.ci/run installs it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 80, 12, 5);
+    let exit_file = tmp.path().join("exit");
+    let script = format!(
+        "cd {dir} && XDG_CACHE_HOME={dir}/cache PNEUMOSCOPE_IMAGES=halfblocks {bin} train --data {data} \
+         --models simple,regularized --epochs 200 --image-size 32 --batch-size 8; echo $? > {exit}; sleep 120",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        data = data.display(),
+        exit = exit_file.display()
+    );
+    let t = Tmux { socket: format!("pneumoscope-test-{}", std::process::id()), session: "dash".into() };
+    let out = t.cmd(&["new-session", "-d", "-s", "dash", "-x", "80", "-y", "24", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let s = t.wait_for("training simple", 60);
+    assert!(s.contains("pneumoscope") && s.contains("SYNTHETIC"), "{s}");
+    // Help overlay from the key map, then close it.
+    t.keys(&["?"]);
+    let s = t.wait_for("Keys (esc closes)", 5);
+    assert!(s.contains("pause / resume training"), "{s}");
+    t.keys(&["Escape", "1"]);
+    let s = t.wait_for("Class balance", 5);
+    assert!(s.contains("SYNTHETIC demo data") && s.contains("ratio 1:"), "{s}");
+    t.keys(&["Tab"]);
+    t.wait_for("per batch", 5);
+    // After two epochs of simple (a best checkpoint exists), n ends it and regularized starts.
+    t.wait_until("simple past epoch 2", 60, |s| {
+        s.split("training simple e")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n >= 3)
+    });
+    t.keys(&["n"]);
+    t.wait_for("training regularized", 60);
+    t.keys(&["4"]);
+    let s = t.wait_for("Model comparison", 5);
+    assert!(s.contains("stopped") && s.contains("training") && s.contains("queued") == false, "{s}");
+    t.keys(&["5"]);
+    t.wait_for("Predict with regularized", 5);
+    t.keys(&["h", "j", "Enter"]);
+    let s = t.wait_for(" says ", 30);
+    assert!(s.contains("Predict with simple") && s.contains("P(pneumonia)"), "{s}");
+    assert!(s.contains("right") || s.contains("wrong"), "{s}");
+    // Quit while training: confirm, checkpoint saved, exit 0, terminal restored.
+    t.keys(&["q"]);
+    t.wait_for("Quit?", 5);
+    t.keys(&["y"]);
+    let code = wait_file(&exit_file, 60);
+    assert_eq!(code.trim(), "0", "exit code");
+    let alt = String::from_utf8_lossy(&t.cmd(&["display-message", "-p", "-t", "dash", "#{alternate_on}"]).stdout)
+        .into_owned();
+    assert_eq!(alt.trim(), "0", "the alternate screen must be left");
+    let s = t.capture();
+    assert!(s.contains("results in"), "the final table is printed on the restored terminal: {s}");
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let ckpts = runs[0].join("checkpoints");
+    assert!(ckpts.join("simple-best.ckpt").is_file());
+    assert!(ckpts.join("regularized-last.ckpt").is_file(), "quitting saves the training model's checkpoint");
+    let report = std::fs::read_to_string(runs[0].join("report.json")).unwrap();
+    assert!(report.contains("\"stopped\""), "{report}");
+}
+
+#[test]
+fn dropped_terminal_stops_training_saves_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("hangup-data");
+    synth(&data, 60, 10, 6);
+    let script = format!(
+        "cd {dir} && XDG_CACHE_HOME={dir}/cache PNEUMOSCOPE_IMAGES=halfblocks {bin} train --data {data} \
+         --models regularized --epochs 500 --image-size 32 --batch-size 8",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        data = data.display()
+    );
+    let t = Tmux { socket: format!("pneumoscope-hup-{}", std::process::id()), session: "hup".into() };
+    assert!(t.cmd(&["new-session", "-d", "-s", "hup", "-x", "80", "-y", "24", &script]).status.success());
+    t.wait_until("regularized past epoch 1", 60, |s| s.contains("training regularized e2/") || s.contains("e3/"));
+    // The SSH connection drops: the terminal disappears and the process gets SIGHUP.
+    t.cmd(&["kill-server"]);
+    let needle = data.display().to_string();
+    let start = Instant::now();
+    loop {
+        let running = Command::new("pgrep").args(["-f", &needle]).output().map(|o| o.status.success()).unwrap_or(false);
+        if !running {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pneumoscope still running 30 s after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = std::fs::read_dir(tmp.path().join("runs")).unwrap().next().unwrap().unwrap().path();
+    assert!(run.join("checkpoints/regularized-last.ckpt").is_file(), "a checkpoint is saved on hangup");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["stopped"], true);
+    assert_eq!(report["models"][0]["status"], "stopped");
+}
