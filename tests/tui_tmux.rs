@@ -109,7 +109,7 @@ fn dashboard_in_tmux_switches_panes_predicts_and_quits_cleanly() {
     t.wait_for("training regularized", 60);
     t.keys(&["4"]);
     let s = t.wait_for("Model comparison", 5);
-    assert!(s.contains("stopped") && s.contains("training") && s.contains("queued") == false, "{s}");
+    assert!(s.contains("stopped") && s.contains("training") && !s.contains("queued"), "{s}");
     t.keys(&["5"]);
     t.wait_for("Predict with regularized", 5);
     t.keys(&["h", "j", "Enter"]);

@@ -101,29 +101,44 @@ pub fn load_prepared(path: &Path, size: usize, max_side: u32) -> Result<(Prepare
 /// Converts to 8-bit gray or RGB (gray when all channels agree) and resizes to a square.
 pub fn prepare(img: &DynamicImage, size: usize) -> Prepared {
     use image::ColorType::*;
-    let gray = match img.color() {
-        L8 | L16 | La8 | La16 => true,
-        _ => is_effectively_gray(&img.to_rgb8()),
-    };
-    if gray {
-        let luma = img.to_luma8();
-        let (w, h) = luma.dimensions();
-        let pixels = resize_plane(luma.as_raw(), w as usize, h as usize, 1, size);
-        Prepared { size, channels: 1, pixels }
-    } else {
-        let rgb = img.to_rgb8();
-        let (w, h) = rgb.dimensions();
-        let pixels = resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size);
-        Prepared { size, channels: 3, pixels }
+    match img {
+        // The common case (gray X-ray JPEGs): resize the decoded buffer in place, no conversion copy.
+        DynamicImage::ImageLuma8(luma) => {
+            let (w, h) = luma.dimensions();
+            Prepared { size, channels: 1, pixels: resize_plane(luma.as_raw(), w as usize, h as usize, 1, size) }
+        }
+        _ if matches!(img.color(), L16 | La8 | La16) => {
+            let luma = img.to_luma8();
+            let (w, h) = luma.dimensions();
+            Prepared { size, channels: 1, pixels: resize_plane(luma.as_raw(), w as usize, h as usize, 1, size) }
+        }
+        _ => {
+            // Colour files: resize first, then decide on the small image whether the channels agree.
+            let small = match img {
+                DynamicImage::ImageRgb8(rgb) => {
+                    let (w, h) = rgb.dimensions();
+                    resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size)
+                }
+                _ => {
+                    let rgb = img.to_rgb8();
+                    let (w, h) = rgb.dimensions();
+                    resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size)
+                }
+            };
+            if is_effectively_gray(&small) {
+                let pixels =
+                    small.chunks_exact(3).map(|p| ((p[0] as u16 + p[1] as u16 + p[2] as u16 + 1) / 3) as u8).collect();
+                Prepared { size, channels: 1, pixels }
+            } else {
+                Prepared { size, channels: 3, pixels: small }
+            }
+        }
     }
 }
 
-fn is_effectively_gray(rgb: &image::RgbImage) -> bool {
+fn is_effectively_gray(rgb: &[u8]) -> bool {
     // JPEG chroma noise makes R, G, B differ by a level or two on gray X-rays saved as colour.
-    rgb.pixels().all(|p| {
-        let [r, g, b] = p.0;
-        r.abs_diff(g) <= 3 && g.abs_diff(b) <= 3 && r.abs_diff(b) <= 3
-    })
+    rgb.chunks_exact(3).all(|p| p[0].abs_diff(p[1]) <= 3 && p[1].abs_diff(p[2]) <= 3 && p[0].abs_diff(p[2]) <= 3)
 }
 
 /// Resizes interleaved 8-bit pixels (`channels` per pixel) to `size`×`size`.
@@ -131,10 +146,11 @@ fn is_effectively_gray(rgb: &image::RgbImage) -> bool {
 /// Large reductions first average integer blocks (cheap and alias-free, as Pillow's `reducing_gap`),
 /// then a separable triangle (bilinear, antialiased) filter brings the image to the exact size.
 pub fn resize_plane(src: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Vec<u8> {
-    // Integer pre-reduction so that the final filter reduces by less than 2×.
-    let factor = (w.min(h) / (2 * size)).max(1);
-    let (src, w, h): (std::borrow::Cow<[u8]>, usize, usize) = if factor > 1 {
-        let (buf, nw, nh) = box_reduce(src, w, h, channels, factor);
+    // Integer pre-reduction per axis so that the final filter reduces by less than 2× on each.
+    let fx = (w / (2 * size)).max(1);
+    let fy = (h / (2 * size)).max(1);
+    let (src, w, h): (std::borrow::Cow<[u8]>, usize, usize) = if fx > 1 || fy > 1 {
+        let (buf, nw, nh) = box_reduce(src, w, h, channels, fx, fy);
         (buf.into(), nw, nh)
     } else {
         (src.into(), w, h)
@@ -143,26 +159,38 @@ pub fn resize_plane(src: &[u8], w: usize, h: usize, channels: usize, size: usize
     resample_axis(&horiz, size, h, channels, size, false)
 }
 
-fn box_reduce(src: &[u8], w: usize, h: usize, c: usize, f: usize) -> (Vec<u8>, usize, usize) {
-    let nw = w / f;
-    let nh = h / f;
+/// Averages `fx`×`fy` blocks. Rows are summed into a wide accumulator first (a simple loop the compiler
+/// vectorises), then each block's columns.
+fn box_reduce(src: &[u8], w: usize, h: usize, c: usize, fx: usize, fy: usize) -> (Vec<u8>, usize, usize) {
+    let nw = w / fx;
+    let nh = h / fy;
+    let row_len = nw * fx * c;
     let mut out = vec![0u8; nw * nh * c];
-    let area = (f * f) as u32;
-    let mut acc = vec![0u32; nw * c];
+    let area = (fx * fy) as u32;
+    let mut acc = vec![0u32; row_len];
     for oy in 0..nh {
-        acc.iter_mut().for_each(|a| *a = 0);
-        for y in oy * f..oy * f + f {
-            let row = &src[y * w * c..y * w * c + nw * f * c];
-            for ox in 0..nw {
-                let block = &row[ox * f * c..(ox + 1) * f * c];
-                for (i, v) in block.iter().enumerate() {
-                    acc[ox * c + i % c] += *v as u32;
-                }
+        acc.fill(0);
+        for y in oy * fy..oy * fy + fy {
+            let row = &src[y * w * c..y * w * c + row_len];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as u32;
             }
         }
         let orow = &mut out[oy * nw * c..(oy + 1) * nw * c];
-        for (o, a) in orow.iter_mut().zip(&acc) {
-            *o = ((a + area / 2) / area) as u8;
+        if c == 1 {
+            for (o, block) in orow.iter_mut().zip(acc.chunks_exact(fx)) {
+                *o = ((block.iter().sum::<u32>() + area / 2) / area) as u8;
+            }
+        } else {
+            for (o, block) in orow.chunks_exact_mut(c).zip(acc.chunks_exact(fx * c)) {
+                for (ch, out) in o.iter_mut().enumerate() {
+                    let mut sum = 0u32;
+                    for px in block.chunks_exact(c) {
+                        sum += px[ch];
+                    }
+                    *out = ((sum + area / 2) / area) as u8;
+                }
+            }
         }
     }
     (out, nw, nh)
@@ -175,15 +203,25 @@ fn resample_axis(src: &[u8], w: usize, h: usize, c: usize, n: usize, horizontal:
     let (ow, oh) = if horizontal { (n, h) } else { (w, n) };
     let mut out = vec![0u8; ow * oh * c];
     if horizontal {
+        let mut tmp = vec![0.0f32; w];
         for y in 0..h {
             let row = &src[y * w * c..(y + 1) * w * c];
-            for (ox, (start, ws)) in weights.iter().enumerate() {
-                for ch in 0..c {
-                    let mut s = 0.0f32;
-                    for (k, wt) in ws.iter().enumerate() {
-                        s += row[(start + k) * c + ch] as f32 * wt;
+            let orow = &mut out[y * ow * c..(y + 1) * ow * c];
+            for ch in 0..c {
+                // One channel as floats, then a dot product per output pixel over its taps.
+                if c == 1 {
+                    for (t, px) in tmp.iter_mut().zip(row) {
+                        *t = *px as f32;
                     }
-                    out[(y * ow + ox) * c + ch] = s.round().clamp(0.0, 255.0) as u8;
+                } else {
+                    for (t, px) in tmp.iter_mut().zip(row.chunks_exact(c)) {
+                        *t = px[ch] as f32;
+                    }
+                }
+                for (ox, (start, ws)) in weights.iter().enumerate() {
+                    let taps = &tmp[*start..*start + ws.len()];
+                    let v: f32 = taps.iter().zip(ws).map(|(a, b)| a * b).sum();
+                    orow[ox * c + ch] = (v + 0.5) as u8; // saturating cast: clamps to 0..=255
                 }
             }
         }
@@ -191,7 +229,7 @@ fn resample_axis(src: &[u8], w: usize, h: usize, c: usize, n: usize, horizontal:
         let stride = w * c;
         let mut acc = vec![0.0f32; stride];
         for (oy, (start, ws)) in weights.iter().enumerate() {
-            acc.iter_mut().for_each(|a| *a = 0.0);
+            acc.fill(0.0);
             for (k, wt) in ws.iter().enumerate() {
                 let row = &src[(start + k) * stride..(start + k + 1) * stride];
                 for (a, v) in acc.iter_mut().zip(row) {
@@ -199,7 +237,7 @@ fn resample_axis(src: &[u8], w: usize, h: usize, c: usize, n: usize, horizontal:
                 }
             }
             for (o, a) in out[oy * stride..(oy + 1) * stride].iter_mut().zip(&acc) {
-                *o = a.round().clamp(0.0, 255.0) as u8;
+                *o = (a + 0.5) as u8;
             }
         }
     }

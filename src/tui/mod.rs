@@ -408,12 +408,8 @@ pub fn run(
                 dirty = true;
             }
             Some(Event::Resize(_, _)) => dirty = true,
-            Some(_) => {
-                if noise.tick() {
-                    hangup(&mut app, &handle, &mut quit_early);
-                }
-            }
-            None => {}
+            Some(_) if noise.tick() => hangup(&mut app, &handle, &mut quit_early),
+            Some(_) | None => {}
         }
         if last_tty_check.elapsed() > Duration::from_secs(2) {
             last_tty_check = Instant::now();
