@@ -135,3 +135,105 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("bogus.ckpt"), "{}", text(&out));
 }
+
+/// Validation losses of every epoch, in order, from a run folder's metrics.jsonl.
+fn epoch_losses(run: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "epoch_ended")
+        .map(|v| v["validation"]["loss"].as_f64().unwrap())
+        .collect()
+}
+
+fn only_run(dir: &std::path::Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1);
+    runs[0].clone()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_training_on_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 8);
+    let train = |runs: &str, seed: &str| {
+        let out = run_in(
+            tmp.path(),
+            &[
+                "train",
+                "--no-tui",
+                "--data",
+                data.to_str().unwrap(),
+                "--epochs",
+                "2",
+                "--image-size",
+                "24",
+                "--models",
+                "regularized",
+                "--seed",
+                seed,
+                "--runs-dir",
+                runs,
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        epoch_losses(&only_run(&tmp.path().join(runs)))
+    };
+    let a = train("a", "7");
+    let b = train("b", "7");
+    let c = train("c", "8");
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b, "same seed, same data: identical validation losses");
+    assert_ne!(a, c, "another seed: another split, initialisation and augmentation");
+}
+
+#[test]
+fn ctrl_c_stops_after_the_batch_saves_and_exits_130() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 9);
+    let mut child = std::process::Command::new(bin())
+        .args(["train", "--no-tui", "--data", data.to_str().unwrap(), "--epochs", "500", "--image-size", "24"])
+        .args(["--models", "regularized,simple"])
+        .current_dir(tmp.path())
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait for the first finished epoch, then press Ctrl-C.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("regularized epoch 1:") {
+            break;
+        }
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped; work saved in")), "{rest:?}");
+    let run = only_run(&tmp.path().join("runs"));
+    assert!(run.join("checkpoints/regularized-last.ckpt").is_file());
+    assert!(run.join("checkpoints/regularized-best.ckpt").is_file());
+    assert!(!run.join("checkpoints/simple-last.ckpt").exists(), "the queue stops: simple never starts");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["stopped"], true);
+    assert_eq!(report["models"][0]["status"], "stopped");
+    assert_eq!(report["models"][1]["status"], "queued");
+    // The checkpoint it left evaluates.
+    let ckpt = run.join("checkpoints/regularized-last.ckpt");
+    let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
