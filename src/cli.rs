@@ -158,6 +158,10 @@ pub struct TrainArgs {
     /// Folder that receives the run folder (overrides output.runs_dir).
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
+    /// Continue an interrupted run (runs/<timestamp>) with its own settings: finished models are kept, the
+    /// others go on from their last checkpoint (weights, optimiser state, schedule position, history).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
 }
 
 /// Loads the config file (explicit path, or ./config.toml when present, else defaults).
@@ -176,11 +180,16 @@ pub struct TrainPlan {
     /// True when the data folder was missing and the synthetic demo set is used.
     pub synthetic_default: bool,
     pub no_tui: bool,
+    /// The run folder to continue, with the data folder it used.
+    pub resume: Option<(PathBuf, PathBuf)>,
 }
 
 impl TrainArgs {
     /// Applies the flags over the config and validates the result.
     pub fn resolve(&self) -> Result<TrainPlan> {
+        if let Some(run) = &self.resume {
+            return self.resolve_resume(run);
+        }
         let mut cfg = load_config(self.config.as_deref())?;
         if let Some(d) = &self.data {
             cfg.data.root = d.clone();
@@ -239,7 +248,57 @@ impl TrainArgs {
             ConfigError::new(msg)
         })?;
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan { config: cfg, synthetic_default, no_tui })
+        Ok(TrainPlan { config: cfg, synthetic_default, no_tui, resume: None })
+    }
+
+    /// `--resume RUN_DIR`: the run's saved config and data folder; other settings cannot change mid-run.
+    fn resolve_resume(&self, run: &Path) -> Result<TrainPlan> {
+        let given: Vec<&str> = [
+            ("--config", self.config.is_some()),
+            ("--data", self.data.is_some()),
+            ("--models", self.models.is_some()),
+            ("--epochs", self.epochs.is_some()),
+            ("--image-size", self.image_size.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--max-lr", self.max_lr.is_some()),
+            ("--runs-dir", self.runs_dir.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        if !given.is_empty() {
+            return Err(ConfigError::new(format!(
+                "`--resume` continues a run with its own settings; drop {}",
+                given.join(", ")
+            ))
+            .into());
+        }
+        let cfg_path = run.join("config.toml");
+        if !cfg_path.is_file() {
+            return Err(ConfigError::new(format!(
+                "invalid value for `--resume`: {} is not a pneumoscope run folder (no config.toml)",
+                run.display()
+            ))
+            .into());
+        }
+        let mut cfg = Config::load(&cfg_path)?;
+        if let Some(d) = &self.device {
+            DeviceChoice::parse(d).map_err(|m| ConfigError::new(format!("invalid value for `--device`: {m}")))?;
+            cfg.training.device = d.clone();
+        }
+        let report_path = run.join("report.json");
+        let report: serde_json::Value = std::fs::read_to_string(&report_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| anyhow::anyhow!("cannot resume: {} is missing or unreadable", report_path.display()))?;
+        let data_root = report["info"]["data_root"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("cannot resume: {} names no data folder", report_path.display()))?;
+        let no_tui = self.no_tui || !std::io::stdout().is_terminal();
+        Ok(TrainPlan { config: cfg, synthetic_default: false, no_tui, resume: Some((run.to_path_buf(), data_root)) })
     }
 }
 

@@ -5,20 +5,11 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::train::engine::EngineHandle;
-use crate::train::events::TrainEvent;
+use crate::train::events::{fmt_secs, TrainEvent};
 use crate::train::report::RunReport;
 
 fn stamp() -> String {
     chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-fn fmt_secs(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }
 
 /// Prints the engine's events until it finishes; returns the engine's result.
@@ -188,6 +179,26 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     }
                     None => say(&bar, format!("{} {} in {}", model.name(), status.label(), fmt_secs(seconds))),
                 }
+            }
+            TrainEvent::History { events } => {
+                // A resumed run: summarise what was done before instead of printing it again.
+                let epochs = events.iter().filter(|e| matches!(e, TrainEvent::EpochEnded { .. })).count();
+                let done: Vec<String> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        TrainEvent::ModelFinished { model, status, .. } => {
+                            Some(format!("{} {}", model.name(), status.label()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                say(
+                    &bar,
+                    format!(
+                        "resuming: {epochs} epochs done before{}",
+                        if done.is_empty() { String::new() } else { format!(" ({})", done.join(", ")) }
+                    ),
+                );
             }
             TrainEvent::Paused => say(&bar, "paused".into()),
             TrainEvent::Resumed => say(&bar, "resumed".into()),

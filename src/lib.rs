@@ -19,14 +19,22 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let cfg = plan.config;
     init_threads(cfg.threads());
     let say = |m: &str| eprintln!("{m}");
-    let data_root = if plan.synthetic_default { cli::ensure_demo_data(&cfg, &say)? } else { cfg.data.root.clone() };
+    let data_root = match &plan.resume {
+        Some((_, root)) => root.clone(),
+        None if plan.synthetic_default => cli::ensure_demo_data(&cfg, &say)?,
+        None => cfg.data.root.clone(),
+    };
     // Fail early, before any folder is created, on a data folder that cannot be used.
     data::layout::resolve_root(&data_root)?;
     let synthetic = data::synth::is_synthetic(&data_root);
     let device = train::backend::resolve(cfg.device())?;
-    let run_dir = new_run_dir(&cfg.output.runs_dir)?;
+    let run_dir = match &plan.resume {
+        Some((dir, _)) => dir.clone(),
+        None => new_run_dir(&cfg.output.runs_dir)?,
+    };
     let data_root_for_tui = data_root.clone();
-    let setup = train::engine::RunSetup { config: cfg, data_root, synthetic, run_dir, device };
+    let setup =
+        train::engine::RunSetup { config: cfg, data_root, synthetic, run_dir, device, resume: plan.resume.is_some() };
     let models: Vec<model::ModelKind> =
         setup.config.training.models.iter().filter_map(|m| model::ModelKind::parse(m)).collect();
     let log_file = setup.run_dir.join("pneumoscope.log");

@@ -133,6 +133,15 @@ impl Metrics {
     }
 }
 
+/// A loss for tables: four decimals, or scientific notation when it exploded.
+pub fn fmt_loss(v: f64) -> String {
+    if v.is_finite() && v.abs() < 1e4 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,3 +237,122 @@ fn ctrl_c_stops_after_the_batch_saves_and_exits_130() {
     let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Starts headless training, waits for a stdout line containing `until`, then sends `signal`.
+fn train_until(dir: &std::path::Path, args: &[&str], until: &str, signal: i32) -> (i32, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let hit = line.contains(until);
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    seen.extend(lines.map_while(Result::ok));
+    (child.wait().unwrap().code().unwrap_or(-1), seen)
+}
+
+fn epochs_logged(run: &std::path::Path, model: &str) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch_ended" && v["model"] == model)
+        .map(|v| v["epoch"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 12);
+    let d = data.to_str().unwrap();
+    let args =
+        ["train", "--no-tui", "--data", d, "--epochs", "5", "--image-size", "24", "--models", "regularized,simple"];
+    // SIGKILL: no chance to save anything beyond the end-of-epoch checkpoints.
+    let (code, _) = train_until(tmp.path(), &args, "regularized epoch 2:", libc::SIGKILL);
+    assert_eq!(code, -1, "killed by a signal");
+    let run = only_run(&tmp.path().join("runs"));
+    let before = epochs_logged(&run, "regularized");
+    assert!(before.len() >= 2 && before.len() < 5, "{before:?}");
+
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", run.to_str().unwrap()]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let resumed_after = before.len();
+    assert!(log.contains(&format!("regularized: resuming after epoch {resumed_after}")), "{log}");
+    // Epochs continue where they stopped: none is trained twice, none is missing.
+    assert_eq!(epochs_logged(&run, "regularized"), (1..=5).collect::<Vec<u64>>());
+    assert_eq!(epochs_logged(&run, "simple"), (1..=5).collect::<Vec<u64>>());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["stopped"], false);
+    for m in report["models"].as_array().unwrap() {
+        assert_eq!(m["status"], "done", "{m}");
+        assert_eq!(m["epochs_done"], 5);
+        assert!(m["test"]["accuracy"].is_number());
+    }
+    // The one-cycle schedule went on from its position: the last logged learning rate is the final, tiny one.
+    let last_lr = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "batch_window" && v["model"] == "regularized")
+        .and_then(|v| v["lr"].as_f64())
+        .unwrap();
+    assert!(last_lr < 1e-6, "schedule position restored: last lr {last_lr}");
+}
+
+#[test]
+fn a_stopped_run_resumes_mid_epoch_and_the_queue_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 13);
+    let d = data.to_str().unwrap();
+    let args =
+        ["train", "--no-tui", "--data", d, "--epochs", "3", "--image-size", "24", "--models", "regularized,simple"];
+    let (code, _) = train_until(tmp.path(), &args, "regularized epoch 1:", libc::SIGINT);
+    assert_eq!(code, 130);
+    let run = only_run(&tmp.path().join("runs"));
+    let meta = pneumoscope::train::checkpoint::load_meta(&run.join("checkpoints/regularized-last.ckpt")).unwrap();
+    assert!(meta.train_state.is_some(), "a stopped model's last checkpoint is resumable");
+
+    // Settings cannot change on resume.
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", run.to_str().unwrap(), "--epochs", "9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--epochs"), "{}", text(&out));
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["models"][0]["status"], "done");
+    assert_eq!(report["models"][0]["epochs_done"], 3);
+    assert_eq!(report["models"][1]["status"], "done");
+    let e = epochs_logged(&run, "regularized");
+    assert_eq!(*e.last().unwrap(), 3);
+    assert!(e.windows(2).all(|w| w[1] == w[0] + 1), "no epoch twice: {e:?}");
+    // Its checkpoints load and evaluate.
+    let ckpt = run.join("checkpoints/regularized-best.ckpt");
+    let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", d]);
+    assert!(out.status.success(), "{}", text(&out));
+}

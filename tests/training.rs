@@ -126,6 +126,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
             init: "scratch".into(),
             pneumoscope_version: "test".into(),
             created: "now".into(),
+            train_state: None,
         };
         let path = dir.path().join(format!("{kind}.ckpt"));
         checkpoint::save(&path, &meta, &model).unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,26 @@ pub struct CheckpointMeta {
     pub init: String,
     pub pneumoscope_version: String,
     pub created: String,
+    /// Where training stood when this was saved (`last` checkpoints), for `train --resume`.
+    #[serde(default)]
+    pub train_state: Option<TrainState>,
+}
+
+/// The training position saved with `last` checkpoints (with the optimiser state after the weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs fully completed.
+    pub epochs_done: usize,
+    /// Optimiser steps taken (the one-cycle schedule's position).
+    pub global_step: usize,
+    pub best_loss: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub best_val_accuracy: Option<f64>,
+    pub images_seen: usize,
+    pub train_seconds: f64,
+    /// Batches already trained in the next epoch (a stop mid-epoch); resuming skips them.
+    #[serde(default)]
+    pub steps_in_epoch: usize,
 }
 
 /// Writes bytes to `path` atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
@@ -66,6 +86,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Saves a model with its metadata.
 pub fn save<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>) -> Result<()> {
+    save_parts::<B>(path, meta, model, None)
+}
+
+/// Saves a model, its metadata and the optimiser state (a resumable `last` checkpoint).
+pub fn save_resumable<B: Backend, OB: Backend, R: Record<OB>>(
+    path: &Path,
+    meta: &CheckpointMeta,
+    model: &Model<B>,
+    optimizer: R,
+) -> Result<()> {
+    let optim = <NamedMpkBytesRecorder<FullPrecisionSettings> as Recorder<OB>>::record(
+        &NamedMpkBytesRecorder::new(),
+        optimizer,
+        (),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser state of {}: {e}", meta.model))?;
+    save_parts::<B>(path, meta, model, Some(optim))
+}
+
+fn save_parts<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>, optim: Option<Vec<u8>>) -> Result<()> {
     let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
         .record(model.clone().into_record(), ())
         .map_err(|e| anyhow::anyhow!("cannot serialise the {} weights: {e}", meta.model))?;
@@ -76,10 +116,14 @@ pub fn save<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>) ->
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(&(record.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&record);
+    if let Some(o) = optim {
+        bytes.extend_from_slice(&(o.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&o);
+    }
     write_atomic(path, &bytes)
 }
 
-fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>)> {
+fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
     let mut magic = [0u8; 17];
     if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
@@ -103,15 +147,27 @@ fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>
         );
     }
     let mut record = Vec::new();
+    let mut optim = Vec::new();
     if with_record {
         f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
         let rlen = u64::from_le_bytes(len);
-        f.read_to_end(&mut record)?;
-        if record.len() as u64 != rlen {
-            bail!("checkpoint {} is truncated ({} of {} weight bytes)", path.display(), record.len(), rlen);
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest)?;
+        if (rest.len() as u64) < rlen {
+            bail!("checkpoint {} is truncated ({} of {} weight bytes)", path.display(), rest.len(), rlen);
+        }
+        optim = rest.split_off(rlen as usize);
+        record = rest;
+        if !optim.is_empty() {
+            // An optional third section: the optimiser state, length-prefixed.
+            let olen = optim.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
+            if optim.len() as u64 != 8 + olen {
+                bail!("checkpoint {} has a truncated optimiser section", path.display());
+            }
+            optim.drain(..8);
         }
     }
-    Ok((meta, record))
+    Ok((meta, record, optim))
 }
 
 /// Reads only the header.
@@ -119,9 +175,23 @@ pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     Ok(read_parts(path, false)?.0)
 }
 
+/// Loads the optimiser state saved by [`save_resumable`] (None when the checkpoint has none).
+pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<Option<R>> {
+    let (_, _, optim) = read_parts(path, true)?;
+    if optim.is_empty() {
+        return Ok(None);
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(optim, device)
+    }))
+    .map_err(|_| anyhow::anyhow!("checkpoint {} has an optimiser state that does not fit", path.display()))?
+    .map_err(|e| anyhow::anyhow!("checkpoint {} has an unreadable optimiser state: {e}", path.display()))?;
+    Ok(Some(r))
+}
+
 /// Loads a checkpoint onto `device`.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
-    let (meta, record) = read_parts(path, true)?;
+    let (meta, record, _) = read_parts(path, true)?;
     let model = Model::<B>::new(meta.model, meta.dropout, device);
     let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device)

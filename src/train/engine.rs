@@ -17,7 +17,7 @@ use burn::tensor::backend::Backend;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use super::backend::Resolved;
-use super::checkpoint::{self, CheckpointMeta, FORMAT_VERSION};
+use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
 use super::infer::{cross_entropy, evaluate, to_tensors, ElemF64};
 use super::report::{ModelResult, RunReport};
@@ -40,6 +40,8 @@ pub struct RunSetup {
     /// The run folder to fill (created by the engine if missing).
     pub run_dir: PathBuf,
     pub device: Resolved,
+    /// Continue the run already in `run_dir` (its report.json, checkpoints and metrics.jsonl).
+    pub resume: bool,
 }
 
 /// The front-end's side of a running engine.
@@ -56,7 +58,12 @@ pub fn spawn(setup: RunSetup) -> EngineHandle {
     let thread = std::thread::Builder::new()
         .name("pneumoscope-engine".into())
         .spawn(move || {
+            // A resumed run's history is read before new lines are appended.
+            let history = if setup.resume { read_history(&setup.run_dir) } else { Vec::new() };
             let emit = Emitter::new(ev_tx, &setup.run_dir);
+            if !history.is_empty() {
+                let _ = emit.tx.send(TrainEvent::History { events: history });
+            }
             let result = match setup.device {
                 Resolved::Cpu => run::<super::backend::Cpu>(&setup, Default::default(), &emit, &cmd_rx),
                 #[cfg(feature = "cuda")]
@@ -136,6 +143,7 @@ impl Emitter {
                 if w.n == LOG_WINDOW || step == steps_per_epoch {
                     let line = serde_json::json!({
                         "event": "batch_window", "time": time, "model": model, "epoch": epoch, "step": step,
+                        "steps_per_epoch": steps_per_epoch,
                         "global_step": global_step, "batches": w.n, "loss": w.loss / w.n as f64,
                         "accuracy": w.acc / w.n as f64, "lr": lr, "images_per_sec": images_per_sec,
                     });
@@ -152,6 +160,43 @@ impl Emitter {
             }
         }
     }
+}
+
+/// The events of an earlier part of a run, from its metrics.jsonl (batch windows become batch events).
+fn read_history(run_dir: &Path) -> Vec<TrainEvent> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("metrics.jsonl")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue }; // a torn last line
+        if v["event"] == "batch_window" {
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            let Ok(model) = serde_json::from_value::<ModelKind>(v["model"].clone()) else { continue };
+            out.push(TrainEvent::Batch {
+                model,
+                epoch: f("epoch") as usize,
+                step: f("step") as usize,
+                steps_per_epoch: f("steps_per_epoch").max(f("step")) as usize,
+                global_step: f("global_step") as usize,
+                loss: f("loss"),
+                accuracy: f("accuracy"),
+                lr: f("lr"),
+                images_per_sec: f("images_per_sec"),
+                eta_secs: 0.0,
+            });
+            continue;
+        }
+        if let Ok(
+            ev @ (TrainEvent::ModelStarted { .. }
+            | TrainEvent::EpochEnded { .. }
+            | TrainEvent::CheckpointSaved { .. }
+            | TrainEvent::Evaluated { .. }
+            | TrainEvent::ModelFinished { .. }),
+        ) = serde_json::from_value::<TrainEvent>(v)
+        {
+            out.push(ev);
+        }
+    }
+    out
 }
 
 /// What the user asked for while a model trains.
@@ -265,6 +310,15 @@ pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
 
 fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &Receiver<Command>) -> Result<RunReport> {
     let cfg = &setup.config;
+    // Read before anything below rewrites it.
+    let previous: Option<RunReport> = if setup.resume {
+        let path = setup.run_dir.join("report.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot resume: no {}", path.display()))?;
+        Some(serde_json::from_str(&text).with_context(|| format!("cannot resume: {} is unreadable", path.display()))?)
+    } else {
+        None
+    };
+
     std::fs::create_dir_all(&setup.run_dir).with_context(|| format!("cannot create {}", setup.run_dir.display()))?;
     checkpoint::write_atomic(&setup.run_dir.join("config.toml"), toml::to_string_pretty(cfg)?.as_bytes())?;
     let models: Vec<ModelKind> = cfg.training.models.iter().filter_map(|m| ModelKind::parse(m)).collect();
@@ -291,11 +345,35 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
     };
     report.write(&setup.run_dir)?;
     for (index, &kind) in models.iter().enumerate() {
+        let prev = previous.as_ref().and_then(|p| p.models.iter().find(|m| m.model == kind));
+        if let Some(p) = prev.filter(|p| p.status == ModelStatus::Done) {
+            report.models[index] = p.clone();
+            report.write(&setup.run_dir)?;
+            continue;
+        }
+        // A resumable `last` checkpoint (saved at the end of each epoch) continues that model.
+        // (report.json records it only when a model ends; after a SIGKILL the file is the witness.)
+        let resume_from = previous
+            .as_ref()
+            .map(|_| setup.run_dir.join("checkpoints").join(format!("{kind}-last.ckpt")))
+            .filter(|p| checkpoint::load_meta(p).map(|m| m.train_state.is_some()).unwrap_or(false));
+        let earlier_secs = if resume_from.is_some() { prev.map(|p| p.train_seconds).unwrap_or(0.0) } else { 0.0 };
         let started = Instant::now();
         let mut result = ModelResult::new(kind);
         result.status = ModelStatus::Training;
-        let outcome = train_model::<B>(setup, &device, &data, weights, kind, index, &mut result, emit, cmds);
-        result.train_seconds = started.elapsed().as_secs_f64();
+        let outcome = train_model::<B>(
+            setup,
+            &device,
+            &data,
+            weights,
+            kind,
+            index,
+            &mut result,
+            emit,
+            cmds,
+            resume_from.as_deref(),
+        );
+        result.train_seconds = earlier_secs + started.elapsed().as_secs_f64();
         let stop = match outcome {
             Ok(TrainOutcome::Completed) => {
                 result.status = ModelStatus::Done;
@@ -389,7 +467,13 @@ pub fn optimizer_config(cfg: &Config) -> AdamConfig {
         .with_grad_clipping(clip)
 }
 
-fn meta_for(setup: &RunSetup, kind: ModelKind, epoch: usize, val: Option<(f64, f64)>) -> CheckpointMeta {
+fn meta_for(
+    setup: &RunSetup,
+    kind: ModelKind,
+    epoch: usize,
+    val: Option<(f64, f64)>,
+    train_state: Option<TrainState>,
+) -> CheckpointMeta {
     let cfg = &setup.config;
     CheckpointMeta {
         format: FORMAT_VERSION,
@@ -407,6 +491,7 @@ fn meta_for(setup: &RunSetup, kind: ModelKind, epoch: usize, val: Option<(f64, f
         init: "scratch".into(),
         pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        train_state,
     }
 }
 
@@ -421,6 +506,7 @@ fn train_model<B: Backend>(
     result: &mut ModelResult,
     emit: &Emitter,
     cmds: &Receiver<Command>,
+    resume_from: Option<&Path>,
 ) -> Result<TrainOutcome> {
     type AD<B> = Autodiff<B>;
     let cfg = &setup.config;
@@ -448,11 +534,44 @@ fn train_model<B: Backend>(
     let last_path = ckpt_dir.join(format!("{kind}-last.ckpt"));
     let mut best_loss = f64::INFINITY;
     let mut global_step = 0usize;
-    let model_start = Instant::now();
     let mut images_seen = 0usize;
     let mut train_secs = 0.0f64;
+    let mut first_epoch = 1;
+    let mut skip_steps = 0;
+    if let Some(path) = resume_from {
+        // Continue where the last checkpoint left off: weights, optimiser moments, schedule position, counters.
+        let (meta, loaded) = checkpoint::load::<AD<B>>(path, device)?;
+        let state = meta
+            .train_state
+            .ok_or_else(|| anyhow::anyhow!("checkpoint {} holds no training state to resume from", path.display()))?;
+        model = loaded;
+        if let Some(rec) = checkpoint::load_optimizer::<AD<B>, _>(path, device)? {
+            optim = optim.load_record(rec);
+        }
+        first_epoch = state.epochs_done + 1;
+        skip_steps = state.steps_in_epoch;
+        global_step = state.global_step;
+        best_loss = state.best_loss.unwrap_or(f64::INFINITY);
+        images_seen = state.images_seen;
+        train_secs = state.train_seconds;
+        result.epochs_done = state.epochs_done;
+        result.best_epoch = state.best_epoch;
+        result.best_val_loss = state.best_loss;
+        result.best_val_accuracy = state.best_val_accuracy;
+        result.last_checkpoint = Some(path.to_path_buf());
+        if best_path.is_file() && state.best_epoch.is_some() {
+            result.best_checkpoint = Some(best_path.clone());
+        }
+        emit.send(TrainEvent::Warning {
+            message: format!(
+                "{kind}: resuming after epoch {}{} (step {global_step})",
+                state.epochs_done,
+                if skip_steps > 0 { format!(" and {skip_steps} batches of the next") } else { String::new() }
+            ),
+        });
+    }
 
-    for epoch in 1..=t.epochs {
+    for epoch in first_epoch..=t.epochs {
         let epoch_start = Instant::now();
         let mut loss_sum = 0.0;
         let mut correct = 0usize;
@@ -460,8 +579,13 @@ fn train_model<B: Backend>(
         let mut it = batches(data.train.clone(), &spec, epoch);
         let mut step = 0;
         let mut control = Control::Continue;
+        // Resuming mid-epoch: this epoch's order is the same as before, so its first batches are done.
+        let skip = if epoch == first_epoch { std::mem::take(&mut skip_steps) } else { 0 };
         for batch in it.by_ref() {
             step += 1;
+            if step <= skip {
+                continue;
+            }
             let n = batch.len();
             let (x, y) = to_tensors::<AD<B>>(&batch, device);
             let logits = model.forward(x);
@@ -510,8 +634,18 @@ fn train_model<B: Backend>(
         result.images_per_sec = images_seen as f64 / train_secs.max(1e-9);
         if !matches!(control, Control::Continue) {
             // Ended mid-epoch by the user: keep the weights as they are.
-            let meta = meta_for(setup, kind, epoch - 1, None);
-            checkpoint::save(&last_path, &meta, &model.valid())?;
+            let state = TrainState {
+                epochs_done: epoch - 1,
+                global_step,
+                best_loss: best_loss.is_finite().then_some(best_loss),
+                best_epoch: result.best_epoch,
+                best_val_accuracy: result.best_val_accuracy,
+                images_seen,
+                train_seconds: train_secs,
+                steps_in_epoch: step,
+            };
+            let meta = meta_for(setup, kind, epoch - 1, None, Some(state));
+            checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
             result.last_checkpoint = Some(last_path.clone());
             emit.send(TrainEvent::CheckpointSaved { model: kind, path: last_path.clone(), kind: "last".into() });
             result.epochs_done = epoch - 1;
@@ -520,7 +654,7 @@ fn train_model<B: Backend>(
         let valid = model.valid();
         let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
         let is_best = vm.loss < best_loss;
-        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)));
+        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)), None);
         if is_best {
             best_loss = vm.loss;
             checkpoint::save(&best_path, &meta, &valid)?;
@@ -530,9 +664,20 @@ fn train_model<B: Backend>(
             result.best_val_accuracy = Some(vm.accuracy);
             emit.send(TrainEvent::CheckpointSaved { model: kind, path: best_path.clone(), kind: "best".into() });
         }
-        checkpoint::save(&last_path, &meta, &valid)?;
-        result.last_checkpoint = Some(last_path.clone());
         result.epochs_done = epoch;
+        let state = TrainState {
+            epochs_done: epoch,
+            global_step,
+            best_loss: best_loss.is_finite().then_some(best_loss),
+            best_epoch: result.best_epoch,
+            best_val_accuracy: result.best_val_accuracy,
+            images_seen,
+            train_seconds: train_secs,
+            steps_in_epoch: 0,
+        };
+        let meta = CheckpointMeta { train_state: Some(state), ..meta };
+        checkpoint::save_resumable(&last_path, &meta, &valid, optim.to_record())?;
+        result.last_checkpoint = Some(last_path.clone());
         emit.send(TrainEvent::EpochEnded {
             model: kind,
             epoch,
@@ -545,6 +690,5 @@ fn train_model<B: Backend>(
             loader_wait: waited / epoch_secs.max(1e-9),
         });
     }
-    let _ = model_start;
     Ok(TrainOutcome::Completed)
 }

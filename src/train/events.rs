@@ -146,4 +146,18 @@ pub enum TrainEvent {
     Failed {
         message: String,
     },
+    /// A resumed run's earlier events (from its metrics.jsonl), so front-ends show the whole history.
+    History {
+        events: Vec<TrainEvent>,
+    },
+}
+
+/// A duration in seconds as `1h05m` or `4m07s` (ETAs and training times in both front-ends).
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }

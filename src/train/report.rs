@@ -83,7 +83,7 @@ impl RunReport {
                 "{:<16} {:<8} {:>8} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5.0}s\n",
                 m.model.title(),
                 m.status.label(),
-                m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+                m.best_val_loss.map(crate::metrics::fmt_loss).unwrap_or_else(|| "-".into()),
                 f(m.best_val_accuracy),
                 f(t.map(|t| t.accuracy)),
                 f(t.map(|t| t.sensitivity)),
@@ -144,7 +144,7 @@ impl RunReport {
         s.push_str(&row("parameters", &|m| format!("{:.2} M", m.params as f64 / 1e6)));
         s.push_str(&row("epochs", &|m| m.epochs_done.to_string()));
         s.push_str(&row("best val loss", &|m| {
-            m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+            m.best_val_loss.map(crate::metrics::fmt_loss).unwrap_or_else(|| "-".into())
         }));
         s.push_str(&row("best val accuracy", &|m| m.best_val_accuracy.map(pct).unwrap_or_else(|| "-".into())));
         s.push_str(&row("test accuracy", &tm(|t| t.accuracy)));

@@ -412,6 +412,11 @@ impl App {
                     self.note(format!("{model} failed: {e}"));
                 }
             }
+            TrainEvent::History { events } => {
+                for e in events {
+                    self.on_event(e);
+                }
+            }
             TrainEvent::Paused => self.paused = true,
             TrainEvent::Resumed => self.paused = false,
             TrainEvent::Finished { stopped, .. } => {

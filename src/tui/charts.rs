@@ -9,15 +9,7 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, P
 use ratatui::Frame;
 
 use super::app::{ema, App, ModelView};
-
-pub fn fmt_secs(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
+pub use crate::train::events::fmt_secs;
 
 /// The one-line summary of a model's progress.
 pub fn progress_line(m: &ModelView) -> String {
@@ -31,7 +23,7 @@ pub fn progress_line(m: &ModelView) -> String {
         m.epochs,
         m.step,
         m.steps_per_epoch,
-        last_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+        last_loss.map(crate::metrics::fmt_loss).unwrap_or_else(|| "-".into()),
         last_acc.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
         val,
         m.lr,

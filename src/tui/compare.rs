@@ -51,7 +51,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 vec![
                     Cell::from(name).style(Style::default().fg(COLORS[i % 3])),
                     Cell::from(m.status.label()).style(status_style),
-                    Cell::from(m.best_val_loss.map(|v| format!("{v:.4}")).unwrap_or("-".into())),
+                    Cell::from(m.best_val_loss.map(crate::metrics::fmt_loss).unwrap_or("-".into())),
                     Cell::from(pct(m.best_val_acc)),
                     Cell::from(pct(t.map(|t| t.accuracy))),
                     Cell::from(pct(t.map(|t| t.sensitivity))),
