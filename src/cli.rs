@@ -288,15 +288,7 @@ impl TrainArgs {
             DeviceChoice::parse(d).map_err(|m| ConfigError::new(format!("invalid value for `--device`: {m}")))?;
             cfg.training.device = d.clone();
         }
-        let report_path = run.join("report.json");
-        let report: serde_json::Value = std::fs::read_to_string(&report_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| anyhow::anyhow!("cannot resume: {} is missing or unreadable", report_path.display()))?;
-        let data_root = report["info"]["data_root"]
-            .as_str()
-            .map(PathBuf::from)
-            .ok_or_else(|| anyhow::anyhow!("cannot resume: {} names no data folder", report_path.display()))?;
+        let data_root = cfg.data.root.clone();
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
         Ok(TrainPlan { config: cfg, synthetic_default: false, no_tui, resume: Some((run.to_path_buf(), data_root)) })
     }

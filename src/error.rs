@@ -39,3 +39,19 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         exit::RUNTIME
     }
 }
+
+/// Test hooks. `PNEUMOSCOPE_FAILPOINTS=a,b@3` makes the named places fail on purpose, so the tests can check
+/// that an error nobody can provoke from outside (a full disk, a diverging loss, a panicking pane) is handled.
+/// Known names: `write:<text>` (writes to paths containing <text> fail), `nan-loss@<model>:<step>` (the loss
+/// becomes NaN at that model's global step), `panic-render` (the dashboard panics while drawing). Unset in normal use.
+pub fn failpoint(name: &str) -> Option<String> {
+    let spec = std::env::var("PNEUMOSCOPE_FAILPOINTS").ok()?;
+    spec.split(',').find_map(|item| {
+        let item = item.trim();
+        if item == name {
+            Some(String::new())
+        } else {
+            item.strip_prefix(name).and_then(|rest| rest.strip_prefix(['@', ':'])).map(str::to_string)
+        }
+    })
+}

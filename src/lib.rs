@@ -26,7 +26,11 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     };
     // Fail early, before any folder is created, on a data folder that cannot be used.
     data::layout::resolve_root(&data_root)?;
+    let data_root = std::fs::canonicalize(&data_root).unwrap_or(data_root);
     let synthetic = data::synth::is_synthetic(&data_root);
+    // The saved config names the folder actually used (the generated one for the demo), so --resume finds it.
+    let mut cfg = cfg;
+    cfg.data.root = data_root.clone();
     let device = train::backend::resolve(cfg.device())?;
     let run_dir = match &plan.resume {
         Some((dir, _)) => dir.clone(),

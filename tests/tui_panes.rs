@@ -310,3 +310,44 @@ fn every_size_from_tiny_to_large_renders_without_panic() {
         }
     }
 }
+
+#[test]
+fn a_resumed_runs_history_reaches_the_charts() {
+    use pneumoscope::train::events::TrainEvent as E;
+    let mut a = App::new(&[ModelKind::Regularized]);
+    let history = (1..=2)
+        .flat_map(|epoch| {
+            vec![
+                E::Batch {
+                    model: ModelKind::Regularized,
+                    epoch,
+                    step: 10,
+                    steps_per_epoch: 10,
+                    global_step: epoch * 10 - 1,
+                    loss: 0.5,
+                    accuracy: 0.8,
+                    lr: 1e-3,
+                    images_per_sec: 30.0,
+                    eta_secs: 0.0,
+                },
+                E::EpochEnded {
+                    model: ModelKind::Regularized,
+                    epoch,
+                    train_loss: 0.5,
+                    train_accuracy: 0.8,
+                    validation: metrics(10, 5, 5, 30, 0.45),
+                    best: true,
+                    seconds: 1.0,
+                    images_per_sec: 30.0,
+                    loader_wait: 0.0,
+                },
+            ]
+        })
+        .collect();
+    a.on_event(E::History { events: history });
+    assert_eq!(a.models[0].val_loss.len(), 2);
+    assert_eq!(a.models[0].batch_loss.len(), 2);
+    a.pane = Pane::Compare;
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("0.4500") && s.contains("80.0"), "{s}");
+}

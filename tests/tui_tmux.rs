@@ -172,3 +172,28 @@ fn dropped_terminal_stops_training_saves_and_exits() {
     assert_eq!(report["stopped"], true);
     assert_eq!(report["models"][0]["status"], "stopped");
 }
+
+#[test]
+fn a_panicking_pane_leaves_the_terminal_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("panic-data");
+    synth(&data, 40, 10, 7);
+    let exit_file = tmp.path().join("exit");
+    let script = format!(
+        "cd {dir} && PNEUMOSCOPE_FAILPOINTS=panic-render XDG_CACHE_HOME={dir}/cache {bin} train --data {data} \
+         --models simple --epochs 50 --image-size 16; echo $? > {exit}; sleep 60",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        data = data.display(),
+        exit = exit_file.display()
+    );
+    let t = Tmux { socket: format!("pneumoscope-panic-{}", std::process::id()), session: "p".into() };
+    assert!(t.cmd(&["new-session", "-d", "-s", "p", "-x", "80", "-y", "24", &script]).status.success());
+    let code = wait_file(&exit_file, 60);
+    assert_eq!(code.trim(), "101", "a forced panic exits like one");
+    let alt =
+        String::from_utf8_lossy(&t.cmd(&["display-message", "-p", "-t", "p", "#{alternate_on}"]).stdout).into_owned();
+    assert_eq!(alt.trim(), "0", "the alternate screen must be left after a panic");
+    let s = String::from_utf8_lossy(&t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", "p"]).stdout).into_owned();
+    assert!(s.contains("failpoint panic-render"), "the panic message is shown on the restored terminal: {s}");
+}

@@ -311,10 +311,9 @@ pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
 fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &Receiver<Command>) -> Result<RunReport> {
     let cfg = &setup.config;
     // Read before anything below rewrites it.
+    // (A run killed before its first report has none: its checkpoints, if any, still count.)
     let previous: Option<RunReport> = if setup.resume {
-        let path = setup.run_dir.join("report.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot resume: no {}", path.display()))?;
-        Some(serde_json::from_str(&text).with_context(|| format!("cannot resume: {} is unreadable", path.display()))?)
+        std::fs::read_to_string(setup.run_dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
     } else {
         None
     };
@@ -353,9 +352,9 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
         }
         // A resumable `last` checkpoint (saved at the end of each epoch) continues that model.
         // (report.json records it only when a model ends; after a SIGKILL the file is the witness.)
-        let resume_from = previous
-            .as_ref()
-            .map(|_| setup.run_dir.join("checkpoints").join(format!("{kind}-last.ckpt")))
+        let resume_from = setup
+            .resume
+            .then(|| setup.run_dir.join("checkpoints").join(format!("{kind}-last.ckpt")))
             .filter(|p| checkpoint::load_meta(p).map(|m| m.train_state.is_some()).unwrap_or(false));
         let earlier_secs = if resume_from.is_some() { prev.map(|p| p.train_seconds).unwrap_or(0.0) } else { 0.0 };
         let started = Instant::now();
@@ -421,6 +420,13 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
     }
     emit.send(TrainEvent::Finished { run_dir: setup.run_dir.clone(), stopped: report.stopped });
     Ok(report)
+}
+
+fn save_failed(e: &anyhow::Error) -> String {
+    format!(
+        "{} — training goes on; the save is retried at the next epoch",
+        crate::cli::format_error(e).replace('\n', " ")
+    )
 }
 
 enum TrainOutcome {
@@ -571,6 +577,7 @@ fn train_model<B: Backend>(
         });
     }
 
+    let mut pending_best: Option<(CheckpointMeta, Model<B>)> = None;
     for epoch in first_epoch..=t.epochs {
         let epoch_start = Instant::now();
         let mut loss_sum = 0.0;
@@ -594,7 +601,10 @@ fn train_model<B: Backend>(
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = schedule.lr(global_step);
             model = optim.step(lr, model, grads);
-            let loss_v: f64 = loss.into_scalar().elem_f64();
+            let mut loss_v: f64 = loss.into_scalar().elem_f64();
+            if crate::error::failpoint("nan-loss").as_deref() == Some(&format!("{kind}:{global_step}")) {
+                loss_v = f64::NAN;
+            }
             let hits_v = hits.into_scalar().elem_f64() as usize;
             if !loss_v.is_finite() {
                 anyhow::bail!(
@@ -657,12 +667,27 @@ fn train_model<B: Backend>(
         let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)), None);
         if is_best {
             best_loss = vm.loss;
-            checkpoint::save(&best_path, &meta, &valid)?;
-            result.best_checkpoint = Some(best_path.clone());
             result.best_epoch = Some(epoch);
             result.best_val_loss = Some(vm.loss);
             result.best_val_accuracy = Some(vm.accuracy);
-            emit.send(TrainEvent::CheckpointSaved { model: kind, path: best_path.clone(), kind: "best".into() });
+            pending_best = Some((meta.clone(), valid.clone()));
+        }
+        // A failed write (disk full, permissions) is reported and retried next epoch; training goes on.
+        if let Some((bmeta, bmodel)) = pending_best.take() {
+            match checkpoint::save(&best_path, &bmeta, &bmodel) {
+                Ok(()) => {
+                    result.best_checkpoint = Some(best_path.clone());
+                    emit.send(TrainEvent::CheckpointSaved {
+                        model: kind,
+                        path: best_path.clone(),
+                        kind: "best".into(),
+                    });
+                }
+                Err(e) => {
+                    emit.send(TrainEvent::Warning { message: save_failed(&e) });
+                    pending_best = Some((bmeta, bmodel));
+                }
+            }
         }
         result.epochs_done = epoch;
         let state = TrainState {
@@ -676,8 +701,10 @@ fn train_model<B: Backend>(
             steps_in_epoch: 0,
         };
         let meta = CheckpointMeta { train_state: Some(state), ..meta };
-        checkpoint::save_resumable(&last_path, &meta, &valid, optim.to_record())?;
-        result.last_checkpoint = Some(last_path.clone());
+        match checkpoint::save_resumable(&last_path, &meta, &valid, optim.to_record()) {
+            Ok(()) => result.last_checkpoint = Some(last_path.clone()),
+            Err(e) => emit.send(TrainEvent::Warning { message: save_failed(&e) }),
+        }
         emit.send(TrainEvent::EpochEnded {
             model: kind,
             epoch,

@@ -39,6 +39,9 @@ const FRAME: Duration = Duration::from_millis(100);
 /// Draws the whole screen from the state. Pure apart from the image widget's encoding cache.
 pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
     let area = frame.area();
+    if app.counts.is_some() && crate::error::failpoint("panic-render").is_some() {
+        panic!("failpoint panic-render: a pane panicked while drawing");
+    }
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = Paragraph::new(format!(
             "terminal too small ({}×{}); need {MIN_WIDTH}×{MIN_HEIGHT}",
