@@ -356,3 +356,42 @@ fn a_stopped_run_resumes_mid_epoch_and_the_queue_goes_on() {
     let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", d]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_leaves_loadable_files() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 14);
+    let mut child = std::process::Command::new(bin())
+        .args(["train", "--no-tui", "--data", data.to_str().unwrap(), "--epochs", "500", "--image-size", "24"])
+        .args(["--models", "resnet34"])
+        .current_dir(tmp.path())
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("resnet34 epoch 1:") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child process, twice in a row.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the second Ctrl-C does not wait");
+    let run = only_run(&tmp.path().join("runs"));
+    let ckpt = run.join("checkpoints/resnet34-best.ckpt");
+    pneumoscope::train::checkpoint::load_meta(&ckpt).unwrap();
+    let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+}

@@ -432,3 +432,25 @@ mod tests {
         assert!(r.pixels[16 * 32 + 16] == 200);
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn cmyk_jpeg_is_converted() {
+        // A 64×48 CMYK JPEG written by Pillow (tests/fixtures/cmyk.jpg), gray ramp in the K channel.
+        let bytes = include_bytes!("../../tests/fixtures/cmyk.jpg");
+        let (img, info) = decode_bytes(bytes, 1000).expect("CMYK JPEG decodes");
+        assert_eq!((info.width, info.height), (64, 48));
+        let p = prepare(&img, 16);
+        assert_eq!(p.channels, 1, "a gray CMYK image ends up gray");
+        assert!(p.pixels.iter().max() > p.pixels.iter().min(), "the ramp survives");
+    }
+
+    #[test]
+    fn empty_and_unknown_bytes_are_refused() {
+        assert_eq!(decode_bytes(b"", 100).unwrap_err(), ImageError::Empty);
+        assert_eq!(decode_bytes(b"hello world, not an image", 100).unwrap_err(), ImageError::UnknownFormat);
+    }
+}
