@@ -422,6 +422,20 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
     Ok(report)
 }
 
+/// The counters of a training state (the caller sets where in the epochs it stands).
+fn position(global_step: usize, best_loss: f64, r: &ModelResult, images_seen: usize, secs: f64) -> TrainState {
+    TrainState {
+        epochs_done: 0,
+        global_step,
+        best_loss: best_loss.is_finite().then_some(best_loss),
+        best_epoch: r.best_epoch,
+        best_val_accuracy: r.best_val_accuracy,
+        images_seen,
+        train_seconds: secs,
+        steps_in_epoch: 0,
+    }
+}
+
 fn save_failed(e: &anyhow::Error) -> String {
     format!(
         "{} — training goes on; the save is retried at the next epoch",
@@ -646,13 +660,8 @@ fn train_model<B: Backend>(
             // Ended mid-epoch by the user: keep the weights as they are.
             let state = TrainState {
                 epochs_done: epoch - 1,
-                global_step,
-                best_loss: best_loss.is_finite().then_some(best_loss),
-                best_epoch: result.best_epoch,
-                best_val_accuracy: result.best_val_accuracy,
-                images_seen,
-                train_seconds: train_secs,
                 steps_in_epoch: step,
+                ..position(global_step, best_loss, result, images_seen, train_secs)
             };
             let meta = meta_for(setup, kind, epoch - 1, None, Some(state));
             checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
@@ -692,13 +701,8 @@ fn train_model<B: Backend>(
         result.epochs_done = epoch;
         let state = TrainState {
             epochs_done: epoch,
-            global_step,
-            best_loss: best_loss.is_finite().then_some(best_loss),
-            best_epoch: result.best_epoch,
-            best_val_accuracy: result.best_val_accuracy,
-            images_seen,
-            train_seconds: train_secs,
             steps_in_epoch: 0,
+            ..position(global_step, best_loss, result, images_seen, train_secs)
         };
         let meta = CheckpointMeta { train_state: Some(state), ..meta };
         match checkpoint::save_resumable(&last_path, &meta, &valid, optim.to_record()) {
