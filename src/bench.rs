@@ -174,3 +174,218 @@ impl PipelineResult {
         )
     }
 }
+
+/// `pneumoscope bench models`: arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelsArgs {
+    /// Models to measure.
+    #[arg(long, value_delimiter = ',', default_value = "simple,regularized,resnet34")]
+    pub models: Vec<String>,
+    /// Square input sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    pub sizes: Vec<usize>,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Timed training steps (after one warm-up step) and timed inference batches.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One model at one size, measured in a process of its own (so peak memory is that model's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OneArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ModelFigures {
+    pub model: String,
+    pub size: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub params: usize,
+    pub train_images_per_sec: f64,
+    pub train_step_secs: f64,
+    pub infer_images_per_sec: f64,
+    pub single_image_ms: f64,
+    pub peak_rss_mb: f64,
+    /// Share of the timed training time spent waiting for the data loader (prefetching, rotation ±90°).
+    pub loader_wait_share: f64,
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Measures one model at one size on the CPU backend.
+pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
+    use crate::data::image::Prepared;
+    use crate::data::loader::{batches, Dataset};
+    use crate::data::{Class, Sample};
+    use crate::model::{Model, ModelKind};
+    use crate::train::backend::Cpu;
+    use crate::train::infer::{probabilities, to_tensors};
+    use burn::backend::Autodiff;
+    use burn::module::AutodiffModule;
+    type AD = Autodiff<Cpu>;
+
+    let kind = ModelKind::parse(&args.model)
+        .ok_or_else(|| crate::error::ConfigError::new(format!("`{}` is not a model", args.model)))?;
+    let (s, bs, steps) = (args.size, args.batch_size.max(1), args.steps.max(1));
+    // Random gray images in the decoded-image cache: the trainer reads them through the real prefetching loader.
+    let n = bs * (steps + 1);
+    let mut ds = Dataset::default();
+    let mut seed = 0x1234_5678u64;
+    for i in 0..n {
+        let pixels = (0..s * s)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        ds.images.push(Arc::new(Prepared { size: s, channels: 1, pixels }));
+        let label = if i % 3 == 0 { Class::Normal } else { Class::Pneumonia };
+        ds.samples.push(Sample { path: format!("img{i}").into(), label, patient: format!("p{i}") });
+    }
+    let ds = Arc::new(ds);
+    let cfg = crate::config::Config::default();
+    let spec = BatchSpec {
+        batch_size: bs,
+        shuffle: true,
+        rotation_degrees: 90.0,
+        seed: 1,
+        mean: cfg.data.mean,
+        std: cfg.data.std,
+        drop_single: false,
+        prefetch: 4,
+    };
+    let device = Default::default();
+    let mut model: Model<AD> = Model::new(kind, 0.5, &device);
+    let params = crate::model::trainable_params::<AD, _>(&model);
+    let mut optim = crate::train::engine::optimizer_config(&cfg).init::<AD, Model<AD>>();
+    let mut it = batches(ds.clone(), &spec, 0);
+    let mut timed = std::time::Duration::ZERO;
+    let mut waited = std::time::Duration::ZERO;
+    let mut done = 0;
+    let mut step = 0;
+    loop {
+        let t = Instant::now();
+        let Some(batch) = it.next() else { break };
+        let wait = t.elapsed();
+        let (m, _, _) = crate::train::engine::train_step(model, &mut optim, &batch, [1.0, 1.0], 1e-4, &device);
+        model = m;
+        if step > 0 {
+            // The first step warms caches and allocations up.
+            timed += t.elapsed();
+            waited += wait;
+            done += batch.len();
+        }
+        step += 1;
+    }
+    drop(it);
+    let valid = model.valid();
+    let first = crate::data::loader::assemble(
+        &ds,
+        &(0..bs).collect::<Vec<_>>(),
+        &BatchSpec { shuffle: false, ..spec.clone() },
+        0,
+    );
+    let (x, _) = to_tensors::<Cpu>(&first, &device);
+    let _ = probabilities(valid.forward(x.clone()));
+    let t = Instant::now();
+    for _ in 0..steps {
+        let _ = probabilities(valid.forward(x.clone()));
+    }
+    let infer = (steps * bs) as f64 / t.elapsed().as_secs_f64();
+    let one = x.slice([0..1]);
+    let _ = probabilities(valid.forward(one.clone()));
+    let mut lat: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = probabilities(valid.forward(one.clone()));
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok(ModelFigures {
+        model: kind.name().into(),
+        size: s,
+        batch_size: bs,
+        threads: rayon::current_num_threads(),
+        params,
+        train_images_per_sec: done as f64 / timed.as_secs_f64().max(1e-9),
+        train_step_secs: timed.as_secs_f64() / (step.max(2) - 1) as f64,
+        infer_images_per_sec: infer,
+        single_image_ms: lat[lat.len() / 2],
+        peak_rss_mb: peak_rss_mb(),
+        loader_wait_share: waited.as_secs_f64() / timed.as_secs_f64().max(1e-9),
+    })
+}
+
+/// Runs `model_one` for every model and size, each in a child process of this binary.
+pub fn models(args: &ModelsArgs) -> Result<Vec<ModelFigures>> {
+    let exe = std::env::current_exe()?;
+    let mut out = Vec::new();
+    for m in &args.models {
+        if crate::model::ModelKind::parse(m).is_none() {
+            return Err(crate::error::ConfigError::new(format!(
+                "invalid value for `--models`: `{m}` (allowed: simple, regularized, resnet34)"
+            ))
+            .into());
+        }
+        for &s in &args.sizes {
+            if !(16..=1024).contains(&s) {
+                return Err(
+                    crate::error::ConfigError::new(format!("invalid value for `--sizes`: {s} (16 to 1024)")).into()
+                );
+            }
+            eprintln!("measuring {m} at {s} px …");
+            let o = std::process::Command::new(&exe)
+                .args(["bench", "model-one", "--model", m, "--size", &s.to_string()])
+                .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output()?;
+            if !o.status.success() {
+                anyhow::bail!("measuring {m} at {s} px failed (exit {:?})", o.status.code());
+            }
+            out.push(serde_json::from_slice(&o.stdout)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn render_models(figs: &[ModelFigures]) -> String {
+    let mut s = format!(
+        "{:<12} {:>5} {:>10} {:>9} {:>10} {:>10} {:>9} {:>8}\n",
+        "model", "px", "train im/s", "step s", "infer im/s", "1 image ms", "peak MB", "loader"
+    );
+    for f in figs {
+        s.push_str(&format!(
+            "{:<12} {:>5} {:>10.2} {:>9.3} {:>10.2} {:>10.1} {:>9.0} {:>7.2}%\n",
+            f.model,
+            f.size,
+            f.train_images_per_sec,
+            f.train_step_secs,
+            f.infer_images_per_sec,
+            f.single_image_ms,
+            f.peak_rss_mb,
+            100.0 * f.loader_wait_share
+        ));
+    }
+    s
+}

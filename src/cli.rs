@@ -49,6 +49,11 @@ pub enum Command {
 pub enum BenchCommand {
     /// Data pipeline throughput: decode+resize of full-size JPEGs and cached batch assembly.
     Pipeline(crate::bench::PipelineArgs),
+    /// Models: training and inference images/s, single-image latency, peak memory and loader wait, per size.
+    Models(crate::bench::ModelsArgs),
+    /// One model at one size (what `bench models` runs in a child process).
+    #[command(hide = true)]
+    ModelOne(crate::bench::OneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +362,21 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Train(args)) => crate::run_train(&args),
         Some(Command::Predict(a)) => crate::run_predict(&a),
         Some(Command::Eval(a)) => crate::run_eval(&a),
+        Some(Command::Bench(BenchCommand::Models(a))) => {
+            crate::init_threads(load_config(None)?.threads());
+            let figs = crate::bench::models(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&figs)?);
+            } else {
+                print!("{}", crate::bench::render_models(&figs));
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Bench(BenchCommand::ModelOne(a))) => {
+            crate::init_threads(load_config(None)?.threads());
+            println!("{}", serde_json::to_string(&crate::bench::model_one(&a)?)?);
+            Ok(exit::OK)
+        }
         Some(Command::Bench(BenchCommand::Pipeline(a))) => {
             let r = crate::bench::pipeline(&a)?;
             if a.json {

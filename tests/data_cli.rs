@@ -190,3 +190,23 @@ fn help_lists_every_command_and_flag() {
         assert!(t.contains(w), "train --help should mention {w}");
     }
 }
+
+#[test]
+fn bench_models_measures_each_model_in_its_own_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(
+        tmp.path(),
+        &["bench", "models", "--models", "simple,regularized", "--sizes", "16", "--steps", "1", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 2);
+    for f in &v {
+        for k in ["train_images_per_sec", "infer_images_per_sec", "single_image_ms", "peak_rss_mb"] {
+            assert!(f[k].as_f64().unwrap() > 0.0, "{k} in {f}");
+        }
+        assert!((0.0..=1.0).contains(&f["loader_wait_share"].as_f64().unwrap()));
+    }
+    let out = run_in(tmp.path(), &["bench", "models", "--models", "vgg"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -443,6 +443,30 @@ fn save_failed(e: &anyhow::Error) -> String {
     )
 }
 
+/// One optimiser step on a host batch: forward, weighted cross-entropy, backward, Adam with clipping.
+/// Returns the updated model, the batch loss and the number of correct predictions.
+pub fn train_step<B, O>(
+    model: Model<B>,
+    optim: &mut O,
+    batch: &crate::data::loader::Batch,
+    weights: [f32; 2],
+    lr: f64,
+    device: &B::Device,
+) -> (Model<B>, f64, usize)
+where
+    B: burn::tensor::backend::AutodiffBackend,
+    O: Optimizer<Model<B>, B>,
+{
+    let n = batch.len();
+    let (x, y) = to_tensors::<B>(batch, device);
+    let logits = model.forward(x);
+    let loss = cross_entropy(logits.clone(), y.clone(), weights);
+    let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    (model, loss.into_scalar().elem_f64(), hits.into_scalar().elem_f64() as usize)
+}
+
 enum TrainOutcome {
     Completed,
     Skipped,
@@ -608,18 +632,12 @@ fn train_model<B: Backend>(
                 continue;
             }
             let n = batch.len();
-            let (x, y) = to_tensors::<AD<B>>(&batch, device);
-            let logits = model.forward(x);
-            let loss = cross_entropy(logits.clone(), y.clone(), weights);
-            let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = schedule.lr(global_step);
-            model = optim.step(lr, model, grads);
-            let mut loss_v: f64 = loss.into_scalar().elem_f64();
+            let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, weights, lr, device);
+            model = m;
             if crate::error::failpoint("nan-loss").as_deref() == Some(&format!("{kind}:{global_step}")) {
                 loss_v = f64::NAN;
             }
-            let hits_v = hits.into_scalar().elem_f64() as usize;
             if !loss_v.is_finite() {
                 anyhow::bail!(
                     "the loss became {loss_v} at epoch {epoch}, step {step} (learning rate {lr:.2e}): \
