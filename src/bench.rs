@@ -312,7 +312,7 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         let _ = probabilities(valid.forward(x.clone()));
     }
     let infer = (steps * bs) as f64 / t.elapsed().as_secs_f64();
-    let one = x.slice([0..1]);
+    let one = x.narrow(0, 0, 1);
     let _ = probabilities(valid.forward(one.clone()));
     let mut lat: Vec<f64> = (0..5)
         .map(|_| {
