@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: pneumoscope against PyTorch on this machine, the same three architectures (parameter
+# counts printed), sizes, batch and thread count, run alternately (ours, PyTorch, ours, PyTorch, …) so both see
+# the same machine state. Prints medians and, per figure, `ratio ours/PyTorch <figure> <model> <size>px: R`
+# (training and inference images/s: higher is better for us; latency and peak memory: lower is better).
+# Usage: scripts/bench_compare.sh [REPS] [SIZES] [MODELS]      defaults: 3 "64,128,256" "simple,regularized,resnet34"
+# Env: STEPS (timed steps per measurement, default 3), BATCH (default 16).
+# Installs PyTorch CPU into .venv-torch with ../shared/pytorch-cpu-venv.sh when missing (PyPI, ~2.5 GB of wheels).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+reps=${1:-3}
+sizes=${2:-64,128,256}
+models=${3:-simple,regularized,resnet34}
+steps=${STEPS:-3}
+batch=${BATCH:-16}
+threads=$(nproc)
+py=$(bash "$root/../shared/pytorch-cpu-venv.sh" "$root/.venv-torch" | tail -n 1)
+cargo build --release -q
+bin="$root/target/release/pneumoscope"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "parameters (PyTorch):"; "$py" scripts/bench_pytorch.py --params | sed 's/^/  /'
+echo "date $(date -u +%Y-%m-%dT%H:%MZ) · $threads threads · batch $batch · $steps timed steps · $reps repetitions"
+for m in ${models//,/ }; do
+  for s in ${sizes//,/ }; do
+    for r in $(seq 1 "$reps"); do
+      "$bin" bench model-one --model "$m" --size "$s" --batch-size "$batch" --steps "$steps" >>"$out/ours.jsonl"
+      "$py" scripts/bench_pytorch.py --model "$m" --size "$s" --batch-size "$batch" --steps "$steps" \
+        --threads "$threads" >>"$out/torch.jsonl"
+      echo "  $m ${s}px repetition $r done" >&2
+    done
+  done
+done
+python3 - "$out/ours.jsonl" "$out/torch.jsonl" <<'PY'
+import json, statistics, sys
+def load(p):
+    d = {}
+    for line in open(p):
+        r = json.loads(line)
+        d.setdefault((r["model"], r["size"]), []).append(r)
+    return d
+ours, torch = load(sys.argv[1]), load(sys.argv[2])
+figs = [("train_images_per_sec", "training images/s"), ("infer_images_per_sec", "inference images/s"),
+        ("single_image_ms", "single-image latency ms"), ("peak_rss_mb", "peak memory MB")]
+print(f"{'model':<12} {'px':>4} {'params ours/torch':>20}  " + "  ".join(f"{n:>26}" for _, n in figs))
+for key in ours:
+    o, t = ours[key], torch[key]
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    cells = "  ".join(f"{med(o, k):>12.2f} /{med(t, k):>12.2f}" for k, _ in figs)
+    print(f"{key[0]:<12} {key[1]:>4} {o[0]['params']:>9}/{t[0]['params']:<10}  {cells}")
+print()
+for key in ours:
+    o, t = ours[key], torch[key]
+    for k, name in figs:
+        mo, mt = statistics.median(r[k] for r in o), statistics.median(r[k] for r in t)
+        print(f"ratio ours/PyTorch {name} {key[0]} {key[1]}px: {mo / mt:.2f}")
+PY
