@@ -119,6 +119,11 @@ impl Metrics {
     pub fn from_scores(scores: &[f32], truth: &[bool], loss: f64, threshold: f32) -> Self {
         let predicted: Vec<bool> = scores.iter().map(|&s| s >= threshold).collect();
         let c = Confusion::from_predictions(truth, &predicted);
+        Self::from_confusion(c, loss, roc_auc(scores, truth), threshold)
+    }
+
+    /// The rates derived from a confusion matrix, with the loss, AUC and threshold they came with.
+    pub fn from_confusion(c: Confusion, loss: f64, auc: Option<f64>, threshold: f32) -> Self {
         Self {
             loss,
             accuracy: c.accuracy(),
@@ -126,7 +131,7 @@ impl Metrics {
             specificity: c.specificity(),
             precision: c.precision(),
             f1: c.f1(),
-            auc: roc_auc(scores, truth),
+            auc,
             threshold,
             confusion: c,
         }

@@ -3,17 +3,9 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 fn run_env(dir: &std::path::Path, failpoints: &str, args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("PNEUMOSCOPE_FAILPOINTS", failpoints)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    run_in_env(dir, &[("PNEUMOSCOPE_FAILPOINTS", failpoints)], args)
 }
 
 fn report(dir: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {

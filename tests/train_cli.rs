@@ -191,38 +191,16 @@ fn the_same_seed_gives_the_same_training_on_cpu() {
 
 #[test]
 fn ctrl_c_stops_after_the_batch_saves_and_exits_130() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     synth(&data, 60, 10, 9);
-    let mut child = std::process::Command::new(bin())
-        .args(["train", "--no-tui", "--data", data.to_str().unwrap(), "--epochs", "500", "--image-size", "24"])
-        .args(["--models", "regularized,simple"])
-        .current_dir(tmp.path())
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let d = data.to_str().unwrap();
+    let args =
+        ["train", "--no-tui", "--data", d, "--epochs", "500", "--image-size", "24", "--models", "regularized,simple"];
     // Wait for the first finished epoch, then press Ctrl-C.
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("regularized epoch 1:") {
-            break;
-        }
-    }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
-    assert!(rest.iter().any(|l| l.contains("stopped; work saved in")), "{rest:?}");
+    let (code, lines, _) = train_until(tmp.path(), &args, "regularized epoch 1:", &[libc::SIGINT]);
+    assert_eq!(code, 130, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("stopped; work saved in")), "{lines:?}");
     let run = only_run(&tmp.path().join("runs"));
     assert!(run.join("checkpoints/regularized-last.ckpt").is_file());
     assert!(run.join("checkpoints/regularized-best.ckpt").is_file());
@@ -236,35 +214,6 @@ fn ctrl_c_stops_after_the_batch_saves_and_exits_130() {
     let ckpt = run.join("checkpoints/regularized-last.ckpt");
     let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-}
-
-/// Starts headless training, waits for a stdout line containing `until`, then sends `signal`.
-fn train_until(dir: &std::path::Path, args: &[&str], until: &str, signal: i32) -> (i32, Vec<String>) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let hit = line.contains(until);
-        seen.push(line);
-        if hit {
-            break;
-        }
-    }
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-    seen.extend(lines.map_while(Result::ok));
-    (child.wait().unwrap().code().unwrap_or(-1), seen)
 }
 
 fn epochs_logged(run: &std::path::Path, model: &str) -> Vec<u64> {
@@ -286,7 +235,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint_and_finishes() {
     let args =
         ["train", "--no-tui", "--data", d, "--epochs", "5", "--image-size", "24", "--models", "regularized,simple"];
     // SIGKILL: no chance to save anything beyond the end-of-epoch checkpoints.
-    let (code, _) = train_until(tmp.path(), &args, "regularized epoch 2:", libc::SIGKILL);
+    let (code, _, _) = train_until(tmp.path(), &args, "regularized epoch 2:", &[libc::SIGKILL]);
     assert_eq!(code, -1, "killed by a signal");
     let run = only_run(&tmp.path().join("runs"));
     let before = epochs_logged(&run, "regularized");
@@ -328,7 +277,7 @@ fn a_stopped_run_resumes_mid_epoch_and_the_queue_goes_on() {
     let d = data.to_str().unwrap();
     let args =
         ["train", "--no-tui", "--data", d, "--epochs", "3", "--image-size", "24", "--models", "regularized,simple"];
-    let (code, _) = train_until(tmp.path(), &args, "regularized epoch 1:", libc::SIGINT);
+    let (code, _, _) = train_until(tmp.path(), &args, "regularized epoch 1:", &[libc::SIGINT]);
     assert_eq!(code, 130);
     let run = only_run(&tmp.path().join("runs"));
     let meta = pneumoscope::train::checkpoint::load_meta(&run.join("checkpoints/regularized-last.ckpt")).unwrap();
@@ -359,35 +308,14 @@ fn a_stopped_run_resumes_mid_epoch_and_the_queue_goes_on() {
 
 #[test]
 fn a_second_ctrl_c_quits_at_once_and_leaves_loadable_files() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     synth(&data, 60, 10, 14);
-    let mut child = std::process::Command::new(bin())
-        .args(["train", "--no-tui", "--data", data.to_str().unwrap(), "--epochs", "500", "--image-size", "24"])
-        .args(["--models", "resnet34"])
-        .current_dir(tmp.path())
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("resnet34 epoch 1:") {
-            break;
-        }
-    }
-    // SAFETY: signalling our own child process, twice in a row.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let started = std::time::Instant::now();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the second Ctrl-C does not wait");
+    let d = data.to_str().unwrap();
+    let args = ["train", "--no-tui", "--data", d, "--epochs", "500", "--image-size", "24", "--models", "resnet34"];
+    let (code, lines, exit_after) = train_until(tmp.path(), &args, "resnet34 epoch 1:", &[libc::SIGINT, libc::SIGINT]);
+    assert_eq!(code, 130, "{lines:?}");
+    assert!(exit_after < std::time::Duration::from_secs(5), "the second Ctrl-C does not wait: {exit_after:?}");
     let run = only_run(&tmp.path().join("runs"));
     let ckpt = run.join("checkpoints/resnet34-best.ckpt");
     pneumoscope::train::checkpoint::load_meta(&ckpt).unwrap();

@@ -14,18 +14,7 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 fn metrics(tn: u64, fp: u64, fn_: u64, tp: u64, loss: f64) -> Metrics {
-    let c = Confusion { tn, fp, fn_, tp };
-    Metrics {
-        loss,
-        accuracy: c.accuracy(),
-        sensitivity: c.sensitivity(),
-        specificity: c.specificity(),
-        precision: c.precision(),
-        f1: c.f1(),
-        auc: Some(0.912),
-        threshold: 0.5,
-        confusion: c,
-    }
+    Metrics::from_confusion(Confusion { tn, fp, fn_, tp }, loss, Some(0.912), 0.5)
 }
 
 /// A run in progress: simple done and tested, regularized training in epoch 2, resnet34 queued.

@@ -290,10 +290,6 @@ fn hangup(app: &mut App, handle: &EngineHandle, quit_early: &mut bool) {
     *quit_early = true;
 }
 
-fn hung_up(app: &App) -> bool {
-    app.hung_up
-}
-
 /// What the dashboard ended with.
 pub struct Outcome {
     pub report: Option<Result<RunReport>>,
@@ -363,7 +359,7 @@ pub fn run(
         if app.should_quit && (engine_done || app.finished || app.failed.is_some()) {
             break;
         }
-        if dirty && last_draw.elapsed() >= FRAME && !hung_up(&app) {
+        if dirty && last_draw.elapsed() >= FRAME && !app.hung_up {
             if terminal.draw(|f| render(&app, &mut image, f)).is_err() {
                 hangup(&mut app, &handle, &mut quit_early);
             }
@@ -373,7 +369,7 @@ pub fn run(
         let wait = if dirty { FRAME.saturating_sub(last_draw.elapsed()) } else { Duration::from_millis(200) };
         // A terminal that went away (SSH dropped, tmux killed) makes poll/read fail or report events
         // endlessly; treat that like a hangup: stop training, save, leave.
-        if hung_up(&app) {
+        if app.hung_up {
             // Nothing to read or draw: wait for the engine to save and finish.
             std::thread::sleep(Duration::from_millis(50));
             continue;

@@ -10,14 +10,58 @@ pub fn bin() -> PathBuf {
 
 /// Runs the binary in `cwd` with a private cache folder; stdin closed, so stdout is not a terminal.
 pub fn run_in(cwd: &Path, args: &[&str]) -> Output {
+    run_in_env(cwd, &[], args)
+}
+
+/// `run_in` with extra environment variables.
+pub fn run_in_env(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .current_dir(cwd)
         .env("XDG_CACHE_HOME", cwd.join("cache"))
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .expect("running pneumoscope")
+}
+
+/// Starts the binary in `dir` with stdout piped, waits for a stdout line containing `until`, then sends each of
+/// `signals` (50 ms apart). Returns the exit code (-1 when killed by a signal), every stdout line, and the time from
+/// the last signal to the exit.
+pub fn train_until(dir: &Path, args: &[&str], until: &str, signals: &[i32]) -> (i32, Vec<String>, std::time::Duration) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let hit = line.contains(until);
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    for (i, &sig) in signals.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+    }
+    let signalled = std::time::Instant::now();
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, seen, signalled.elapsed())
 }
 
 pub fn text(o: &Output) -> String {
