@@ -287,7 +287,14 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         let t = Instant::now();
         let Some(batch) = it.next() else { break };
         let wait = t.elapsed();
-        let (m, _, _) = crate::train::engine::train_step(model, &mut optim, &batch, [1.0, 1.0], 1e-4, &device);
+        let (m, _, _) = crate::train::engine::train_step(
+            model,
+            &mut optim,
+            &batch,
+            [1.0, 1.0],
+            crate::train::engine::StepLr::all(1e-4),
+            &device,
+        );
         model = m;
         if step > 0 {
             // The first step warms caches and allocations up.

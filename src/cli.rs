@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DeviceChoice, MODEL_NAMES};
+use crate::config::{Config, DeviceChoice, IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES};
 use crate::data::{stats, synth};
 use crate::error::{exit, exit_code, ConfigError, Result};
 
@@ -163,6 +163,10 @@ pub struct TrainArgs {
     /// Folder that receives the run folder (overrides output.runs_dir).
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
+    /// torchvision's ImageNet ResNet-34 weights (resnet34-b627a593.pth or a .safetensors export) to fine-tune
+    /// from (overrides training.pretrained; also sets ImageNet normalisation).
+    #[arg(long, value_name = "PATH")]
+    pub pretrained: Option<PathBuf>,
     /// Continue an interrupted run (runs/<timestamp>) with its own settings: finished models are kept, the
     /// others go on from their last checkpoint (weights, optimiser state, schedule position, history).
     #[arg(long, value_name = "RUN_DIR")]
@@ -234,6 +238,9 @@ impl TrainArgs {
         if let Some(v) = &self.runs_dir {
             cfg.output.runs_dir = v.clone();
         }
+        if let Some(v) = &self.pretrained {
+            cfg.training.pretrained = v.clone();
+        }
         // The demo profile applies when the data folder does not exist, unless the flags say otherwise.
         let synthetic_default = !cfg.data.root.exists();
         if synthetic_default {
@@ -252,6 +259,21 @@ impl TrainArgs {
             let msg = msg.replace("`training.max_lr`", "`--max-lr` / `training.max_lr`");
             ConfigError::new(msg)
         })?;
+        if let Some(p) = cfg.pretrained() {
+            if !p.is_file() {
+                return Err(ConfigError::new(format!(
+                    "invalid value for `--pretrained` / `training.pretrained`: {} is not a file",
+                    p.display()
+                ))
+                .into());
+            }
+            // The ImageNet backbone expects ImageNet's normalisation.
+            if cfg.data.mean != IMAGENET_MEAN || cfg.data.std != IMAGENET_STD {
+                eprintln!("note: pretrained weights given: data.mean/std set to ImageNet's statistics");
+                cfg.data.mean = IMAGENET_MEAN;
+                cfg.data.std = IMAGENET_STD;
+            }
+        }
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
         Ok(TrainPlan { config: cfg, synthetic_default, no_tui, resume: None })
     }
@@ -268,6 +290,7 @@ impl TrainArgs {
             ("--seed", self.seed.is_some()),
             ("--max-lr", self.max_lr.is_some()),
             ("--runs-dir", self.runs_dir.is_some()),
+            ("--pretrained", self.pretrained.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)

@@ -118,6 +118,12 @@ pub struct TrainingConfig {
     pub class_weights: ClassWeights,
     /// Dropout probability before the classifier head.
     pub dropout: f64,
+    /// torchvision's ImageNet ResNet-34 weights (`.pth` or `.safetensors`); empty: ResNet-34 from scratch.
+    pub pretrained: PathBuf,
+    /// With pretrained weights: epochs that train only the new head before the backbone is unfrozen.
+    pub freeze_epochs: usize,
+    /// With pretrained weights: the backbone's learning rate as a fraction of the head's, once unfrozen.
+    pub backbone_lr_factor: f64,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when built with it and a GPU answers, else CPU).
     pub device: String,
     /// Worker threads for the CPU backend and the data pipeline (0: one per core).
@@ -174,6 +180,9 @@ impl Default for TrainingConfig {
             grad_clip_mode: ClipMode::Value,
             class_weights: ClassWeights::Named("none".into()),
             dropout: 0.5,
+            pretrained: PathBuf::new(),
+            freeze_epochs: 1,
+            backbone_lr_factor: 0.1,
             device: "cpu".into(),
             threads: 0,
         }
@@ -298,6 +307,12 @@ impl Config {
         if !(0.0..1.0).contains(&t.dropout) {
             return bad("training.dropout", format!("{} (allowed: 0 to less than 1)", t.dropout));
         }
+        if !(t.backbone_lr_factor.is_finite() && t.backbone_lr_factor > 0.0 && t.backbone_lr_factor <= 1.0) {
+            return bad(
+                "training.backbone_lr_factor",
+                format!("{} (allowed: more than 0, at most 1)", t.backbone_lr_factor),
+            );
+        }
         match &t.class_weights {
             ClassWeights::Named(n) if n == "none" || n == "balanced" => {}
             ClassWeights::Named(n) => {
@@ -336,6 +351,12 @@ impl Config {
     }
 
     /// Number of worker threads to use (resolves 0 to the number of cores).
+    /// The ImageNet weights file for ResNet-34, when one is configured.
+    pub fn pretrained(&self) -> Option<&Path> {
+        let p = self.training.pretrained.as_path();
+        (!p.as_os_str().is_empty()).then_some(p)
+    }
+
     pub fn threads(&self) -> usize {
         if self.training.threads > 0 {
             self.training.threads

@@ -74,11 +74,12 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
             }
             TrainEvent::Skipped { path, error } => say(&bar, format!("skipped {}: {error}", path.display())),
             TrainEvent::Warning { message } => say(&bar, format!("warning: {message}")),
-            TrainEvent::ModelStarted { model, params, steps_per_epoch, epochs, .. } => {
+            TrainEvent::Notice { message } => say(&bar, message),
+            TrainEvent::ModelStarted { model, params, steps_per_epoch, epochs, init, .. } => {
                 say(
                     &bar,
                     format!(
-                        "== {} ({:.2} M parameters): {epochs} epochs × {steps_per_epoch} steps",
+                        "== {} ({:.2} M parameters, from {init}): {epochs} epochs × {steps_per_epoch} steps",
                         model.title(),
                         params as f64 / 1e6
                     ),

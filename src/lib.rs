@@ -31,6 +31,20 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     // The saved config names the folder actually used (the generated one for the demo), so --resume finds it.
     let mut cfg = cfg;
     cfg.data.root = data_root.clone();
+    if let (Some(path), None) = (cfg.pretrained(), &plan.resume) {
+        if cfg.training.models.iter().any(|m| m == "resnet34") {
+            // Refuse a wrong file now rather than after the other models have trained.
+            let summary = model::pretrained::check_resnet34(path)
+                .map_err(|e| error::ConfigError::new(format!("`--pretrained` / `training.pretrained`: {e}")))?;
+            say(&format!(
+                "ResNet-34 starts from ImageNet weights {} ({} tensors; the 1000-class head is replaced)",
+                path.display(),
+                summary.loaded
+            ));
+        } else {
+            say("note: pretrained weights are for resnet34, which is not in the models to train; ignored");
+        }
+    }
     let device = train::backend::resolve(cfg.device())?;
     let run_dir = match &plan.resume {
         Some((dir, _)) => dir.clone(),

@@ -50,6 +50,7 @@ fn app() -> App {
             params: 288_000,
             steps_per_epoch: 10,
             epochs: 3,
+            init: "scratch".into(),
         },
     ];
     for e in evs {
@@ -104,6 +105,7 @@ fn app() -> App {
         params: 1_210_000,
         steps_per_epoch: 10,
         epochs: 3,
+        init: "scratch".into(),
     });
     for step in 1..=4 {
         app.on_event(TrainEvent::Batch {
@@ -229,6 +231,23 @@ fn compare_pane_shows_models_side_by_side() {
     }
     let s = draw(&with_pane(app(), Pane::Compare), 160, 48);
     assert!(s.contains("Simple CNN") && s.contains("Regularized CNN") && s.contains("ResNet-34"), "{s}");
+}
+
+#[test]
+fn compare_pane_says_when_resnet34_started_from_imagenet_weights() {
+    let mut a = with_pane(app(), Pane::Compare);
+    a.on_event(TrainEvent::ModelStarted {
+        model: ModelKind::Resnet34,
+        index: 2,
+        params: 21_285_698,
+        steps_per_epoch: 10,
+        epochs: 3,
+        init: "imagenet (resnet34-b627a593.pth)".into(),
+    });
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("init: resnet34 ImageNet, others scratch"), "{s}");
+    let s = draw(&a, 160, 48);
+    assert!(s.contains("imagenet (resnet34-b627a593.pth)"), "{s}");
 }
 
 #[test]

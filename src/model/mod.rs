@@ -1,6 +1,7 @@
 //! The three classifiers (one file each) behind one `Model` enum, and the names that identify them.
 //! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
 
+pub mod pretrained;
 pub mod regularized_cnn;
 pub mod resnet34;
 pub mod simple_cnn;
@@ -85,6 +86,16 @@ impl<B: Backend> Model<B> {
             Model::Regularized(_) => ModelKind::Regularized,
             Model::Resnet34(_) => ModelKind::Resnet34,
         }
+    }
+
+    /// The parameters of the classifier head (the layer a pretrained backbone's new head is).
+    pub fn head_param_ids(&self) -> Vec<burn::module::ParamId> {
+        let fc = match self {
+            Model::Simple(m) => &m.fc,
+            Model::Regularized(m) => &m.fc2,
+            Model::Resnet34(m) => &m.fc,
+        };
+        std::iter::once(fc.weight.id).chain(fc.bias.as_ref().map(|b| b.id)).collect()
     }
 
     /// N×3×S×S images → N×2 logits (NORMAL, PNEUMONIA).

@@ -9,9 +9,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, Linea
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-/// Blocks per stage and channels per stage.
+/// Blocks per stage; stage `i` has `WIDTH << i` channels (64, 128, 256, 512).
 pub const LAYERS: [usize; 4] = [3, 4, 6, 3];
-pub const CHANNELS: [usize; 4] = [64, 128, 256, 512];
+pub const WIDTH: usize = 64;
 
 fn conv<B: Backend>(cin: usize, cout: usize, k: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
     let p = k / 2;
@@ -85,9 +85,16 @@ pub struct ResNet34<B: Backend> {
 
 impl<B: Backend> ResNet34<B> {
     pub fn new(classes: usize, dropout: f64, device: &B::Device) -> Self {
+        Self::with_width(classes, dropout, WIDTH, device)
+    }
+
+    /// The same network with `width` channels in the stem instead of 64 (stages: width × 1, 2, 4, 8). Only the
+    /// tests use other widths, to check the torchvision import on small files with the real names.
+    pub fn with_width(classes: usize, dropout: f64, width: usize, device: &B::Device) -> Self {
         let mut stages: Vec<Vec<BasicBlock<B>>> = Vec::new();
-        let mut cin = 64;
-        for (i, (&n, &c)) in LAYERS.iter().zip(&CHANNELS).enumerate() {
+        let mut cin = width;
+        for (i, &n) in LAYERS.iter().enumerate() {
+            let c = width << i;
             let stride = if i == 0 { 1 } else { 2 };
             let blocks = (0..n)
                 .map(|b| BasicBlock::new(if b == 0 { cin } else { c }, c, if b == 0 { stride } else { 1 }, device))
@@ -97,8 +104,8 @@ impl<B: Backend> ResNet34<B> {
         }
         let mut stages = stages.into_iter();
         Self {
-            conv1: conv(3, 64, 7, 2, device),
-            bn1: BatchNormConfig::new(64).init(device),
+            conv1: conv(3, width, 7, 2, device),
+            bn1: BatchNormConfig::new(width).init(device),
             relu: Relu::new(),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
@@ -110,7 +117,7 @@ impl<B: Backend> ResNet34<B> {
             layer4: stages.next().unwrap_or_default(),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(dropout).init(),
-            fc: LinearConfig::new(512, classes).init(device),
+            fc: LinearConfig::new(width * 8, classes).init(device),
         }
     }
 

@@ -443,6 +443,32 @@ fn save_failed(e: &anyhow::Error) -> String {
     )
 }
 
+/// The learning rates of one step: the classifier head's and the rest's (`None`: the rest is frozen).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLr {
+    pub head: f64,
+    pub backbone: Option<f64>,
+}
+
+impl StepLr {
+    /// One learning rate for every parameter.
+    pub fn all(lr: f64) -> Self {
+        Self { head: lr, backbone: Some(lr) }
+    }
+
+    /// Fine-tuning from pretrained weights: the head alone during the first `freeze_epochs` epochs, then the
+    /// backbone too at `backbone_lr_factor` × the head's rate. Without pretrained weights: one rate.
+    pub fn for_epoch(cfg: &Config, pretrained: bool, epoch: usize, lr: f64) -> Self {
+        if !pretrained {
+            Self::all(lr)
+        } else if epoch <= cfg.training.freeze_epochs {
+            Self { head: lr, backbone: None }
+        } else {
+            Self { head: lr, backbone: Some(lr * cfg.training.backbone_lr_factor) }
+        }
+    }
+}
+
 /// One optimiser step on a host batch: forward, weighted cross-entropy, backward, Adam with clipping.
 /// Returns the updated model, the batch loss and the number of correct predictions.
 pub fn train_step<B, O>(
@@ -450,7 +476,7 @@ pub fn train_step<B, O>(
     optim: &mut O,
     batch: &crate::data::loader::Batch,
     weights: [f32; 2],
-    lr: f64,
+    lr: StepLr,
     device: &B::Device,
 ) -> (Model<B>, f64, usize)
 where
@@ -462,8 +488,21 @@ where
     let logits = model.forward(x);
     let loss = cross_entropy(logits.clone(), y.clone(), weights);
     let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let model = optim.step(lr, model, grads);
+    let mut grads = loss.backward();
+    let model = if lr.backbone == Some(lr.head) {
+        let grads = GradientsParams::from_grads(grads, &model);
+        optim.step(lr.head, model, grads)
+    } else {
+        // Two groups, as PyTorch's per-parameter-group learning rates: the head, then the rest (if not frozen).
+        // Adam keeps its moments per parameter, so stepping the groups one after the other is the same update.
+        let head = GradientsParams::from_params(&mut grads, &model, &model.head_param_ids());
+        let rest = GradientsParams::from_grads(grads, &model);
+        let model = optim.step(lr.head, model, head);
+        match lr.backbone {
+            Some(blr) => optim.step(blr, model, rest),
+            None => model,
+        }
+    };
     (model, loss.into_scalar().elem_f64(), hits.into_scalar().elem_f64() as usize)
 }
 
@@ -517,6 +556,7 @@ fn meta_for(
     epoch: usize,
     val: Option<(f64, f64)>,
     train_state: Option<TrainState>,
+    init: &str,
 ) -> CheckpointMeta {
     let cfg = &setup.config;
     CheckpointMeta {
@@ -532,7 +572,7 @@ fn meta_for(
         val_loss: val.map(|v| v.0),
         val_accuracy: val.map(|v| v.1),
         synthetic_data: setup.synthetic,
-        init: "scratch".into(),
+        init: init.to_string(),
         pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         train_state,
@@ -559,6 +599,23 @@ fn train_model<B: Backend>(
     let vspec = eval_spec(cfg);
     AD::<B>::seed(device, cfg.data.seed.wrapping_add(index as u64 * 1000 + 1));
     let mut model: Model<AD<B>> = Model::new(kind, t.dropout, device);
+    // ImageNet weights for ResNet-34's backbone (a resumed run gets them back from its checkpoint).
+    let pretrained = match (&mut model, cfg.pretrained()) {
+        (Model::Resnet34(net), Some(path)) => {
+            if resume_from.is_none() {
+                crate::model::pretrained::load_resnet34(net, path)?;
+            }
+            true
+        }
+        _ => false,
+    };
+    result.init = match cfg.pretrained() {
+        Some(path) if pretrained => format!(
+            "imagenet ({})",
+            path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+        ),
+        _ => "scratch".into(),
+    };
     result.params = crate::model::trainable_params::<AD<B>, _>(&model);
     let mut optim = optimizer_config(cfg).init::<AD<B>, Model<AD<B>>>();
     let steps_per_epoch = epoch_order(data.train.len(), &spec, 0).len().max(1);
@@ -570,6 +627,7 @@ fn train_model<B: Backend>(
         params: result.params,
         steps_per_epoch,
         epochs: t.epochs,
+        init: result.init.clone(),
     });
 
     let ckpt_dir = setup.run_dir.join("checkpoints");
@@ -606,7 +664,7 @@ fn train_model<B: Backend>(
         if best_path.is_file() && state.best_epoch.is_some() {
             result.best_checkpoint = Some(best_path.clone());
         }
-        emit.send(TrainEvent::Warning {
+        emit.send(TrainEvent::Notice {
             message: format!(
                 "{kind}: resuming after epoch {}{} (step {global_step})",
                 state.epochs_done,
@@ -626,6 +684,19 @@ fn train_model<B: Backend>(
         let mut control = Control::Continue;
         // Resuming mid-epoch: this epoch's order is the same as before, so its first batches are done.
         let skip = if epoch == first_epoch { std::mem::take(&mut skip_steps) } else { 0 };
+        if pretrained && t.freeze_epochs > 0 {
+            let message = if epoch <= t.freeze_epochs {
+                format!("{kind}: epoch {epoch} trains the new head only (backbone frozen)")
+            } else {
+                format!(
+                    "{kind}: backbone trains at {} × the head's learning rate from epoch {epoch}",
+                    t.backbone_lr_factor
+                )
+            };
+            if epoch <= t.freeze_epochs + 1 {
+                emit.send(TrainEvent::Notice { message });
+            }
+        }
         for batch in it.by_ref() {
             step += 1;
             if step <= skip {
@@ -633,7 +704,8 @@ fn train_model<B: Backend>(
             }
             let n = batch.len();
             let lr = schedule.lr(global_step);
-            let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, weights, lr, device);
+            let lrs = StepLr::for_epoch(cfg, pretrained, epoch, lr);
+            let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, weights, lrs, device);
             model = m;
             if crate::error::failpoint("nan-loss").as_deref() == Some(&format!("{kind}:{global_step}")) {
                 loss_v = f64::NAN;
@@ -681,7 +753,7 @@ fn train_model<B: Backend>(
                 steps_in_epoch: step,
                 ..position(global_step, best_loss, result, images_seen, train_secs)
             };
-            let meta = meta_for(setup, kind, epoch - 1, None, Some(state));
+            let meta = meta_for(setup, kind, epoch - 1, None, Some(state), &result.init);
             checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
             result.last_checkpoint = Some(last_path.clone());
             emit.send(TrainEvent::CheckpointSaved { model: kind, path: last_path.clone(), kind: "last".into() });
@@ -691,7 +763,7 @@ fn train_model<B: Backend>(
         let valid = model.valid();
         let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
         let is_best = vm.loss < best_loss;
-        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)), None);
+        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)), None, &result.init);
         if is_best {
             best_loss = vm.loss;
             result.best_epoch = Some(epoch);

@@ -84,12 +84,18 @@ pub enum TrainEvent {
     Warning {
         message: String,
     },
+    /// Something worth telling that is not a problem (resuming, a training phase starting).
+    Notice {
+        message: String,
+    },
     ModelStarted {
         model: ModelKind,
         index: usize,
         params: usize,
         steps_per_epoch: usize,
         epochs: usize,
+        /// Where the weights started: "scratch" or "imagenet (<file>)".
+        init: String,
     },
     Batch {
         model: ModelKind,

@@ -342,10 +342,12 @@ impl App {
             }
             TrainEvent::Skipped { path, error } => self.note(format!("skipped {}: {error}", path.display())),
             TrainEvent::Warning { message } => self.note(format!("warning: {message}")),
-            TrainEvent::ModelStarted { model, index, params, steps_per_epoch, epochs } => {
+            TrainEvent::Notice { message } => self.note(message),
+            TrainEvent::ModelStarted { model, index, params, steps_per_epoch, epochs, init } => {
                 self.selected = index.min(self.models.len().saturating_sub(1));
                 if let Some(m) = self.model_mut(model) {
                     m.status = ModelStatus::Training;
+                    m.init = init;
                     m.params = params;
                     m.steps_per_epoch = steps_per_epoch;
                     m.epochs = epochs;

@@ -14,13 +14,32 @@ use crate::train::ModelStatus;
 
 const COLORS: [Color; 3] = [Color::Cyan, Color::Magenta, Color::Yellow];
 
+/// "ImageNet" for a model that started from ImageNet weights (the file name is in the wide column and reports).
+fn short_init(init: &str) -> &str {
+    if init.starts_with("imagenet") {
+        "ImageNet"
+    } else {
+        init
+    }
+}
+
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let wide = area.width >= 102;
     let same_init = app.models.windows(2).all(|w| w[0].init == w[1].init);
     let inits = if same_init {
-        format!("all {}", app.models.first().map(|m| m.init.as_str()).unwrap_or("-"))
+        format!("all {}", app.models.first().map(|m| short_init(&m.init)).unwrap_or("-"))
     } else {
-        app.models.iter().map(|m| format!("{} {}", m.kind.name(), m.init)).collect::<Vec<_>>().join(", ")
+        // Name the models that did not start from scratch; the rest did.
+        let mut parts: Vec<String> = app
+            .models
+            .iter()
+            .filter(|m| m.init != "scratch")
+            .map(|m| format!("{} {}", m.kind.name(), short_init(&m.init)))
+            .collect();
+        if app.models.iter().any(|m| m.init == "scratch") {
+            parts.push("others scratch".into());
+        }
+        parts.join(", ")
     };
     let title = if wide { " Model comparison ".to_string() } else { format!(" Model comparison · init: {inits} ") };
     let block = Block::default().borders(Borders::ALL).title(title);
