@@ -115,6 +115,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
         std: crate::config::IMAGENET_STD,
         drop_single: false,
         prefetch: 4,
+        balanced: false,
     };
     let t = Instant::now();
     let mut assembled = 0;
@@ -273,6 +274,7 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         std: cfg.data.std,
         drop_single: false,
         prefetch: 4,
+        balanced: false,
     };
     let device = Default::default();
     let mut model: Model<AD> = Model::new(kind, 0.5, &device);

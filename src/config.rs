@@ -13,6 +13,7 @@ use crate::error::{ConfigError, Result};
 pub struct Config {
     pub data: DataConfig,
     pub demo: DemoConfig,
+    pub evaluation: EvaluationConfig,
     pub training: TrainingConfig,
     pub output: OutputConfig,
 }
@@ -96,6 +97,54 @@ pub enum ClipMode {
     Norm,
 }
 
+/// How the decision threshold is chosen on the validation split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatingPoint {
+    /// Youden's J: maximise sensitivity + specificity − 1.
+    Youden,
+    /// The best specificity whose sensitivity reaches `target_sensitivity`.
+    Sensitivity,
+    /// Keep 0.5.
+    Fixed,
+}
+
+/// How batches are drawn from the training split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampler {
+    /// Every image once per epoch, shuffled.
+    Shuffle,
+    /// Each class drawn equally often (with replacement), as many draws per epoch as images.
+    Balanced,
+}
+
+/// Test-time evaluation: operating point, confidence intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    pub operating_point: OperatingPoint,
+    pub target_sensitivity: f64,
+    /// Bootstrap resamples for the 95 % confidence intervals.
+    pub bootstrap_resamples: usize,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self { operating_point: OperatingPoint::Youden, target_sensitivity: 0.95, bootstrap_resamples: 1000 }
+    }
+}
+
+impl EvaluationConfig {
+    pub fn rule(&self) -> crate::analysis::OperatingRule {
+        match self.operating_point {
+            OperatingPoint::Youden => crate::analysis::OperatingRule::Youden,
+            OperatingPoint::Sensitivity => crate::analysis::OperatingRule::Sensitivity(self.target_sensitivity),
+            OperatingPoint::Fixed => crate::analysis::OperatingRule::Fixed(0.5),
+        }
+    }
+}
+
 /// Training recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -116,6 +165,8 @@ pub struct TrainingConfig {
     pub grad_clip_mode: ClipMode,
     /// `"none"`, `"balanced"` or `[normal, pneumonia]`.
     pub class_weights: ClassWeights,
+    /// `shuffle` (every image once per epoch) or `balanced` (classes drawn equally often).
+    pub sampler: Sampler,
     /// Dropout probability before the classifier head.
     pub dropout: f64,
     /// torchvision's ImageNet ResNet-34 weights (`.pth` or `.safetensors`); empty: ResNet-34 from scratch.
@@ -179,6 +230,7 @@ impl Default for TrainingConfig {
             grad_clip: 0.1,
             grad_clip_mode: ClipMode::Value,
             class_weights: ClassWeights::Named("none".into()),
+            sampler: Sampler::Shuffle,
             dropout: 0.5,
             pretrained: PathBuf::new(),
             freeze_epochs: 1,
@@ -325,6 +377,19 @@ impl Config {
             ClassWeights::Explicit(w) => {
                 return bad("training.class_weights", format!("{w:?} (both weights must be positive numbers)"))
             }
+        }
+        let e = &self.evaluation;
+        if !(e.target_sensitivity > 0.0 && e.target_sensitivity <= 1.0) {
+            return bad(
+                "evaluation.target_sensitivity",
+                format!("{} (allowed: more than 0, at most 1)", e.target_sensitivity),
+            );
+        }
+        if !(100..=100_000).contains(&e.bootstrap_resamples) {
+            return bad(
+                "evaluation.bootstrap_resamples",
+                format!("{} (allowed: 100 to 100000)", e.bootstrap_resamples),
+            );
         }
         if let Err(msg) = DeviceChoice::parse(&t.device) {
             return bad("training.device", msg);

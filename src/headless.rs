@@ -155,8 +155,9 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 say(
                     &bar,
                     format!(
-                        "{} on {split}: acc {:.1}% sens {:.1}% spec {:.1}% prec {:.1}% F1 {:.3} AUC {} · confusion [[{} {}] [{} {}]]",
+                        "{} on {split} at threshold {:.2}: acc {:.1}% sens {:.1}% spec {:.1}% prec {:.1}% F1 {:.3} AUC {} · confusion [[{} {}] [{} {}]]",
                         model.name(),
+                        m.threshold,
                         m.accuracy * 100.0,
                         m.sensitivity * 100.0,
                         m.specificity * 100.0,
@@ -169,6 +170,33 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                         m.confusion.tp
                     ),
                 );
+            }
+            TrainEvent::Analysed { model, evaluation: e, differences } => {
+                let (m, ci) = (&e.test_at_threshold, &e.ci_at_threshold);
+                say(
+                    &bar,
+                    format!(
+                        "{} at its operating point {:.2} ({} on validation): acc {} sens {} spec {} F1 {:.3} [{:.3}, {:.3}] · AUC {} · ECE {:.3} (95% CIs, {} bootstrap resamples)",
+                        model.name(),
+                        e.threshold,
+                        e.rule,
+                        crate::analysis::pct_ci(m.accuracy, ci.accuracy),
+                        crate::analysis::pct_ci(m.sensitivity, ci.sensitivity),
+                        crate::analysis::pct_ci(m.specificity, ci.specificity),
+                        m.f1,
+                        ci.f1.lo,
+                        ci.f1.hi,
+                        match (m.auc, ci.auc) {
+                            (Some(a), Some(i)) => format!("{a:.3} [{:.3}, {:.3}]", i.lo, i.hi),
+                            _ => "-".into(),
+                        },
+                        e.calibration.ece,
+                        ci.resamples
+                    ),
+                );
+                for d in differences {
+                    say(&bar, crate::analysis::describe_difference(&d));
+                }
             }
             TrainEvent::ModelFinished { model, status, seconds, error } => {
                 if let Some(b) = bar.take() {

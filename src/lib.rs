@@ -1,6 +1,7 @@
 //! pneumoscope: train, compare and run chest X-ray pneumonia classifiers from the terminal.
 //! Layers: data → model → train (an engine that emits events) → front-ends (tui, headless, cli).
 
+pub mod analysis;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -177,14 +178,21 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
         std: meta.std,
         drop_single: false,
         prefetch: 2,
+        balanced: false,
     };
-    let (m, _) =
+    let truth = ds.truth();
+    let (m, scores) =
         train::infer::evaluate::<Cpu>(&model, std::sync::Arc::new(ds), &spec, [1.0, 1.0], meta.threshold, &device);
+    // The checkpoint's operating point (chosen on validation when it was trained), with 95 % CIs; and 0.5.
+    let at_half = metrics::Metrics::from_scores(&scores, &truth, m.loss, 0.5);
+    let resamples = cfg.evaluation.bootstrap_resamples;
+    let ci = analysis::bootstrap(&scores, &truth, meta.threshold, resamples, cfg.data.seed);
+    let ece = analysis::calibration(&scores, &truth, 10).ece;
     let synthetic = data::synth::is_synthetic(&layout.root);
     if args.json {
         let out = serde_json::json!({
             "checkpoint": args.checkpoint, "model": meta.model, "data": layout.root, "synthetic_data": synthetic,
-            "skipped": skipped.len(), "metrics": m,
+            "skipped": skipped.len(), "metrics": m, "ci95": ci, "metrics_at_0_5": at_half, "ece": ece,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -204,6 +212,23 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             100.0 * m.precision,
             m.f1,
             m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "95 % CIs ({resamples} bootstrap resamples): accuracy [{:.1}, {:.1}]  sensitivity [{:.1}, {:.1}]  \
+             specificity [{:.1}, {:.1}]  AUC {}",
+            100.0 * ci.accuracy.lo,
+            100.0 * ci.accuracy.hi,
+            100.0 * ci.sensitivity.lo,
+            100.0 * ci.sensitivity.hi,
+            100.0 * ci.specificity.lo,
+            100.0 * ci.specificity.hi,
+            ci.auc.map(|i| format!("[{:.3}, {:.3}]", i.lo, i.hi)).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "at threshold 0.50: accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %   ECE {ece:.3}",
+            100.0 * at_half.accuracy,
+            100.0 * at_half.sensitivity,
+            100.0 * at_half.specificity
         );
         println!("loss {:.4} over {} images ({} skipped)", m.loss, c.total(), skipped.len());
         println!("\n{:>18} {:>10} {:>10}", "true \\ predicted", "NORMAL", "PNEUMONIA");

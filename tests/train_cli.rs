@@ -107,10 +107,14 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     let broken: Vec<_> = preds.iter().filter(|p| p["error"].is_string()).collect();
     assert_eq!(broken.len(), 1);
     assert!(broken[0]["path"].as_str().unwrap().ends_with("broken.jpeg"));
+    // The checkpoint carries the operating point chosen on validation, and predict decides with it.
+    let threshold = models[1]["evaluation"]["threshold"].as_f64().unwrap();
+    let meta = pneumoscope::train::checkpoint::load_meta(&ckpt).unwrap();
+    assert_eq!(meta.threshold, threshold as f32);
     for p in preds.iter().filter(|p| p["label"].is_string()) {
         let pp = p["p_pneumonia"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&pp));
-        assert_eq!(p["label"] == "PNEUMONIA", pp >= 0.5);
+        assert_eq!(p["label"] == "PNEUMONIA", pp as f32 >= threshold as f32, "{p} at threshold {threshold}");
     }
     std::fs::remove_file(test_dir.join("NORMAL").join("broken.jpeg")).unwrap();
     let one = std::fs::read_dir(test_dir.join("PNEUMONIA")).unwrap().next().unwrap().unwrap().path();
@@ -125,7 +129,10 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(ev["metrics"]["confusion"], models[1]["test"]["confusion"]);
+    // At the checkpoint's operating point, and at 0.5 as in training's test evaluation.
+    assert_eq!(ev["metrics"]["confusion"], models[1]["evaluation"]["test_at_threshold"]["confusion"]);
+    assert_eq!(ev["metrics_at_0_5"]["confusion"], models[1]["test"]["confusion"]);
+    assert_eq!(ev["ci95"]["accuracy"], models[1]["evaluation"]["ci_at_threshold"]["accuracy"], "same seed, same CIs");
     assert_eq!(ev["synthetic_data"], true);
 
     // A checkpoint that is not one is refused by name.

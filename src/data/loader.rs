@@ -39,6 +39,10 @@ impl Dataset {
     pub fn counts(&self) -> ClassCounts {
         ClassCounts::of(&self.samples)
     }
+    /// True for each PNEUMONIA sample, in order.
+    pub fn truth(&self) -> Vec<bool> {
+        self.samples.iter().map(|s| s.label == Class::Pneumonia).collect()
+    }
     /// Keeps the given positions (in that order), sharing the decoded pixels.
     pub fn subset(&self, positions: &[usize]) -> Dataset {
         Dataset {
@@ -95,6 +99,8 @@ pub struct BatchSpec {
     pub drop_single: bool,
     /// Batches made ahead of the consumer.
     pub prefetch: usize,
+    /// Draw NORMAL and PNEUMONIA equally often (with replacement) instead of every image once.
+    pub balanced: bool,
 }
 
 /// One batch, ready to become a tensor: `images` is N×3×S×S, row-major.
@@ -161,6 +167,30 @@ pub fn epoch_order(len: usize, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0x9E37_79B9).wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
     }
+    into_batches(order, spec)
+}
+
+/// The batches of one epoch of `ds`: `epoch_order`, or with `spec.balanced` as many draws as images, each
+/// picking a class with equal chance and then one of its images uniformly (seeded by seed and epoch).
+pub fn epoch_batches(ds: &Dataset, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>> {
+    let mut by_class: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    for (i, s) in ds.samples.iter().enumerate() {
+        by_class[s.label.index()].push(i);
+    }
+    if !spec.balanced || by_class.iter().any(|c| c.is_empty()) {
+        return epoch_order(ds.len(), spec, epoch);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0xBA1A_4CED).wrapping_add(epoch as u64));
+    let order = (0..ds.len())
+        .map(|_| {
+            let class = &by_class[rng.random_range(0..2usize)];
+            class[rng.random_range(0..class.len())]
+        })
+        .collect();
+    into_batches(order, spec)
+}
+
+fn into_batches(order: Vec<usize>, spec: &BatchSpec) -> Vec<Vec<usize>> {
     let mut batches: Vec<Vec<usize>> = order.chunks(spec.batch_size.max(1)).map(|c| c.to_vec()).collect();
     if spec.drop_single && batches.len() > 1 && batches.last().map(|b| b.len()) == Some(1) {
         batches.pop();
@@ -201,7 +231,7 @@ pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize)
 
 /// Starts the prefetch thread for one epoch.
 pub fn batches(ds: Arc<Dataset>, spec: &BatchSpec, epoch: usize) -> Batches {
-    let order = epoch_order(ds.len(), spec, epoch);
+    let order = epoch_batches(&ds, spec, epoch);
     let count = order.len();
     let (tx, rx) = bounded(spec.prefetch.max(1));
     let spec = spec.clone();
@@ -261,7 +291,36 @@ mod tests {
             std: [0.25; 3],
             drop_single: true,
             prefetch: 2,
+            balanced: false,
         }
+    }
+
+    #[test]
+    fn balanced_sampler_draws_both_classes_equally_often() {
+        // 10 NORMAL, 30 PNEUMONIA.
+        let samples: Vec<Sample> = (0..40)
+            .map(|i| Sample {
+                path: format!("{i}.png").into(),
+                label: if i < 10 { Class::Normal } else { Class::Pneumonia },
+                patient: i.to_string(),
+            })
+            .collect();
+        let ds = Dataset { samples, images: Vec::new() };
+        let s = BatchSpec { balanced: true, ..spec() };
+        let mut normal = 0;
+        let mut draws = 0;
+        for epoch in 0..50 {
+            let order: Vec<usize> = epoch_batches(&ds, &s, epoch).concat();
+            assert_eq!(order.len(), 40, "as many draws as images");
+            normal += order.iter().filter(|&&i| i < 10).count();
+            draws += order.len();
+        }
+        let share = normal as f64 / draws as f64;
+        assert!((share - 0.5).abs() < 0.04, "NORMAL share {share}");
+        assert_eq!(epoch_batches(&ds, &s, 3), epoch_batches(&ds, &s, 3), "seeded");
+        // Without it: each image once, the real 1:3 mix.
+        let once: Vec<usize> = epoch_batches(&ds, &spec(), 0).concat();
+        assert_eq!(once.iter().filter(|&&i| i < 10).count(), 10);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::report::{ModelResult, RunReport};
 use super::schedule::OneCycle;
 use crate::config::{ClassWeights, ClipMode, Config};
 use crate::data::layout::Layout;
-use crate::data::loader::{balanced_weights, batches, epoch_order, preload, BatchSpec, Dataset};
+use crate::data::loader::{balanced_weights, batches, epoch_batches, preload, BatchSpec, Dataset};
 use crate::data::split::split;
 use crate::data::{Class, SplitCounts};
 use crate::error::Result;
@@ -190,6 +190,7 @@ fn read_history(run_dir: &Path) -> Vec<TrainEvent> {
             | TrainEvent::EpochEnded { .. }
             | TrainEvent::CheckpointSaved { .. }
             | TrainEvent::Evaluated { .. }
+            | TrainEvent::Analysed { .. }
             | TrainEvent::ModelFinished { .. }),
         ) = serde_json::from_value::<TrainEvent>(v)
         {
@@ -341,6 +342,8 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
         skipped_files: data.skipped,
         models: models.iter().map(|&m| ModelResult::new(m)).collect(),
         stopped: false,
+        test_truth: data.test.truth(),
+        differences: Vec::new(),
     };
     report.write(&setup.run_dir)?;
     for (index, &kind) in models.iter().enumerate() {
@@ -398,9 +401,30 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
             match checkpoint::load::<B>(&path, &device) {
                 Ok((meta, model)) => {
                     let spec = eval_spec(cfg);
-                    let (m, _) = evaluate(&model, data.test.clone(), &spec, weights, meta.threshold, &device);
+                    // The operating point is chosen on the validation split, never on test.
+                    let (_, val_scores) = evaluate(&model, data.val.clone(), &spec, weights, 0.5, &device);
+                    let (m, scores) = evaluate(&model, data.test.clone(), &spec, weights, 0.5, &device);
+                    let ev = crate::analysis::evaluate(
+                        (&val_scores, &data.val.truth()),
+                        (&scores, &report.test_truth, m.loss),
+                        cfg.evaluation.rule(),
+                        cfg.evaluation.bootstrap_resamples,
+                        cfg.data.seed,
+                    );
+                    // Saved in the checkpoint: eval, predict and the predict pane decide with it.
+                    let meta = CheckpointMeta { threshold: ev.threshold, ..meta };
+                    if let Err(e) = checkpoint::save(&path, &meta, &model) {
+                        emit.send(TrainEvent::Warning { message: save_failed(&e) });
+                    }
                     result.test = Some(m);
+                    result.test_scores = scores;
+                    result.evaluation = Some(ev.clone());
                     emit.send(TrainEvent::Evaluated { model: kind, split: "test".into(), metrics: m });
+                    report.models[index] = result.clone();
+                    report.compare_models(cfg.evaluation.bootstrap_resamples, cfg.data.seed);
+                    let differences =
+                        report.differences.iter().filter(|d| d.a == kind || d.b == kind).cloned().collect();
+                    emit.send(TrainEvent::Analysed { model: kind, evaluation: Box::new(ev), differences });
                 }
                 Err(e) => emit.send(TrainEvent::Warning { message: format!("cannot test {kind}: {e}") }),
             }
@@ -522,6 +546,7 @@ fn train_spec(cfg: &Config) -> BatchSpec {
         std: cfg.data.std,
         drop_single: true,
         prefetch: 4,
+        balanced: cfg.training.sampler == crate::config::Sampler::Balanced,
     }
 }
 
@@ -533,6 +558,7 @@ pub fn eval_spec(cfg: &Config) -> BatchSpec {
         rotation_degrees: 0.0,
         drop_single: false,
         prefetch: 2,
+        balanced: false,
         ..train_spec(cfg)
     }
 }
@@ -618,7 +644,7 @@ fn train_model<B: Backend>(
     };
     result.params = crate::model::trainable_params::<AD<B>, _>(&model);
     let mut optim = optimizer_config(cfg).init::<AD<B>, Model<AD<B>>>();
-    let steps_per_epoch = epoch_order(data.train.len(), &spec, 0).len().max(1);
+    let steps_per_epoch = epoch_batches(&data.train, &spec, 0).len().max(1);
     let total_steps = steps_per_epoch * t.epochs;
     let schedule = OneCycle::new(t.max_lr, total_steps, t.warmup_fraction);
     emit.send(TrainEvent::ModelStarted {

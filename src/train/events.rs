@@ -135,6 +135,13 @@ pub enum TrainEvent {
         split: String,
         metrics: Metrics,
     },
+    /// The full test evaluation of a model: operating point from validation, CIs, calibration, curves, and how
+    /// it differs from the models tested before it.
+    Analysed {
+        model: ModelKind,
+        evaluation: Box<crate::analysis::Evaluation>,
+        differences: Vec<PairDifference>,
+    },
     ModelFinished {
         model: ModelKind,
         status: ModelStatus,
@@ -166,4 +173,14 @@ pub fn fmt_secs(s: f64) -> String {
     } else {
         format!("{}m{:02}s", s / 60, s % 60)
     }
+}
+
+/// A paired-bootstrap comparison of two models on the same test images (`a` − `b`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairDifference {
+    pub a: ModelKind,
+    pub b: ModelKind,
+    /// Accuracy, each model at its own operating point.
+    pub accuracy: crate::analysis::Difference,
+    pub auc: Option<crate::analysis::Difference>,
 }

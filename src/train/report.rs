@@ -28,6 +28,12 @@ pub struct ModelResult {
     pub last_checkpoint: Option<PathBuf>,
     pub init: String,
     pub error: Option<String>,
+    /// Operating point, test figures at 0.5 and at it, confidence intervals, calibration, curves.
+    #[serde(default)]
+    pub evaluation: Option<crate::analysis::Evaluation>,
+    /// P(pneumonia) of each test image (in the order of `RunReport::test_truth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_scores: Vec<f32>,
 }
 
 impl ModelResult {
@@ -47,6 +53,8 @@ impl ModelResult {
             last_checkpoint: None,
             init: "scratch".into(),
             error: None,
+            evaluation: None,
+            test_scores: Vec::new(),
         }
     }
 }
@@ -58,6 +66,12 @@ pub struct RunReport {
     pub skipped_files: usize,
     pub models: Vec<ModelResult>,
     pub stopped: bool,
+    /// True for each PNEUMONIA test image, in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_truth: Vec<bool>,
+    /// Paired bootstrap differences between the tested models.
+    #[serde(default)]
+    pub differences: Vec<super::events::PairDifference>,
 }
 
 fn pct(x: f64) -> String {
@@ -65,32 +79,75 @@ fn pct(x: f64) -> String {
 }
 
 impl RunReport {
+    /// Paired bootstrap differences of every tested model against each model tested before it.
+    pub fn compare_models(&mut self, resamples: usize, seed: u64) {
+        let tested: Vec<&ModelResult> = self
+            .models
+            .iter()
+            .filter(|m| m.evaluation.is_some() && m.test_scores.len() == self.test_truth.len())
+            .collect();
+        let mut out = Vec::new();
+        for (j, b) in tested.iter().enumerate() {
+            for a in &tested[j + 1..] {
+                let (ta, tb) = (a.evaluation.as_ref().map(|e| e.threshold), b.evaluation.as_ref().map(|e| e.threshold));
+                let (accuracy, auc) = crate::analysis::paired_differences(
+                    (&a.test_scores, ta.unwrap_or(0.5)),
+                    (&b.test_scores, tb.unwrap_or(0.5)),
+                    &self.test_truth,
+                    resamples,
+                    seed,
+                );
+                out.push(super::events::PairDifference { a: a.model, b: b.model, accuracy, auc });
+            }
+        }
+        self.differences = out;
+    }
+
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
         write_atomic(&dir.join("report.md"), self.markdown().as_bytes())
     }
 
-    /// The comparison table (percentages; fits 80 columns), as printed at the end of a run.
+    /// The comparison table (percentages; fits 80 columns), as printed at the end of a run: test figures at
+    /// 0.5 and, on a second line, at the operating point chosen on validation.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<16} {:<8} {:>8} {:>7} {:>8} {:>6} {:>6} {:>5} {:>6}\n",
-            "model", "status", "val loss", "val acc", "test acc", "sens", "spec", "AUC", "time"
+            "{:<16} {:<8} {:>8} {:>7} {:>5} {:>8} {:>5} {:>5} {:>5} {:>6}\n",
+            "model", "status", "val loss", "val acc", "thr", "test acc", "sens", "spec", "AUC", "time"
         );
+        let f = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "-".into());
         for m in &self.models {
             let t = m.test.as_ref();
-            let f = |v: Option<f64>| v.map(|x| format!("{:.1}", 100.0 * x)).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
-                "{:<16} {:<8} {:>8} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5.0}s\n",
+                "{:<16} {:<8} {:>8} {:>7} {:>5} {:>8} {:>5} {:>5} {:>5} {:>5.0}s\n",
                 m.model.title(),
                 m.status.label(),
                 m.best_val_loss.map(crate::metrics::fmt_loss).unwrap_or_else(|| "-".into()),
                 f(m.best_val_accuracy),
+                if t.is_some() { "0.50" } else { "-" },
                 f(t.map(|t| t.accuracy)),
                 f(t.map(|t| t.sensitivity)),
                 f(t.map(|t| t.specificity)),
                 t.and_then(|t| t.auc).map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
                 m.train_seconds
             ));
+            if let Some(e) = &m.evaluation {
+                let o = &e.test_at_threshold;
+                s.push_str(&format!(
+                    "{:<16} {:<8} {:>8} {:>7} {:>5.2} {:>8} {:>5} {:>5}\n",
+                    "",
+                    "",
+                    "",
+                    "",
+                    e.threshold,
+                    f(Some(o.accuracy)),
+                    f(Some(o.sensitivity)),
+                    f(Some(o.specificity)),
+                ));
+            }
+        }
+        if self.models.iter().any(|m| m.evaluation.is_some()) {
+            s.push_str("(second line: each model's operating point, chosen on the validation split)\n");
         }
         s
     }
@@ -157,7 +214,8 @@ impl RunReport {
         }));
         s.push_str(&row("training time", &|m| format!("{:.0} s", m.train_seconds)));
         s.push_str(&row("throughput", &|m| format!("{:.1} img/s", m.images_per_sec)));
-        s.push_str("\n## Confusion matrices (test)\n\nRows: true class; columns: predicted.\n\n");
+        self.push_operating_points(&mut s);
+        s.push_str("\n## Confusion matrices (test, threshold 0.5)\n\nRows: true class; columns: predicted.\n\n");
         for m in &self.models {
             let Some(t) = m.test else { continue };
             let cm = t.confusion;
@@ -171,10 +229,96 @@ impl RunReport {
             ));
         }
         for m in &self.models {
+            let Some(e) = &m.evaluation else { continue };
+            let cm = e.test_at_threshold.confusion;
+            s.push_str(&format!(
+                "### {} at its operating point {:.2}\n\n| true \\ predicted | NORMAL | PNEUMONIA |\n|---|---:|---:|\n| NORMAL | {} | {} |\n| PNEUMONIA | {} | {} |\n\n",
+                m.model.title(),
+                e.threshold,
+                cm.tn,
+                cm.fp,
+                cm.fn_,
+                cm.tp
+            ));
+        }
+        for m in &self.models {
             if let Some(e) = &m.error {
                 s.push_str(&format!("**{} failed:** {e}\n\n", m.model.title()));
             }
         }
         s
+    }
+}
+
+impl RunReport {
+    /// Operating points, test figures with 95 % CIs at 0.5 and at them, differences and calibration.
+    fn push_operating_points(&self, s: &mut String) {
+        let evaluated: Vec<(&ModelResult, &crate::analysis::Evaluation)> =
+            self.models.iter().filter_map(|m| m.evaluation.as_ref().map(|e| (m, e))).collect();
+        if evaluated.is_empty() {
+            return;
+        }
+        let resamples = evaluated[0].1.ci_at_threshold.resamples;
+        s.push_str(&format!(
+            "\n## Operating points and 95 % confidence intervals (test)\n\nEach model's decision threshold is chosen on \
+             the validation split ({}), never on test, and saved in its checkpoint (eval and predict use it). \
+             Intervals: percentile bootstrap, {resamples} resamples of the test images, seed `data.seed`.\n\n",
+            evaluated[0].1.rule
+        ));
+        s.push_str("| model | threshold | accuracy | sensitivity | specificity | F1 | AUC | val AUC | ECE |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let ci = |v: f64, i: crate::analysis::Interval| crate::analysis::pct_ci(v, i);
+        let num = |v: f64, i: crate::analysis::Interval| format!("{v:.3} [{:.3}, {:.3}]", i.lo, i.hi);
+        for (m, e) in &evaluated {
+            for (thr, t, c) in
+                [(0.5, &e.test_at_half, &e.ci_at_half), (e.threshold, &e.test_at_threshold, &e.ci_at_threshold)]
+            {
+                s.push_str(&format!(
+                    "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.3} |\n",
+                    m.model.title(),
+                    thr,
+                    ci(t.accuracy, c.accuracy),
+                    ci(t.sensitivity, c.sensitivity),
+                    ci(t.specificity, c.specificity),
+                    num(t.f1, c.f1),
+                    match (t.auc, c.auc) {
+                        (Some(a), Some(i)) => num(a, i),
+                        _ => "-".into(),
+                    },
+                    e.validation_auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
+                    e.calibration.ece
+                ));
+            }
+        }
+        if !self.differences.is_empty() {
+            s.push_str("\n### Differences between models (paired bootstrap on the same test images)\n\n");
+            for d in &self.differences {
+                s.push_str(&format!("- {}\n", crate::analysis::describe_difference(d)));
+            }
+        }
+        s.push_str("\n### Calibration (test): share truly PNEUMONIA per band of predicted P(pneumonia)\n\n| band |");
+        for (m, _) in &evaluated {
+            s.push_str(&format!(" {} |", m.model.title()));
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---:|".repeat(evaluated.len()));
+        s.push('\n');
+        let bins = evaluated[0].1.calibration.bins.len();
+        for b in 0..bins {
+            let bin0 = &evaluated[0].1.calibration.bins[b];
+            s.push_str(&format!("| {:.1}–{:.1} |", bin0.lo, bin0.hi));
+            for (_, e) in &evaluated {
+                let bin = &e.calibration.bins[b];
+                if bin.count == 0 {
+                    s.push_str(" - |");
+                } else {
+                    s.push_str(&format!(" {:.0} % of {} |", 100.0 * bin.fraction_positive, bin.count));
+                }
+            }
+            s.push('\n');
+        }
+        s.push_str(
+            "\nA well-calibrated model's share in each band lies inside the band. ECE: expected calibration error.\n",
+        );
     }
 }

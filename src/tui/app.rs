@@ -176,6 +176,8 @@ pub struct ModelView {
     pub val_acc: Vec<(f64, f64)>,
     pub last_val: Option<Metrics>,
     pub test: Option<Metrics>,
+    /// Operating point, CIs, calibration and curves once the model is tested.
+    pub evaluation: Option<crate::analysis::Evaluation>,
     pub best_val_loss: Option<f64>,
     pub best_val_acc: Option<f64>,
     pub lr: f64,
@@ -205,6 +207,7 @@ impl ModelView {
             val_acc: Vec::new(),
             last_val: None,
             test: None,
+            evaluation: None,
             best_val_loss: None,
             best_val_acc: None,
             lr: 0.0,
@@ -278,6 +281,8 @@ pub struct App {
     pub hung_up: bool,
     /// Terminal and device facts for the status line (device name, memory) when known.
     pub device_note: Option<String>,
+    /// Paired bootstrap differences between the tested models.
+    pub differences: Vec<crate::train::events::PairDifference>,
 }
 
 impl App {
@@ -304,6 +309,7 @@ impl App {
             should_quit: false,
             hung_up: false,
             device_note: None,
+            differences: Vec::new(),
         }
     }
 
@@ -400,6 +406,16 @@ impl App {
             TrainEvent::Evaluated { model, metrics, .. } => {
                 if let Some(m) = self.model_mut(model) {
                     m.test = Some(metrics);
+                }
+            }
+            TrainEvent::Analysed { model, evaluation, differences } => {
+                for d in &differences {
+                    self.note(crate::analysis::describe_difference(d));
+                }
+                self.differences.retain(|d| d.a != model && d.b != model);
+                self.differences.extend(differences);
+                if let Some(m) = self.model_mut(model) {
+                    m.evaluation = Some(*evaluation);
                 }
             }
             TrainEvent::ModelFinished { model, status, seconds, error } => {
