@@ -359,3 +359,68 @@ fn a_resumed_runs_history_reaches_the_charts() {
     let s = draw(&a, 80, 24);
     assert!(s.contains("0.4500") && s.contains("80.0"), "{s}");
 }
+
+/// The simple CNN's analysis, from scores that separate the classes fairly well.
+fn analysed(app: &mut App) {
+    let truth: Vec<bool> = (0..200).map(|i| i % 5 != 0).collect();
+    let scores: Vec<f32> = (0..200)
+        .map(|i| if truth[i] { 0.45 + (i % 11) as f32 / 20.0 } else { 0.05 + (i % 13) as f32 / 20.0 })
+        .collect();
+    let ev = pneumoscope::analysis::evaluate(
+        (&scores[..100], &truth[..100]),
+        (&scores[100..], &truth[100..], 0.4),
+        pneumoscope::analysis::OperatingRule::Youden,
+        200,
+        1,
+    );
+    app.on_event(TrainEvent::Analysed { model: ModelKind::Simple, evaluation: Box::new(ev), differences: vec![] });
+}
+
+#[test]
+fn compare_pane_shows_confidence_intervals_and_whether_differences_are_noise() {
+    let mut a = with_pane(app(), Pane::Compare);
+    analysed(&mut a);
+    let e = a.models[0].evaluation.clone().unwrap();
+    let d = pneumoscope::train::events::PairDifference {
+        a: ModelKind::Regularized,
+        b: ModelKind::Simple,
+        accuracy: pneumoscope::analysis::Difference {
+            value: 0.012,
+            interval: pneumoscope::analysis::Interval { lo: -0.02, hi: 0.04 },
+        },
+        auc: None,
+    };
+    a.on_event(TrainEvent::Analysed {
+        model: ModelKind::Regularized,
+        evaluation: Box::new(e.clone()),
+        differences: vec![d],
+    });
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        let auc = e.test_at_threshold.auc.unwrap();
+        assert!(s.contains(&format!("simple: AUC {auc:.3} [")), "{s}");
+        assert!(s.contains(&format!("acc@{:.2}", e.threshold)), "{s}");
+        assert!(s.contains("regularized vs simple: acc +1.2 within the noise"), "{s}");
+    }
+}
+
+#[test]
+fn roc_pane_draws_the_curves_and_marks_the_operating_point() {
+    let mut a = with_pane(app(), Pane::Roc);
+    a.selected = 0;
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("6 ROC"), "{s}");
+    assert!(s.contains("no ROC yet"), "{s}");
+    analysed(&mut a);
+    let e = a.models[0].evaluation.clone().unwrap();
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("ROC — Simple CNN"), "{s}");
+        assert!(s.contains(&format!("threshold {:.2} (Youden's J)", e.threshold)), "{s}");
+        assert!(s.contains(&format!("test AUC {:.3} [", e.test_at_threshold.auc.unwrap())), "{s}");
+        assert!(s.contains("at 0.50: sens"), "{s}");
+        assert!(s.contains("1 − specificity"), "{s}");
+        // Braille dots of the curves.
+        assert!(s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)), "{s}");
+    }
+}

@@ -18,10 +18,11 @@ pub enum Pane {
     Confusion,
     Compare,
     Predict,
+    Roc,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [Pane::Balance, Pane::Charts, Pane::Confusion, Pane::Compare, Pane::Predict];
+    pub const ALL: [Pane; 6] = [Pane::Balance, Pane::Charts, Pane::Confusion, Pane::Compare, Pane::Predict, Pane::Roc];
     pub fn title(self) -> &'static str {
         match self {
             Pane::Balance => "Data",
@@ -29,6 +30,7 @@ impl Pane {
             Pane::Confusion => "Confusion",
             Pane::Compare => "Compare",
             Pane::Predict => "Predict",
+            Pane::Roc => "ROC",
         }
     }
     pub fn index(self) -> usize {
@@ -98,6 +100,12 @@ pub const KEYMAP: &[Binding] = &[
         codes: &[KeyCode::Char('5')],
         action: Action::GoTo(Pane::Predict),
         help: "predict test images",
+    },
+    Binding {
+        keys: "6",
+        codes: &[KeyCode::Char('6')],
+        action: Action::GoTo(Pane::Roc),
+        help: "ROC and operating point",
     },
     Binding {
         keys: "↑ k",

@@ -4,8 +4,8 @@
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
-use ratatui::text::Span;
-use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Row, Table};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::app::App;
@@ -46,10 +46,47 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let table_h = (app.models.len() as u16 + 1).min(inner.height);
+    // Under the table: each tested model's AUC and accuracy at its operating point with 95 % CIs, and
+    // whether the models differ beyond the noise (paired bootstrap on the same test images).
+    let mut notes: Vec<Line> = app
+        .models
+        .iter()
+        .filter_map(|m| m.evaluation.as_ref().map(|e| (m, e)))
+        .map(|(m, e)| {
+            let o = &e.test_at_threshold;
+            let c = &e.ci_at_threshold;
+            let auc = match (o.auc, c.auc) {
+                (Some(a), Some(i)) => format!("AUC {a:.3} [{:.3}–{:.3}]", i.lo, i.hi),
+                _ => "AUC -".into(),
+            };
+            Line::from(format!(
+                "{}: {auc} · acc@{:.2} {:.1} [{:.1}–{:.1}]",
+                m.kind.name(),
+                e.threshold,
+                100.0 * o.accuracy,
+                100.0 * c.accuracy.lo,
+                100.0 * c.accuracy.hi
+            ))
+        })
+        .collect();
+    for d in &app.differences {
+        let noise = |x: &crate::analysis::Difference| if x.within_noise() { "within the noise" } else { "real" };
+        let auc = d.auc.as_ref().map(|a| format!(", AUC {:+.3} {}", a.value, noise(a))).unwrap_or_default();
+        notes.push(Line::from(format!(
+            "{} vs {}: acc {:+.1} {}{auc}",
+            d.a,
+            d.b,
+            100.0 * d.accuracy.value,
+            noise(&d.accuracy)
+        )));
+    }
+    let notes_h = (notes.len() as u16).min(inner.height.saturating_sub(table_h));
     let parts = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([Constraint::Length(table_h), Constraint::Min(0)])
+        .constraints([Constraint::Length(table_h), Constraint::Length(notes_h), Constraint::Min(0)])
         .split(inner);
+    frame.render_widget(Paragraph::new(notes), parts[1]);
+    let parts = [parts[0], parts[2]];
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = app
         .models

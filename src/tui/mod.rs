@@ -9,6 +9,7 @@ pub mod compare;
 pub mod confusion;
 pub mod help;
 pub mod predict;
+pub mod roc;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -73,6 +74,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
         Pane::Confusion => confusion::render(app, frame, body),
         Pane::Compare => compare::render(app, frame, body),
         Pane::Predict => predict::render(app, image, frame, body),
+        Pane::Roc => roc::render(app, frame, body),
     }
     frame.render_widget(Paragraph::new(status_line(app, area.width)), rows[3]);
     if app.help {
