@@ -64,6 +64,9 @@ pub struct PredictArgs {
     /// Print one JSON object per image instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write a Grad-CAM overlay per image (<name>-gradcam.png: where the model saw pneumonia) into this folder.
+    #[arg(long, value_name = "OUT_DIR")]
+    pub heatmap: Option<PathBuf>,
     /// Images (.jpeg, .jpg, .png) or folders holding them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,

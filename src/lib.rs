@@ -145,10 +145,54 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
             args.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    if let Some(out) = &args.heatmap {
+        failures += write_heatmaps(args, &files, out, cfg.data.max_image_side)?;
+    }
     if meta.synthetic_data && !args.json {
         eprintln!("note: this checkpoint was trained on SYNTHETIC data");
     }
     Ok(if failures > 0 { error::exit::RUNTIME } else { error::exit::OK })
+}
+
+/// `predict --heatmap OUT_DIR`: one Grad-CAM overlay PNG per readable image; returns the number of failures.
+fn write_heatmaps(
+    args: &cli::PredictArgs,
+    files: &[std::path::PathBuf],
+    out: &std::path::Path,
+    max_side: u32,
+) -> error::Result<usize> {
+    type Ad = burn::backend::Autodiff<train::backend::Cpu>;
+    std::fs::create_dir_all(out)
+        .map_err(|e| error::ConfigError::new(format!("`--heatmap`: cannot create folder {}: {e}", out.display())))?;
+    let device = Default::default();
+    let (meta, model) = train::checkpoint::load::<Ad>(&args.checkpoint, &device)?;
+    let mut failures = 0;
+    let mut used = std::collections::HashSet::new();
+    for path in files {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        // Two inputs with one name (NORMAL/x.jpeg, PNEUMONIA/x.jpeg) get distinct outputs.
+        let mut name = format!("{stem}-gradcam.png");
+        let mut k = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{stem}-{k}-gradcam.png");
+            k += 1;
+        }
+        let dest = out.join(&name);
+        let written = train::explain::explain_file(&model, &meta, path, max_side, &device).and_then(|e| {
+            let mut png = Vec::new();
+            e.overlay.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+            train::checkpoint::write_atomic(&dest, &png)
+        });
+        match written {
+            Ok(()) if !args.json => eprintln!("heatmap {}", dest.display()),
+            Ok(()) => {}
+            Err(e) => {
+                failures += 1;
+                eprintln!("error: no heatmap for {}: {}", path.display(), cli::format_error(&e));
+            }
+        }
+    }
+    Ok(failures)
 }
 
 /// `pneumoscope eval`: the checkpoint's metrics on a data folder's test split.

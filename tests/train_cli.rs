@@ -122,6 +122,22 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("P(pneumonia)="));
 
+    // predict --heatmap: a Grad-CAM overlay per image, at the image's own size, in colour.
+    let heat_dir = tmp.path().join("heat");
+    for model in ["simple", "resnet34"] {
+        let ck = run.join(format!("checkpoints/{model}-best.ckpt"));
+        let args = ["predict", "--checkpoint", ck.to_str().unwrap(), "--heatmap", heat_dir.to_str().unwrap()];
+        let out = run_in(tmp.path(), &[&args[..], &[one.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        let png = heat_dir.join(format!("{}-gradcam.png", one.file_stem().unwrap().to_str().unwrap()));
+        assert!(text(&out).contains("heatmap"), "{}", text(&out));
+        let overlay = image::open(&png).unwrap().to_rgb8();
+        let original = image::open(&one).unwrap();
+        assert_eq!(overlay.dimensions(), (original.width(), original.height()), "{model}");
+        assert!(overlay.pixels().any(|p| p[0] != p[1] || p[1] != p[2]), "{model}: the overlay has colour");
+        std::fs::remove_file(&png).unwrap();
+    }
+
     // eval: the same figures as the training run's test evaluation of the best checkpoint.
     let out = run_in(
         tmp.path(),

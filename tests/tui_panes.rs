@@ -268,6 +268,7 @@ fn predict_pane_lists_test_images_and_shows_the_verdict() {
         truth: Class::Pneumonia,
         outcome: Ok(0.87),
         threshold: 0.5,
+        overlay: None,
     });
     for (w, h) in SIZES {
         let s = draw(&a, w, h);
@@ -275,6 +276,22 @@ fn predict_pane_lists_test_images_and_shows_the_verdict() {
         assert!(s.contains("P(pneumonia) 87.0%"), "{s}");
         assert!(s.contains("test 2/2"), "{s}");
     }
+    // g turns the Grad-CAM heatmap on: the shown verdict has none yet, so it is asked for.
+    let fx = a.on_key(KeyEvent::new(KeyCode::Char('g'), KeyModifiers::NONE));
+    assert!(matches!(fx.as_slice(), [pneumoscope::tui::app::Effect::Predict { heatmap: true, .. }]), "{fx:?}");
+    assert!(draw(&a, 80, 24).contains("Grad-CAM heatmap on"));
+    a.on_prediction(PredictResult {
+        path: PathBuf::from("/data/chest_xray/test/PNEUMONIA/person1_virus_6.jpeg"),
+        model: ModelKind::Simple,
+        truth: Class::Pneumonia,
+        outcome: Ok(0.87),
+        threshold: 0.5,
+        overlay: Some(pneumoscope::tui::app::Overlay(std::sync::Arc::new(image::RgbImage::new(4, 4)))),
+    });
+    assert!(draw(&a, 80, 24).contains("Grad-CAM: red = what drove P(pneumonia)"));
+    // g again: off, nothing to compute.
+    assert!(a.on_key(KeyEvent::new(KeyCode::Char('g'), KeyModifiers::NONE)).is_empty());
+    assert!(!draw(&a, 80, 24).contains("Grad-CAM"));
     // A model without a checkpoint cannot classify, and says why.
     a.selected = 2;
     assert!(a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).is_empty());

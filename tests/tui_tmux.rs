@@ -116,6 +116,13 @@ fn dashboard_in_tmux_switches_panes_predicts_and_quits_cleanly() {
     let s = t.wait_for(" says ", 30);
     assert!(s.contains("Predict with simple") && s.contains("P(pneumonia)"), "{s}");
     assert!(s.contains("right") || s.contains("wrong"), "{s}");
+    // g: the Grad-CAM overlay of that image.
+    t.keys(&["g"]);
+    t.wait_for("Grad-CAM: red = what drove P(pneumonia)", 30);
+    // 6: the ROC pane of simple, tested when it was ended with n (operating point from validation).
+    t.keys(&["6"]);
+    let s = t.wait_for("ROC — Simple CNN", 5);
+    assert!(s.contains("test AUC") && s.contains("threshold"), "{s}");
     // Quit while training: confirm, checkpoint saved, exit 0, terminal restored.
     t.keys(&["q"]);
     t.wait_for("Quit?", 5);

@@ -1,6 +1,7 @@
 //! The three classifiers (one file each) behind one `Model` enum, and the names that identify them.
 //! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
 
+pub mod gradcam;
 pub mod pretrained;
 pub mod regularized_cnn;
 pub mod resnet34;
@@ -96,6 +97,34 @@ impl<B: Backend> Model<B> {
             Model::Resnet34(m) => &m.fc,
         };
         std::iter::once(fc.weight.id).chain(fc.bias.as_ref().map(|b| b.id)).collect()
+    }
+
+    /// The last convolutional stage's activations (the layer Grad-CAM explains).
+    pub fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Model::Simple(m) => m.features(images),
+            Model::Regularized(m) => m.features(images),
+            Model::Resnet34(m) => m.features(images),
+        }
+    }
+
+    /// Features → logits.
+    pub fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
+        match self {
+            Model::Simple(m) => m.head(features),
+            Model::Regularized(m) => m.head(features),
+            Model::Resnet34(m) => m.head(features),
+        }
+    }
+
+    /// The same model with its dropout switched off (for gradients through the head at inference, Grad-CAM).
+    pub fn without_dropout(self) -> Self {
+        let off = || burn::nn::DropoutConfig::new(0.0).init();
+        match self {
+            Model::Simple(m) => Model::Simple(m),
+            Model::Regularized(m) => Model::Regularized(RegularizedCnn { dropout: off(), ..m }),
+            Model::Resnet34(m) => Model::Resnet34(ResNet34 { dropout: off(), ..m }),
+        }
     }
 
     /// N×3×S×S images → N×2 logits (NORMAL, PNEUMONIA).

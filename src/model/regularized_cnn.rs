@@ -54,16 +54,28 @@ impl<B: Backend> RegularizedCnn<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+    /// The last conv block's activations (before a final pool, if any), used by Grad-CAM.
+    pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = x;
-        for (block, pool) in self.blocks.iter().zip(POOL_AFTER) {
+        let last = self.blocks.len() - 1;
+        for (i, (block, pool)) in self.blocks.iter().zip(POOL_AFTER).enumerate() {
             x = self.relu.forward(block.bn.forward(block.conv.forward(x)));
-            if pool {
+            if pool && i != last {
                 x = self.pool.forward(x);
             }
         }
+        x
+    }
+
+    /// Final pool (if any), global average pooling and the two-layer head with dropout: features → logits.
+    pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = if POOL_AFTER[self.blocks.len() - 1] { self.pool.forward(x) } else { x };
         let x = self.gap.forward(x).flatten::<2>(1, 3);
         let x = self.relu.forward(self.fc1.forward(self.dropout.forward(x)));
         self.fc2.forward(self.dropout.forward(x))
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(self.features(x))
     }
 }

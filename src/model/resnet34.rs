@@ -132,8 +132,13 @@ impl<B: Backend> ResNet34<B> {
         x
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = self.avgpool.forward(self.features(x)).flatten::<2>(1, 3);
+    /// Average pooling, dropout and the classifier: features → logits.
+    pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = self.avgpool.forward(x).flatten::<2>(1, 3);
         self.fc.forward(self.dropout.forward(x))
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(self.features(x))
     }
 }

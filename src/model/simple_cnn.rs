@@ -40,15 +40,26 @@ impl<B: Backend> SimpleCnn<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+    /// The last conv layer's activations (N×128×S/8×S/8, before the final pool), used by Grad-CAM.
+    pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = x;
-        for (conv, pool) in self.convs.iter().zip(POOL_AFTER) {
+        let last = self.convs.len() - 1;
+        for (i, (conv, pool)) in self.convs.iter().zip(POOL_AFTER).enumerate() {
             x = self.relu.forward(conv.forward(x));
-            if pool {
+            if pool && i != last {
                 x = self.pool.forward(x);
             }
         }
-        let x = self.gap.forward(x).flatten::<2>(1, 3);
+        x
+    }
+
+    /// Final pool, global average pooling and the linear layer: features → logits.
+    pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = self.gap.forward(self.pool.forward(x)).flatten::<2>(1, 3);
         self.fc.forward(x)
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(self.features(x))
     }
 }

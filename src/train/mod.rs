@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod engine;
 pub mod events;
+pub mod explain;
 pub mod infer;
 pub mod report;
 pub mod schedule;

@@ -61,6 +61,7 @@ pub enum Action {
     SmoothLess,
     ToggleChartScale,
     ToggleSplit,
+    ToggleHeatmap,
 }
 
 /// One row of the key map.
@@ -151,6 +152,12 @@ pub const KEYMAP: &[Binding] = &[
         help: "charts: batch / epoch view",
     },
     Binding { keys: "v", codes: &[KeyCode::Char('v')], action: Action::ToggleSplit, help: "confusion: val / test" },
+    Binding {
+        keys: "g",
+        codes: &[KeyCode::Char('g')],
+        action: Action::ToggleHeatmap,
+        help: "Grad-CAM heatmap on / off",
+    },
     Binding { keys: "?", codes: &[KeyCode::Char('?')], action: Action::Help, help: "this help" },
     Binding { keys: "esc", codes: &[KeyCode::Esc], action: Action::Close, help: "close help / popup" },
     Binding { keys: "q", codes: &[KeyCode::Char('q')], action: Action::Quit, help: "quit (asks while training)" },
@@ -238,6 +245,18 @@ pub struct PredictResult {
     /// P(pneumonia), or the error that stopped the prediction.
     pub outcome: Result<f32, String>,
     pub threshold: f32,
+    /// The Grad-CAM overlay, when it was asked for.
+    pub overlay: Option<Overlay>,
+}
+
+/// A Grad-CAM overlay picture (compared by identity: pictures are not diffed).
+#[derive(Debug, Clone)]
+pub struct Overlay(pub std::sync::Arc<image::RgbImage>);
+
+impl PartialEq for Overlay {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The predict pane's state.
@@ -247,6 +266,8 @@ pub struct PredictState {
     pub selected: usize,
     pub pending: Option<PathBuf>,
     pub result: Option<PredictResult>,
+    /// Show the Grad-CAM overlay (key g) instead of the plain image.
+    pub heatmap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +280,7 @@ pub enum Split {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(crate::train::Command),
-    Predict { path: PathBuf, checkpoint: PathBuf, model: ModelKind, truth: Class },
+    Predict { path: PathBuf, checkpoint: PathBuf, model: ModelKind, truth: Class, heatmap: bool },
 }
 
 /// The dashboard state.
@@ -542,6 +563,18 @@ impl App {
             Action::ToggleSplit => {
                 self.split = if self.split == Split::Validation { Split::Test } else { Split::Validation }
             }
+            Action::ToggleHeatmap => {
+                self.predict.heatmap = !self.predict.heatmap;
+                // Turned on over a shown verdict without a map: compute it.
+                let needs_map = self.predict.result.as_ref().is_some_and(|r| {
+                    r.overlay.is_none()
+                        && r.outcome.is_ok()
+                        && self.predict.items.get(self.predict.selected).map(|i| &i.0) == Some(&r.path)
+                });
+                if self.pane == Pane::Predict && self.predict.heatmap && needs_map {
+                    fx.extend(self.classify_selected());
+                }
+            }
         }
         fx
     }
@@ -566,12 +599,13 @@ impl App {
                 truth,
                 outcome: Err(format!("{} has no checkpoint yet (one is saved after its first epoch)", model.title())),
                 threshold: 0.5,
+                overlay: None,
             });
             return None;
         };
         let model = m.kind;
         self.predict.pending = Some(path.clone());
-        Some(Effect::Predict { path, checkpoint: ckpt, model, truth })
+        Some(Effect::Predict { path, checkpoint: ckpt, model, truth, heatmap: self.predict.heatmap })
     }
 
     /// Applies a prediction computed by the worker.

@@ -197,10 +197,12 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
     let (res_tx, res_rx) = unbounded();
     let _ = std::thread::Builder::new().name("pneumoscope-predict".into()).spawn(move || {
         use crate::train::backend::Cpu;
+        type Ad = burn::backend::Autodiff<Cpu>;
         let device = Default::default();
         let mut cache: Option<(PathBuf, crate::train::checkpoint::CheckpointMeta, crate::model::Model<Cpu>)> = None;
+        let mut grad_cache: Option<(PathBuf, crate::model::Model<Ad>)> = None;
         for req in req_rx.iter() {
-            let Effect::Predict { path, checkpoint, model, truth } = req else {
+            let Effect::Predict { path, checkpoint, model, truth, heatmap } = req else {
                 continue;
             };
             let outcome = (|| -> std::result::Result<(f32, f32), String> {
@@ -222,7 +224,20 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
                 Ok((p, t)) => (Ok(p), t),
                 Err(e) => (Err(e), 0.5),
             };
-            if res_tx.send(PredictResult { path, model, truth, outcome, threshold }).is_err() {
+            // Grad-CAM needs the model on the autodiff backend: loaded once per checkpoint.
+            let overlay = (heatmap && outcome.is_ok())
+                .then(|| -> Option<super::tui::app::Overlay> {
+                    if grad_cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
+                        let (_, m) = crate::train::checkpoint::load::<Ad>(&checkpoint, &device).ok()?;
+                        grad_cache = Some((checkpoint.clone(), m));
+                    }
+                    let (_, m) = grad_cache.as_ref()?;
+                    let (_, meta, _) = cache.as_ref()?;
+                    let e = crate::train::explain::explain_file(m, meta, &path, 30_000, &device).ok()?;
+                    Some(super::tui::app::Overlay(std::sync::Arc::new(e.overlay)))
+                })
+                .flatten();
+            if res_tx.send(PredictResult { path, model, truth, outcome, threshold, overlay }).is_err() {
                 return;
             }
         }
@@ -352,9 +367,20 @@ pub fn run(
         }
         if app.pane == Pane::Predict {
             let sel = app.predict.items.get(app.predict.selected).map(|i| i.0.clone());
-            if sel.is_some() && image.path != sel {
-                image.protocol = sel.as_deref().and_then(load_picture).map(|img| picker.new_resize_protocol(img));
+            // The Grad-CAM overlay when it is on and computed for the selected image, else the image itself.
+            let overlay = app
+                .predict
+                .result
+                .as_ref()
+                .filter(|r| app.predict.heatmap && Some(&r.path) == sel.as_ref())
+                .and_then(|r| r.overlay.clone());
+            if sel.is_some() && (image.path != sel || image.overlay != overlay) {
+                image.protocol = match &overlay {
+                    Some(o) => Some(picker.new_resize_protocol(image::DynamicImage::ImageRgb8((*o.0).clone()))),
+                    None => sel.as_deref().and_then(load_picture).map(|img| picker.new_resize_protocol(img)),
+                };
                 image.path = sel;
+                image.overlay = overlay;
                 dirty = true;
             }
         }

@@ -17,6 +17,8 @@ use crate::data::Class;
 #[derive(Default)]
 pub struct ImageView {
     pub path: Option<std::path::PathBuf>,
+    /// The overlay shown instead of the image, if any.
+    pub overlay: Option<super::app::Overlay>,
     pub protocol: Option<StatefulProtocol>,
 }
 
@@ -83,6 +85,17 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
             Err(e) => lines.push(Line::styled(e.clone(), Style::default().fg(Color::Red))),
         },
         _ => lines.push(Line::from("press enter to classify this image")),
+    }
+    if p.heatmap {
+        let shown = p.result.as_ref().is_some_and(|r| &r.path == sel_path && r.overlay.is_some());
+        lines.push(Line::styled(
+            if shown {
+                "Grad-CAM: red = what drove P(pneumonia) (g: off)"
+            } else {
+                "Grad-CAM heatmap on (g: off); enter computes it"
+            },
+            Style::default().fg(Color::Yellow),
+        ));
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), right[0]);
     if let Some((prob, threshold)) = gauge {
