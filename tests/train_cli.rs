@@ -86,7 +86,14 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
         assert!((m["test"]["accuracy"].as_f64().unwrap() - (tn + tp) / (tn + fp + fnn + tp)).abs() < 1e-9);
     }
     assert_eq!(models[2]["params"], 21_285_698);
+    // PNG plots (curves, ROC, confusion matrices) embedded in report.md.
+    for (plot, min_w) in [("curves", 800), ("roc", 400), ("confusion", 900)] {
+        let png = image::open(run.join(format!("plots/{plot}.png"))).unwrap_or_else(|e| panic!("{plot}.png: {e}"));
+        assert!(png.width() >= min_w, "{plot}.png is {}×{}", png.width(), png.height());
+    }
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("![roc](plots/roc.png)") && md.contains("![curves](plots/curves.png)"), "{md}");
+    assert!(md.contains("Operating points and 95 % confidence intervals"), "{md}");
     assert!(
         md.contains("SYNTHETIC")
             && md.contains("Simple CNN")

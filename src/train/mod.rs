@@ -7,6 +7,7 @@ pub mod engine;
 pub mod events;
 pub mod explain;
 pub mod infer;
+pub mod plots;
 pub mod report;
 pub mod schedule;
 

@@ -103,9 +103,19 @@ impl RunReport {
         self.differences = out;
     }
 
+    /// report.json, the PNG plots and report.md. A plot that cannot be drawn is reported and left out; it does
+    /// not stop the run.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
-        write_atomic(&dir.join("report.md"), self.markdown().as_bytes())
+        let plots = super::plots::write_all(self, dir).unwrap_or_else(|e| {
+            eprintln!("warning: {}", crate::cli::format_error(&e));
+            Vec::new()
+        });
+        write_atomic(&dir.join("report.md"), self.markdown_with(&plots).as_bytes())
+    }
+
+    pub fn markdown(&self) -> String {
+        self.markdown_with(&[])
     }
 
     /// The comparison table (percentages; fits 80 columns), as printed at the end of a run: test figures at
@@ -152,7 +162,8 @@ impl RunReport {
         s
     }
 
-    pub fn markdown(&self) -> String {
+    /// report.md, embedding the given plots (paths relative to the run folder).
+    pub fn markdown_with(&self, plots: &[PathBuf]) -> String {
         let i = &self.info;
         let mut s = String::from("# pneumoscope run report\n\n");
         if i.synthetic {
@@ -178,6 +189,13 @@ impl RunReport {
         }
         if self.skipped_files > 0 {
             s.push_str(&format!("\n{} unreadable files were skipped (see metrics.jsonl).\n", self.skipped_files));
+        }
+        if !plots.is_empty() {
+            s.push_str("\n## Plots\n\n");
+            for p in plots {
+                let name = p.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                s.push_str(&format!("![{name}]({})\n\n", p.display()));
+            }
         }
         s.push_str("\n## Models on the test split (threshold 0.5)\n\n");
         s.push_str("| | ");
