@@ -4,7 +4,8 @@
 # the same machine state. Prints medians and, per figure, `ratio ours/PyTorch <figure> <model> <size>px: R`
 # (training and inference images/s: higher is better for us; latency and peak memory: lower is better).
 # Usage: scripts/bench_compare.sh [REPS] [SIZES] [MODELS]      defaults: 3 "64,128,256" "simple,regularized,resnet34"
-# Env: STEPS (timed steps per measurement, default 3), BATCH (default 16).
+# Env: STEPS (timed steps per measurement, default 3), BATCH (default 16), DEVICE (cpu, or cuda / cuda:N to compare
+# on a GPU: ours is then built with --features cuda, and PyTorch's wheel from PyPI is its CUDA build).
 # Installs PyTorch CPU into .venv-torch with ../shared/pytorch-cpu-venv.sh when missing (PyPI, ~2.5 GB of wheels).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,20 +15,22 @@ sizes=${2:-64,128,256}
 models=${3:-simple,regularized,resnet34}
 steps=${STEPS:-3}
 batch=${BATCH:-16}
+device=${DEVICE:-cpu}
 threads=$(nproc)
 py=$(bash "$root/../shared/pytorch-cpu-venv.sh" "$root/.venv-torch" | tail -n 1)
-cargo build --release -q
+if [ "$device" = cpu ]; then cargo build --release -q; else cargo build --release -q --features cuda; fi
 bin="$root/target/release/pneumoscope"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "parameters (PyTorch):"; "$py" scripts/bench_pytorch.py --params | sed 's/^/  /'
-echo "date $(date -u +%Y-%m-%dT%H:%MZ) · $threads threads · batch $batch · $steps timed steps · $reps repetitions"
+echo "date $(date -u +%Y-%m-%dT%H:%MZ) · device $device · $threads threads · batch $batch · $steps timed steps · $reps repetitions"
 for m in ${models//,/ }; do
   for s in ${sizes//,/ }; do
     for r in $(seq 1 "$reps"); do
-      "$bin" bench model-one --model "$m" --size "$s" --batch-size "$batch" --steps "$steps" >>"$out/ours.jsonl"
+      "$bin" bench model-one --model "$m" --size "$s" --batch-size "$batch" --steps "$steps" --device "$device" \
+        >>"$out/ours.jsonl"
       "$py" scripts/bench_pytorch.py --model "$m" --size "$s" --batch-size "$batch" --steps "$steps" \
-        --threads "$threads" >>"$out/torch.jsonl"
+        --threads "$threads" --device "$device" >>"$out/torch.jsonl"
       echo "  $m ${s}px repetition $r done" >&2
     done
   done

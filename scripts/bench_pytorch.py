@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--params", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (a CUDA build of torch and a GPU)")
     a = ap.parse_args()
     if a.params:
         for name, f in MODELS.items():
@@ -74,12 +75,13 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = MODELS[a.model]()
+    dev = torch.device(a.device)
+    model = MODELS[a.model]().to(dev)
     bs, s = a.batch_size, a.size
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.randn(bs, 3, s, s)
-    y = torch.tensor([0 if i % 3 == 0 else 1 for i in range(bs)])
+    x = torch.randn(bs, 3, s, s, device=dev)
+    y = torch.tensor([0 if i % 3 == 0 else 1 for i in range(bs)], device=dev)
     model.train()
     timed, done = 0.0, 0
     for step in range(a.steps + 1):
@@ -110,6 +112,7 @@ def main():
             lat.append((time.perf_counter() - t) * 1000)
     lat.sort()
     print(json.dumps({
+        "device": a.device if dev.type == "cpu" else f"{a.device} ({torch.cuda.get_device_name(dev)})",
         "model": a.model, "size": s, "batch_size": bs, "threads": torch.get_num_threads(), "params": params(model),
         "train_images_per_sec": done / timed, "train_step_secs": timed / a.steps, "infer_images_per_sec": infer,
         "single_image_ms": lat[len(lat) // 2],

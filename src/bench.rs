@@ -190,6 +190,9 @@ pub struct ModelsArgs {
     /// Timed training steps (after one warm-up step) and timed inference batches.
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// cpu, cuda or cuda:N (a binary built with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -206,10 +209,15 @@ pub struct OneArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ModelFigures {
+    /// Where it ran: "cpu (burn-flex, N threads)" or "cuda:N".
+    #[serde(default)]
+    pub device: String,
     pub model: String,
     pub size: usize,
     pub batch_size: usize,
@@ -233,17 +241,33 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Measures one model at one size on the CPU backend.
+/// Measures one model at one size on the chosen device (CPU, or CUDA in a binary built with it).
 pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
+    let choice = crate::config::DeviceChoice::parse(&args.device)
+        .map_err(|m| crate::error::ConfigError::new(format!("invalid value for `--device`: {m}")))?;
+    let resolved = crate::train::backend::resolve(choice)?;
+    let mut figures = match resolved {
+        crate::train::backend::Resolved::Cpu => model_one_on::<crate::train::backend::Cpu>(args, Default::default()),
+        #[cfg(feature = "cuda")]
+        crate::train::backend::Resolved::Cuda(n) => {
+            model_one_on::<crate::train::backend::Gpu>(args, burn::backend::cuda::CudaDevice::new(n))
+        }
+        #[cfg(not(feature = "cuda"))]
+        crate::train::backend::Resolved::Cuda(_) => anyhow::bail!("this binary was built without CUDA support"),
+    }?;
+    figures.device = resolved.describe();
+    Ok(figures)
+}
+
+fn model_one_on<B: burn::tensor::backend::Backend>(args: &OneArgs, device: B::Device) -> Result<ModelFigures> {
     use crate::data::image::Prepared;
     use crate::data::loader::{batches, Dataset};
     use crate::data::{Class, Sample};
     use crate::model::{Model, ModelKind};
-    use crate::train::backend::Cpu;
     use crate::train::infer::{probabilities, to_tensors};
     use burn::backend::Autodiff;
     use burn::module::AutodiffModule;
-    type AD = Autodiff<Cpu>;
+    type AD<B> = Autodiff<B>;
 
     let kind = ModelKind::parse(&args.model)
         .ok_or_else(|| crate::error::ConfigError::new(format!("`{}` is not a model", args.model)))?;
@@ -276,10 +300,9 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         prefetch: 4,
         balanced: false,
     };
-    let device = Default::default();
-    let mut model: Model<AD> = Model::new(kind, 0.5, &device);
-    let params = crate::model::trainable_params::<AD, _>(&model);
-    let mut optim = crate::train::engine::optimizer_config(&cfg).init::<AD, Model<AD>>();
+    let mut model: Model<AD<B>> = Model::new(kind, 0.5, &device);
+    let params = crate::model::trainable_params::<AD<B>, _>(&model);
+    let mut optim = crate::train::engine::optimizer_config(&cfg).init::<AD<B>, Model<AD<B>>>();
     let mut it = batches(ds.clone(), &spec, 0);
     let mut timed = std::time::Duration::ZERO;
     let mut waited = std::time::Duration::ZERO;
@@ -314,7 +337,7 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         &BatchSpec { shuffle: false, ..spec.clone() },
         0,
     );
-    let (x, _) = to_tensors::<Cpu>(&first, &device);
+    let (x, _) = to_tensors::<B>(&first, &device);
     let _ = probabilities(valid.forward(x.clone()));
     let t = Instant::now();
     for _ in 0..steps {
@@ -332,6 +355,7 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
         .collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok(ModelFigures {
+        device: String::new(),
         model: kind.name().into(),
         size: s,
         batch_size: bs,
@@ -365,7 +389,7 @@ pub fn models(args: &ModelsArgs) -> Result<Vec<ModelFigures>> {
             }
             eprintln!("measuring {m} at {s} px …");
             let o = std::process::Command::new(&exe)
-                .args(["bench", "model-one", "--model", m, "--size", &s.to_string()])
+                .args(["bench", "model-one", "--model", m, "--size", &s.to_string(), "--device", &args.device])
                 .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
                 .stderr(std::process::Stdio::inherit())
                 .output()?;
