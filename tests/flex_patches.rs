@@ -1,0 +1,111 @@
+//! The patched burn-flex (patches/burn-flex: faster strided iteration and broadcast binary ops) computes what
+//! the plain definition says: element-wise ops on broadcast, permuted, flipped and narrowed tensors, checked
+//! against a reference computed element by element from the logical values.
+
+use burn::backend::Flex;
+use burn::tensor::Tensor;
+
+type B = Flex;
+
+/// Logical values of a 4-d tensor, row-major.
+fn values(t: &Tensor<B, 4>) -> Vec<f32> {
+    t.clone().into_data().convert::<f32>().to_vec().unwrap()
+}
+
+fn tensor(shape: [usize; 4], offset: f32) -> Tensor<B, 4> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| offset + (i as f32 * 0.37).sin() * 3.0).collect();
+    Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape(shape)
+}
+
+/// `f(a, b)` with numpy broadcasting, element by element.
+fn reference(a: &Tensor<B, 4>, b: &Tensor<B, 4>, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let (da, db) = (a.dims(), b.dims());
+    let out: [usize; 4] = std::array::from_fn(|i| da[i].max(db[i]));
+    let (va, vb) = (values(a), values(b));
+    let at = |v: &[f32], d: [usize; 4], i: [usize; 4]| {
+        let idx: [usize; 4] = std::array::from_fn(|k| if d[k] == 1 { 0 } else { i[k] });
+        v[((idx[0] * d[1] + idx[1]) * d[2] + idx[2]) * d[3] + idx[3]]
+    };
+    let mut r = Vec::new();
+    for i0 in 0..out[0] {
+        for i1 in 0..out[1] {
+            for i2 in 0..out[2] {
+                for i3 in 0..out[3] {
+                    let i = [i0, i1, i2, i3];
+                    r.push(f(at(&va, da, i), at(&vb, db, i)));
+                }
+            }
+        }
+    }
+    r
+}
+
+fn close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{what}[{k}]: {g} vs {w}");
+    }
+}
+
+#[test]
+fn broadcast_elementwise_ops_match_the_definition() {
+    let x = tensor([2, 3, 4, 5], 0.0);
+    let per_channel = tensor([1, 3, 1, 1], 4.0); // BatchNorm's scale/shift shape
+    let row = tensor([1, 1, 1, 5], 5.0);
+    let per_row = tensor([2, 3, 4, 1], 6.0);
+    // Views that are not contiguous: permuted, flipped, narrowed.
+    let permuted = tensor([2, 4, 3, 5], 1.0).permute([0, 2, 1, 3]);
+    let flipped = tensor([2, 3, 4, 5], 2.0).flip([1, 3]);
+    let narrowed = tensor([2, 3, 6, 5], 3.0).narrow(2, 1, 4);
+    let operands = [
+        ("x", x.clone()),
+        ("per_channel", per_channel),
+        ("row", row),
+        ("per_row", per_row),
+        ("permuted", permuted),
+        ("flipped", flipped),
+        ("narrowed", narrowed),
+    ];
+    for (na, a) in &operands {
+        for (nb, b) in &operands {
+            if a.dims().iter().zip(b.dims()).any(|(p, q)| *p != q && *p != 1 && q != 1) {
+                continue;
+            }
+            close(&values(&(a.clone() * b.clone())), &reference(a, b, |p, q| p * q), &format!("{na} * {nb}"));
+            close(&values(&(a.clone() - b.clone())), &reference(a, b, |p, q| p - q), &format!("{na} - {nb}"));
+            close(&values(&(a.clone() + b.clone())), &reference(a, b, |p, q| p + q), &format!("{na} + {nb}"));
+            // Divisors kept away from 0; powf has no SIMD path (the general fallback).
+            let bb = b.clone().abs() + 0.5;
+            close(&values(&(a.clone() / bb.clone())), &reference(a, &bb, |p, q| p / q), &format!("{na} / {nb}"));
+            let aa = a.clone().abs() + 0.1;
+            close(
+                &values(&aa.clone().powf(bb.clone())),
+                &reference(&aa, &bb, |p, q| p.powf(q)),
+                &format!("{na} ^ {nb}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn strided_copies_keep_the_logical_order() {
+    // permute + flip + narrow, materialised: the values in logical order.
+    let base = tensor([3, 4, 5, 2], 0.0);
+    let v = values(&base);
+    let t = base.permute([2, 0, 3, 1]).flip([0, 2]).narrow(3, 1, 2); // [5, 3, 2, 2]
+    let got = values(&t);
+    let mut want = Vec::new();
+    for a in 0..5 {
+        for b in 0..3 {
+            for c in 0..2 {
+                for d in 0..2 {
+                    // logical [a, b, c, d] of the view = base[b, d + 1, 4 - a, 1 - c]
+                    let (i0, i1, i2, i3) = (b, d + 1, 4 - a, 1 - c);
+                    want.push(v[((i0 * 4 + i1) * 5 + i2) * 2 + i3]);
+                }
+            }
+        }
+    }
+    close(&got, &want, "permute/flip/narrow");
+}
