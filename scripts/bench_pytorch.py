@@ -92,7 +92,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)
         opt.step()
-        _ = float(loss)
+        _ = float(loss.detach())
         if step > 0:
             timed += time.perf_counter() - t
             done += bs

@@ -389,10 +389,12 @@ pub struct Evaluation {
     pub ci_at_half: Intervals,
     pub ci_at_threshold: Intervals,
     pub calibration: Calibration,
-    /// Curves (thinned to ≤ 200 points): ROC (fpr, tpr) on test and validation, PR (recall, precision) on test.
+    /// Curves (thinned to ≤ 200 points): ROC (fpr, tpr) and PR (recall, precision), on test and validation.
     pub roc_test: Vec<[f32; 2]>,
     pub roc_validation: Vec<[f32; 2]>,
     pub pr_test: Vec<[f32; 2]>,
+    #[serde(default)]
+    pub pr_validation: Vec<[f32; 2]>,
 }
 
 /// Everything above from the validation and test scores of one model.
@@ -417,6 +419,7 @@ pub fn evaluate(
         roc_test: thin(&roc_curve(scores, truth), 200),
         roc_validation: thin(&roc_curve(val.0, val.1), 200),
         pr_test: thin(&pr_curve(scores, truth), 200),
+        pr_validation: thin(&pr_curve(val.0, val.1), 200),
     }
 }
 
