@@ -21,7 +21,7 @@ tmux -L "$sock" send-keys -t cap 4; sleep 1; show "4 Compare (models side by sid
 tmux -L "$sock" send-keys -t cap h 3; sleep 1; show "3 Confusion (simple CNN on the test split)"
 tmux -L "$sock" send-keys -t cap 5 j j Enter; sleep 3; show "5 Predict (classify a test image while the next model trains)"
 tmux -L "$sock" send-keys -t cap g; sleep 4; show "5 Predict with the Grad-CAM overlay (g)"
-tmux -L "$sock" send-keys -t cap 6; sleep 1; show "6 ROC (simple CNN: test and validation curves, operating point)"
+tmux -L "$sock" send-keys -t cap 6; sleep 1; show "6 ROC (test and validation curves, operating point)"
 tmux -L "$sock" send-keys -t cap '?'; sleep 1; show "? Help (generated from the key map)"
 tmux -L "$sock" send-keys -t cap Escape; sleep 0.5; tmux -L "$sock" send-keys -t cap q; sleep 1; show "q while training asks first"
 tmux -L "$sock" send-keys -t cap y; sleep 5
