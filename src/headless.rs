@@ -30,8 +30,14 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 say(
                     &bar,
                     format!(
-                        "device {} · models {} · {} epochs · batch {} · {} px",
+                        "device {}{} · models {} · {} epochs · batch {} · {} px",
                         info.device,
+                        info.device
+                            .strip_prefix("cuda:")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(crate::train::backend::gpu_status)
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default(),
                         info.models.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
                         info.epochs,
                         info.batch_size,

@@ -441,3 +441,11 @@ fn roc_pane_draws_the_curves_and_marks_the_operating_point() {
         assert!(s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)), "{s}");
     }
 }
+
+#[test]
+fn the_header_shows_the_gpu_and_its_memory_when_known() {
+    let mut a = app();
+    a.device_note = pneumoscope::train::backend::parse_gpu_status("NVIDIA H200, 3277, 143771");
+    let s = draw(&a, 160, 48);
+    assert!(s.contains("NVIDIA H200 · 3.2/140.4 GiB"), "{s}");
+}

@@ -76,3 +76,42 @@ fn probe_cuda(n: usize) -> Result<()> {
 fn probe_cuda(_n: usize) -> Result<()> {
     anyhow::bail!("built without CUDA")
 }
+
+/// "NVIDIA H200 · 3.2/139.8 GiB" for GPU `n`, from `nvidia-smi` (where the driver installed it); None when it is
+/// not there or says nothing useful. burn's CUDA backend exposes neither the name nor the memory in use.
+pub fn gpu_status(n: usize) -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.used,memory.total", "--format=csv,noheader,nounits", "-i", &n.to_string()])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| parse_gpu_status(&String::from_utf8_lossy(&out.stdout))).flatten()
+}
+
+/// Parses one line of `nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader,nounits`
+/// (memory in MiB).
+pub fn parse_gpu_status(text: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let mut parts = line.rsplitn(3, ',').map(str::trim);
+    let total: f64 = parts.next()?.parse().ok()?;
+    let used: f64 = parts.next()?.parse().ok()?;
+    let name = parts.next()?.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some(format!("{name} · {:.1}/{:.1} GiB", used / 1024.0, total / 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_lines_become_a_short_status() {
+        assert_eq!(parse_gpu_status("NVIDIA H200, 3277, 143771\n").as_deref(), Some("NVIDIA H200 · 3.2/140.4 GiB"));
+        // A name with a comma in it stays whole.
+        assert_eq!(parse_gpu_status("Tesla T4, rev. B, 0, 15360").as_deref(), Some("Tesla T4, rev. B · 0.0/15.0 GiB"));
+        assert_eq!(parse_gpu_status(""), None);
+        assert_eq!(parse_gpu_status("No devices were found"), None);
+    }
+}

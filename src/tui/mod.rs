@@ -191,6 +191,20 @@ fn install_panic_hook(saved_stderr: Option<i32>) {
     }));
 }
 
+/// Polls `nvidia-smi` for GPU `n` every 5 s (stops at the first silence: no tool, no such GPU).
+fn spawn_gpu_status(n: usize) -> Receiver<String> {
+    let (tx, rx) = unbounded();
+    let _ = std::thread::Builder::new().name("pneumoscope-gpu-status".into()).spawn(move || {
+        while let Some(s) = crate::train::backend::gpu_status(n) {
+            if tx.send(s).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    rx
+}
+
 /// Loads checkpoints and classifies images off the UI thread.
 fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
     let (req_tx, req_rx) = unbounded::<Effect>();
@@ -338,7 +352,25 @@ pub fn run(
     let mut quit_early = false;
     let mut noise = Noise::default();
     let mut last_tty_check = Instant::now();
+    let mut gpu_rx: Option<Receiver<String>> = None;
     loop {
+        // Training on a GPU: its name and memory in use, refreshed every few seconds, in the header.
+        if gpu_rx.is_none() {
+            if let Some(n) = app
+                .info
+                .as_ref()
+                .and_then(|i| i.device.strip_prefix("cuda:"))
+                .and_then(|d| d.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok()))
+            {
+                gpu_rx = Some(spawn_gpu_status(n));
+            }
+        }
+        if let Some(rx) = &gpu_rx {
+            while let Ok(note) = rx.try_recv() {
+                app.device_note = Some(note);
+                dirty = true;
+            }
+        }
         loop {
             match handle.events.try_recv() {
                 Ok(ev) => {
