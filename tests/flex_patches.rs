@@ -109,3 +109,51 @@ fn strided_copies_keep_the_logical_order() {
     }
     close(&got, &want, "permute/flip/narrow");
 }
+
+#[test]
+fn conv2d_with_padding_and_stride_matches_the_definition() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    let (n, cin, cout, h, w, k) = (2, 5, 4, 9, 7, 3);
+    for (stride, pad) in [(1, 1), (2, 1), (1, 0), (2, 2)] {
+        let x = tensor([n, cin, h, w], 0.5);
+        let wt = tensor([cout, cin, k, k], -0.25);
+        let bias = Tensor::<B, 1>::from_floats([0.1, -0.2, 0.3, 0.0], &Default::default());
+        let opts = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+        let got = values(&conv2d(x.clone(), wt.clone(), Some(bias.clone()), opts));
+        let (xv, wv, bv) = (values(&x), values(&wt), bias.into_data().to_vec::<f32>().unwrap());
+        let oh = (h + 2 * pad - k) / stride + 1;
+        let ow = (w + 2 * pad - k) / stride + 1;
+        let mut want = Vec::new();
+        for b in 0..n {
+            for co in 0..cout {
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let mut acc = bv[co];
+                        for ci in 0..cin {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (
+                                        (y * stride + ky) as isize - pad as isize,
+                                        (xo * stride + kx) as isize - pad as isize,
+                                    );
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * cin + ci) * h + iy as usize) * w + ix as usize;
+                                    acc += xv[xi] * wv[((co * cin + ci) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                        want.push(acc);
+                    }
+                }
+            }
+        }
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        assert_eq!(got.len(), want.len());
+        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+            assert!((g - e).abs() <= 1e-4 * scale, "stride {stride} pad {pad} [{i}]: {g} vs {e}");
+        }
+    }
+}
