@@ -63,6 +63,11 @@ pub struct TrainState {
 /// Writes bytes to `path` atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
 /// A crash at any point leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// `write_atomic` of the concatenation of `parts`, without building it in memory (checkpoints are large).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -76,7 +81,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             }
         }
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -118,17 +125,55 @@ fn save_parts<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>, 
         .record(model.clone().into_record(), ())
         .map_err(|e| anyhow::anyhow!("cannot serialise the {} weights: {e}", meta.model))?;
     let header = serde_json::to_vec(meta)?;
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 16 + header.len() + record.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&header);
-    bytes.extend_from_slice(&(record.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&record);
-    if let Some(o) = optim {
-        bytes.extend_from_slice(&(o.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&o);
+    let (hlen, rlen) = ((header.len() as u64).to_le_bytes(), (record.len() as u64).to_le_bytes());
+    let olen = optim.as_ref().map(|o| (o.len() as u64).to_le_bytes());
+    let mut parts: Vec<&[u8]> = vec![MAGIC, &hlen, &header, &rlen, &record];
+    if let (Some(o), Some(l)) = (&optim, &olen) {
+        parts.push(l);
+        parts.push(o);
     }
-    write_atomic(path, &bytes)
+    write_atomic_parts(path, &parts)
+}
+
+/// Replaces a checkpoint's header (e.g. to record the operating point) and keeps its weights and optimiser
+/// sections byte for byte, streaming them into the new file (atomically: temporary file, fsync, rename).
+pub fn rewrite_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
+    let mut src = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    let mut magic = [0u8; 17];
+    if src.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        bail!("{} is not a pneumoscope checkpoint (wrong or missing header)", path.display());
+    }
+    let mut len = [0u8; 8];
+    src.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    let hlen = u64::from_le_bytes(len);
+    if hlen > 1 << 20 {
+        bail!("checkpoint {} has a corrupt header length", path.display());
+    }
+    std::io::copy(&mut (&mut src).take(hlen), &mut std::io::sink())?;
+    let header = serde_json::to_vec(meta)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        std::io::copy(&mut src, &mut out)?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+    }
+    Ok(())
 }
 
 fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {

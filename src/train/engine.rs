@@ -413,7 +413,7 @@ fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &R
                     );
                     // Saved in the checkpoint: eval, predict and the predict pane decide with it.
                     let meta = CheckpointMeta { threshold: ev.threshold, ..meta };
-                    if let Err(e) = checkpoint::save(&path, &meta, &model) {
+                    if let Err(e) = checkpoint::rewrite_meta(&path, &meta) {
                         emit.send(TrainEvent::Warning { message: save_failed(&e) });
                     }
                     result.test = Some(m);
