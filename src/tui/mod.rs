@@ -22,7 +22,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
-use self::app::{App, Effect, Pane, PredictResult};
+use self::app::{App, Effect, Overlay, Pane, PredictResult};
 use self::predict::ImageView;
 use crate::data::Class;
 use crate::error::Result;
@@ -240,7 +240,7 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
             };
             // Grad-CAM needs the model on the autodiff backend: loaded once per checkpoint.
             let overlay = (heatmap && outcome.is_ok())
-                .then(|| -> Option<super::tui::app::Overlay> {
+                .then(|| -> Option<Overlay> {
                     if grad_cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
                         let (_, m) = crate::train::checkpoint::load::<Ad>(&checkpoint, &device).ok()?;
                         grad_cache = Some((checkpoint.clone(), m));
@@ -248,7 +248,7 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
                     let (_, m) = grad_cache.as_ref()?;
                     let (_, meta, _) = cache.as_ref()?;
                     let e = crate::train::explain::explain_file(m, meta, &path, 30_000, &device).ok()?;
-                    Some(super::tui::app::Overlay(std::sync::Arc::new(e.overlay)))
+                    Some(Overlay(std::sync::Arc::new(e.overlay)))
                 })
                 .flatten();
             if res_tx.send(PredictResult { path, model, truth, outcome, threshold, overlay }).is_err() {
