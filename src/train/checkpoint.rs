@@ -142,18 +142,7 @@ fn save_parts<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>, 
 /// Replaces a checkpoint's header (e.g. to record the operating point) and keeps its weights and optimiser
 /// sections byte for byte, streaming them into the new file (atomically: temporary file, fsync, rename).
 pub fn rewrite_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
-    let mut src = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
-    let mut magic = [0u8; 17];
-    if src.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        bail!("{} is not a pneumoscope checkpoint (wrong or missing header)", path.display());
-    }
-    let mut len = [0u8; 8];
-    src.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
-    let hlen = u64::from_le_bytes(len);
-    if hlen > 1 << 20 {
-        bail!("checkpoint {} has a corrupt header length", path.display());
-    }
-    std::io::copy(&mut (&mut src).take(hlen), &mut std::io::sink())?;
+    let (mut src, _) = open_header(path)?;
     let header = serde_json::to_vec(meta)?;
     write_atomic_with(path, |out| {
         out.write_all(MAGIC)?;
@@ -163,7 +152,8 @@ pub fn rewrite_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
     })
 }
 
-fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {
+/// Opens a checkpoint and reads its header; the file is left at the start of the weights section.
+fn open_header(path: &Path) -> Result<(std::fs::File, CheckpointMeta)> {
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
     let mut magic = [0u8; 17];
     if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
@@ -186,9 +176,15 @@ fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>
             meta.format
         );
     }
+    Ok((f, meta))
+}
+
+fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {
+    let (mut f, meta) = open_header(path)?;
     let mut record = Vec::new();
     let mut optim = Vec::new();
     if with_record {
+        let mut len = [0u8; 8];
         f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
         let rlen = u64::from_le_bytes(len);
         let mut rest = Vec::new();
