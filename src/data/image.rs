@@ -33,12 +33,14 @@ pub struct ImageInfo {
 }
 
 /// A decoded image resized to the model's square input, kept in memory between epochs.
-/// Gray images (and colour files whose channels are equal, as X-rays saved as RGB are) keep one channel.
+///
+/// Radiographs carry no colour, so every file is read as its luminance (one byte per pixel): gray files as
+/// they are, colour files (X-rays saved as RGB, as some Kaggle files are) through their luma (JPEG's Y plane,
+/// ITU-R BT.601). The model's three input channels repeat it ([`normalize_into`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
     pub size: usize,
-    pub channels: usize,
-    /// Row-major, channel-interleaved (HWC) bytes: size × size × channels.
+    /// Row-major luminance: size × size bytes.
     pub pixels: Vec<u8>,
 }
 
@@ -94,183 +96,141 @@ fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
 
 /// Decodes a file and prepares it at `size`×`size`.
 pub fn load_prepared(path: &Path, size: usize, max_side: u32) -> Result<(Prepared, ImageInfo), ImageError> {
-    let (img, info) = decode(path, max_side)?;
-    Ok((prepare(&img, size), info))
+    let bytes = std::fs::read(path).map_err(|e| ImageError::Io(e.to_string()))?;
+    prepare_bytes(&bytes, size, max_side)
 }
 
-/// Converts to 8-bit gray or RGB (gray when all channels agree) and resizes to a square.
-pub fn prepare(img: &DynamicImage, size: usize) -> Prepared {
-    use image::ColorType::*;
-    match img {
-        // The common case (gray X-ray JPEGs): resize the decoded buffer in place, no conversion copy.
-        DynamicImage::ImageLuma8(luma) => {
-            let (w, h) = luma.dimensions();
-            Prepared { size, channels: 1, pixels: resize_plane(luma.as_raw(), w as usize, h as usize, 1, size) }
-        }
-        _ if matches!(img.color(), L16 | La8 | La16) => {
-            let luma = img.to_luma8();
-            let (w, h) = luma.dimensions();
-            Prepared { size, channels: 1, pixels: resize_plane(luma.as_raw(), w as usize, h as usize, 1, size) }
-        }
-        _ => {
-            // Colour files: resize first, then decide on the small image whether the channels agree.
-            let small = match img {
-                DynamicImage::ImageRgb8(rgb) => {
-                    let (w, h) = rgb.dimensions();
-                    resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size)
-                }
-                _ => {
-                    let rgb = img.to_rgb8();
-                    let (w, h) = rgb.dimensions();
-                    resize_plane(rgb.as_raw(), w as usize, h as usize, 3, size)
-                }
-            };
-            if is_effectively_gray(&small) {
-                let pixels =
-                    small.chunks_exact(3).map(|p| ((p[0] as u16 + p[1] as u16 + p[2] as u16 + 1) / 3) as u8).collect();
-                Prepared { size, channels: 1, pixels }
-            } else {
-                Prepared { size, channels: 3, pixels: small }
-            }
-        }
-    }
+/// Decodes an in-memory file and prepares it at `size`×`size` (see [`load_prepared`]).
+pub fn prepare_bytes(bytes: &[u8], size: usize, max_side: u32) -> Result<(Prepared, ImageInfo), ImageError> {
+    with_pixels(bytes, max_side, |pixels, w, h, channels| prepare_pixels(pixels, w, h, channels, size))
 }
 
-fn is_effectively_gray(rgb: &[u8]) -> bool {
-    // JPEG chroma noise makes R, G, B differ by a level or two on gray X-rays saved as colour.
-    rgb.chunks_exact(3).all(|p| p[0].abs_diff(p[1]) <= 3 && p[1].abs_diff(p[2]) <= 3 && p[0].abs_diff(p[2]) <= 3)
-}
-
-/// Resizes interleaved 8-bit pixels (`channels` per pixel) to `size`×`size`.
+/// Decodes an in-memory file to 8-bit gray (1 channel) or RGB (3) pixels and hands them to `f` with the
+/// width, height and channel count.
 ///
-/// Large reductions first average integer blocks (cheap and alias-free, as Pillow's `reducing_gap`),
-/// then a separable triangle (bilinear, antialiased) filter brings the image to the exact size.
-pub fn resize_plane(src: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Vec<u8> {
-    // Integer pre-reduction per axis so that the final filter reduces by less than 2× on each.
-    let fx = (w / (2 * size)).max(1);
-    let fy = (h / (2 * size)).max(1);
-    let (src, w, h): (std::borrow::Cow<[u8]>, usize, usize) = if fx > 1 || fy > 1 {
-        let (buf, nw, nh) = box_reduce(src, w, h, channels, fx, fy);
-        (buf.into(), nw, nh)
-    } else {
-        (src.into(), w, h)
+/// JPEGs (nearly every X-ray) go straight to zune-jpeg, the decoder `image` itself uses, with one header parse,
+/// no copy of the file and a per-thread output buffer reused from file to file instead of a zeroed
+/// multi-megabyte allocation per image. Colour (YCbCr) JPEGs decode their Y plane only: the decoder skips the
+/// chroma's inverse DCT, upsampling and colour conversion. Other formats go through [`decode_bytes`]. Both
+/// paths refuse the same files with the same [`ImageError`]s.
+pub fn with_pixels<T>(
+    bytes: &[u8],
+    max_side: u32,
+    f: impl FnOnce(&[u8], usize, usize, usize) -> T,
+) -> Result<(T, ImageInfo), ImageError> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?;
+    if format != image::ImageFormat::Jpeg {
+        let (img, info) = decode_bytes(bytes, max_side)?;
+        return Ok((with_image_pixels(&img, f), info));
+    }
+    if !has_jpeg_end_marker(bytes) {
+        return Err(ImageError::Decode("truncated JPEG (no end-of-image marker)".into()));
+    }
+    let jpeg_error = |e: zune_jpeg::errors::DecodeErrors| ImageError::Decode(format!("JPEG: {e}"));
+    // Lenient like `image` (and browsers) about recoverable stream errors; sizes are checked below.
+    let options = DecoderOptions::default().set_strict_mode(false).set_max_width(usize::MAX).set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(jpeg_error)?;
+    let (width, height) = decoder.dimensions().map(|(w, h)| (w as u32, h as u32)).unwrap_or((0, 0));
+    if width > max_side || height > max_side {
+        return Err(ImageError::TooLarge { width, height, limit: max_side });
+    }
+    // Gray and YCbCr files decode to their luma plane; CMYK and YCCK to RGB (converted after resizing).
+    let out = match decoder.input_colorspace() {
+        Some(ColorSpace::Luma | ColorSpace::YCbCr) => ColorSpace::Luma,
+        _ => ColorSpace::RGB,
     };
-    let horiz = resample_axis(&src, w, h, channels, size, true);
-    resample_axis(&horiz, size, h, channels, size, false)
-}
-
-/// Averages `fx`×`fy` blocks. Rows are summed into a wide accumulator first (a simple loop the compiler
-/// vectorises), then each block's columns.
-fn box_reduce(src: &[u8], w: usize, h: usize, c: usize, fx: usize, fy: usize) -> (Vec<u8>, usize, usize) {
-    let nw = w / fx;
-    let nh = h / fy;
-    let row_len = nw * fx * c;
-    let mut out = vec![0u8; nw * nh * c];
-    let area = (fx * fy) as u32;
-    let mut acc = vec![0u32; row_len];
-    for oy in 0..nh {
-        acc.fill(0);
-        for y in oy * fy..oy * fy + fy {
-            let row = &src[y * w * c..y * w * c + row_len];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v as u32;
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
+    let channels = out.num_components();
+    let len = decoder.output_buffer_size().ok_or_else(|| ImageError::Decode("JPEG: no image size".into()))?;
+    let info = ImageInfo { width, height, channels: channels as u8, bits: 8 };
+    let run = |buf: &mut [u8]| -> Result<T, ImageError> {
+        decoder.decode_into(buf).map_err(jpeg_error)?;
+        Ok(f(buf, width as usize, height as usize, channels))
+    };
+    let out = if len <= REUSED_BUFFER_MAX {
+        DECODE_BUFFER.with_borrow_mut(|buf| {
+            if buf.len() < len {
+                buf.resize(len, 0);
             }
-        }
-        let orow = &mut out[oy * nw * c..(oy + 1) * nw * c];
-        if c == 1 {
-            for (o, block) in orow.iter_mut().zip(acc.chunks_exact(fx)) {
-                *o = ((block.iter().sum::<u32>() + area / 2) / area) as u8;
-            }
-        } else {
-            for (o, block) in orow.chunks_exact_mut(c).zip(acc.chunks_exact(fx * c)) {
-                for (ch, out) in o.iter_mut().enumerate() {
-                    let mut sum = 0u32;
-                    for px in block.chunks_exact(c) {
-                        sum += px[ch];
-                    }
-                    *out = ((sum + area / 2) / area) as u8;
-                }
-            }
-        }
-    }
-    (out, nw, nh)
-}
-
-/// Triangle-filter resampling along one axis. `horizontal` resizes width `w`→`n`, else height `h`→`n`.
-fn resample_axis(src: &[u8], w: usize, h: usize, c: usize, n: usize, horizontal: bool) -> Vec<u8> {
-    let len_in = if horizontal { w } else { h };
-    let weights = filter_weights(len_in, n);
-    let (ow, oh) = if horizontal { (n, h) } else { (w, n) };
-    let mut out = vec![0u8; ow * oh * c];
-    if horizontal {
-        let mut tmp = vec![0.0f32; w];
-        for y in 0..h {
-            let row = &src[y * w * c..(y + 1) * w * c];
-            let orow = &mut out[y * ow * c..(y + 1) * ow * c];
-            for ch in 0..c {
-                // One channel as floats, then a dot product per output pixel over its taps.
-                if c == 1 {
-                    for (t, px) in tmp.iter_mut().zip(row) {
-                        *t = *px as f32;
-                    }
-                } else {
-                    for (t, px) in tmp.iter_mut().zip(row.chunks_exact(c)) {
-                        *t = px[ch] as f32;
-                    }
-                }
-                for (ox, (start, ws)) in weights.iter().enumerate() {
-                    let taps = &tmp[*start..*start + ws.len()];
-                    let v: f32 = taps.iter().zip(ws).map(|(a, b)| a * b).sum();
-                    orow[ox * c + ch] = (v + 0.5) as u8; // saturating cast: clamps to 0..=255
-                }
-            }
-        }
-    } else {
-        let stride = w * c;
-        let mut acc = vec![0.0f32; stride];
-        for (oy, (start, ws)) in weights.iter().enumerate() {
-            acc.fill(0.0);
-            for (k, wt) in ws.iter().enumerate() {
-                let row = &src[(start + k) * stride..(start + k + 1) * stride];
-                for (a, v) in acc.iter_mut().zip(row) {
-                    *a += *v as f32 * wt;
-                }
-            }
-            for (o, a) in out[oy * stride..(oy + 1) * stride].iter_mut().zip(&acc) {
-                *o = (a + 0.5) as u8;
-            }
-        }
-    }
-    out
-}
-
-/// For each output index: first input index and normalised triangle weights (support widened when reducing).
-fn filter_weights(len_in: usize, len_out: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = len_in as f32 / len_out as f32;
-    let support = scale.max(1.0);
-    (0..len_out)
-        .map(|o| {
-            let center = (o as f32 + 0.5) * scale;
-            let lo = ((center - support).floor().max(0.0)) as usize;
-            let hi = ((center + support).ceil() as usize).min(len_in);
-            let mut ws: Vec<f32> = (lo..hi)
-                .map(|i| {
-                    let d = ((i as f32 + 0.5) - center).abs() / support;
-                    (1.0 - d).max(0.0)
-                })
-                .collect();
-            let sum: f32 = ws.iter().sum();
-            if sum > 0.0 {
-                ws.iter_mut().for_each(|w| *w /= sum);
-            } else {
-                // Degenerate (should not happen): nearest neighbour.
-                ws.iter_mut().for_each(|w| *w = 0.0);
-                let nearest = (center as usize).clamp(lo, hi - 1);
-                ws[nearest - lo] = 1.0;
-            }
-            (lo, ws)
+            run(&mut buf[..len])
         })
-        .collect()
+    } else {
+        run(&mut vec![0; len])
+    }?;
+    Ok((out, info))
+}
+
+/// Decoded images up to this many bytes (an 8-megapixel RGB film) reuse a per-thread buffer; larger ones
+/// get their own, so that one huge file does not pin its memory for the rest of the run.
+const REUSED_BUFFER_MAX: usize = 24 << 20;
+
+thread_local! {
+    static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Converts to 8-bit luminance and resizes to a square.
+pub fn prepare(img: &DynamicImage, size: usize) -> Prepared {
+    with_image_pixels(img, |pixels, w, h, channels| prepare_pixels(pixels, w, h, channels, size))
+}
+
+/// Hands a decoded image's pixels to `f` as 8-bit gray (1 channel) or RGB (3), converting only images that
+/// are neither (16-bit, alpha, CMYK): the common gray and RGB files are read in place.
+fn with_image_pixels<T>(img: &DynamicImage, f: impl FnOnce(&[u8], usize, usize, usize) -> T) -> T {
+    use image::ColorType::*;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    match img {
+        DynamicImage::ImageLuma8(luma) => f(luma.as_raw(), w, h, 1),
+        DynamicImage::ImageRgb8(rgb) => f(rgb.as_raw(), w, h, 3),
+        _ if matches!(img.color(), L16 | La8 | La16) => f(img.to_luma8().as_raw(), w, h, 1),
+        _ => f(img.to_rgb8().as_raw(), w, h, 3),
+    }
+}
+
+/// Resizes 8-bit gray (`channels` 1) or interleaved RGB (3) pixels to a square of luminance. RGB is resized
+/// first and converted on the small image (BT.601 luma, the weights of JPEG's Y).
+fn prepare_pixels(pixels: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Prepared {
+    let small = resize_plane(pixels, w, h, channels, size);
+    if channels == 1 {
+        return Prepared { size, pixels: small };
+    }
+    let pixels = small.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect();
+    Prepared { size, pixels }
+}
+
+/// ITU-R BT.601 luma in 8-bit fixed point: (0.299 R + 0.587 G + 0.114 B), rounded.
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((19_595 * r as u32 + 38_470 * g as u32 + 7_471 * b as u32 + 32_768) >> 16) as u8
+}
+
+/// Resizes interleaved 8-bit pixels (`channels` per pixel, 1 or 3) to `size`×`size`.
+///
+/// `fast_image_resize`'s antialiased bilinear convolution (Pillow's `resize(..., BILINEAR)`: the filter's
+/// support widens with the reduction, so a 2000 px film averages every source pixel into the 256 px input),
+/// with its SIMD kernels chosen at run time (AVX2 / SSE4.1 / NEON).
+pub fn resize_plane(src: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Vec<u8> {
+    use fast_image_resize::{images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions};
+    let pixel_type = if channels == 3 { PixelType::U8x3 } else { PixelType::U8 };
+    debug_assert!(channels == 1 || channels == 3, "resize_plane takes 1 or 3 channels");
+    if w == 0 || h == 0 {
+        return vec![0; size * size * channels];
+    }
+    let (w32, h32, n) = (w as u32, h as u32, size as u32);
+    let src = ImageRef::new(w32, h32, src, pixel_type).expect("buffer holds w × h pixels");
+    let mut dst = Image::new(n, n, pixel_type);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    RESIZER.with_borrow_mut(|r| r.resize(&src, &mut dst, &options)).expect("pixel types match");
+    dst.into_vec()
+}
+
+thread_local! {
+    // A resizer keeps its scratch buffers between calls; one per (rayon) thread.
+    static RESIZER: std::cell::RefCell<fast_image_resize::Resizer> =
+        std::cell::RefCell::new(fast_image_resize::Resizer::new());
 }
 
 /// Rotates a prepared image by `degrees` about its centre (bilinear, black fill), as torchvision's
@@ -280,10 +240,9 @@ pub fn rotate(img: &Prepared, degrees: f32) -> Prepared {
         return img.clone();
     }
     let n = img.size;
-    let c = img.channels;
     let (sin, cos) = degrees.to_radians().sin_cos();
     let mid = (n as f32 - 1.0) / 2.0;
-    let mut out = vec![0u8; n * n * c];
+    let mut out = vec![0u8; n * n];
     for y in 0..n {
         let dy = y as f32 - mid;
         for x in 0..n {
@@ -298,37 +257,34 @@ pub fn rotate(img: &Prepared, degrees: f32) -> Prepared {
             let y0 = sy.floor();
             let fx = sx - x0;
             let fy = sy - y0;
-            let at = |xx: f32, yy: f32, ch: usize| -> f32 {
+            let at = |xx: f32, yy: f32| -> f32 {
                 if xx < 0.0 || yy < 0.0 || xx >= n as f32 || yy >= n as f32 {
                     0.0
                 } else {
-                    img.pixels[(yy as usize * n + xx as usize) * c + ch] as f32
+                    img.pixels[yy as usize * n + xx as usize] as f32
                 }
             };
-            for ch in 0..c {
-                let v = at(x0, y0, ch) * (1.0 - fx) * (1.0 - fy)
-                    + at(x0 + 1.0, y0, ch) * fx * (1.0 - fy)
-                    + at(x0, y0 + 1.0, ch) * (1.0 - fx) * fy
-                    + at(x0 + 1.0, y0 + 1.0, ch) * fx * fy;
-                out[(y * n + x) * c + ch] = v.round().clamp(0.0, 255.0) as u8;
-            }
+            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                + at(x0 + 1.0, y0) * fx * (1.0 - fy)
+                + at(x0, y0 + 1.0) * (1.0 - fx) * fy
+                + at(x0 + 1.0, y0 + 1.0) * fx * fy;
+            out[y * n + x] = v.round().clamp(0.0, 255.0) as u8;
         }
     }
-    Prepared { size: n, channels: c, pixels: out }
+    Prepared { size: n, pixels: out }
 }
 
-/// Writes the normalised CHW float tensor of one image (3 channels; gray is repeated) into `out`
-/// (length 3 × size × size).
+/// Writes the normalised CHW float tensor of one image (its luminance repeated in 3 channels, each with its
+/// own mean and std) into `out` (length 3 × size × size).
 pub fn normalize_into(img: &Prepared, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
     let plane = img.size * img.size;
     debug_assert_eq!(out.len(), 3 * plane);
     for ch in 0..3 {
         let scale = 1.0 / (255.0 * std[ch]);
         let shift = mean[ch] / std[ch];
-        let src_ch = if img.channels == 1 { 0 } else { ch };
         let dst = &mut out[ch * plane..(ch + 1) * plane];
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = img.pixels[i * img.channels + src_ch] as f32 * scale - shift;
+        for (d, &v) in dst.iter_mut().zip(&img.pixels) {
+            *d = v as f32 * scale - shift;
         }
     }
 }
@@ -344,7 +300,7 @@ mod tests {
                 pixels[y * size + x] = f(x, y);
             }
         }
-        Prepared { size, channels: 1, pixels }
+        Prepared { size, pixels }
     }
 
     #[test]
@@ -361,35 +317,33 @@ mod tests {
 
     #[test]
     fn normalization_uses_mean_and_std_per_channel() {
-        let img = Prepared { size: 1, channels: 3, pixels: vec![255, 0, 51] };
+        let img = Prepared { size: 1, pixels: vec![255] };
         let mut out = vec![0.0; 3];
         normalize_into(&img, [0.5, 0.5, 0.2], [0.5, 0.25, 0.1], &mut out);
         assert!((out[0] - 1.0).abs() < 1e-6);
-        assert!((out[1] + 2.0).abs() < 1e-6);
-        assert!((out[2] - 0.0).abs() < 1e-5);
+        assert!((out[1] - 2.0).abs() < 1e-6);
+        assert!((out[2] - 8.0).abs() < 1e-5);
     }
 
     #[test]
     fn prepare_converts_gray_rgb_rgba_and_16_bit() {
         let luma = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(40, 30, image::Luma([100])));
         let p = prepare(&luma, 16);
-        assert_eq!((p.size, p.channels, p.pixels.len()), (16, 1, 256));
+        assert_eq!((p.size, p.pixels.len()), (16, 256));
         assert!(p.pixels.iter().all(|&v| v == 100));
 
+        // Colour becomes BT.601 luma: 0.299 R + 0.587 G + 0.114 B.
         let grayish_rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([90, 91, 90])));
-        assert_eq!(prepare(&grayish_rgb, 8).channels, 1, "near-equal RGB is stored as gray");
-
+        assert!(prepare(&grayish_rgb, 8).pixels.iter().all(|&v| v == 91));
         let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(20, 20, image::Rgb([200, 10, 10])));
         let p = prepare(&rgb, 8);
-        assert_eq!(p.channels, 3);
-        assert_eq!(&p.pixels[..3], &[200, 10, 10]);
-
+        assert_eq!(p.pixels.len(), 64);
+        assert!(p.pixels.iter().all(|&v| v == 67), "{:?}", &p.pixels[..4]);
         let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(20, 20, image::Rgba([10, 200, 10, 255])));
-        assert_eq!(prepare(&rgba, 8).channels, 3);
+        assert!(prepare(&rgba, 8).pixels.iter().all(|&v| v == 122));
 
         let l16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(20, 20, image::Luma([65535u16])));
         let p = prepare(&l16, 8);
-        assert_eq!(p.channels, 1);
         assert!(p.pixels.iter().all(|&v| v == 255));
     }
 
@@ -444,8 +398,63 @@ mod file_tests {
         let (img, info) = decode_bytes(bytes, 1000).expect("CMYK JPEG decodes");
         assert_eq!((info.width, info.height), (64, 48));
         let p = prepare(&img, 16);
-        assert_eq!(p.channels, 1, "a gray CMYK image ends up gray");
         assert!(p.pixels.iter().max() > p.pixels.iter().min(), "the ramp survives");
+        // The direct decoder path reads CMYK through RGB too and lands on the same image.
+        let (fast, fast_info) = prepare_bytes(bytes, 16, 1000).expect("CMYK JPEG prepares");
+        assert_eq!((fast_info.width, fast_info.height), (64, 48));
+        assert_eq!(fast, p);
+    }
+
+    fn jpeg(img: &DynamicImage) -> Vec<u8> {
+        let mut bytes = vec![];
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(img).unwrap();
+        bytes
+    }
+
+    fn film(w: u32, h: u32) -> image::RgbImage {
+        // A smooth gradient with a bright disc: content the resize must keep in place.
+        image::RgbImage::from_fn(w, h, |x, y| {
+            let d = ((x as f32 - w as f32 * 0.3).powi(2) + (y as f32 - h as f32 * 0.6).powi(2)).sqrt();
+            let v = if d < h as f32 * 0.15 { 230 } else { (40 + 120 * x / w + 60 * y / h) as u8 };
+            image::Rgb([v, v, v])
+        })
+    }
+
+    #[test]
+    fn direct_jpeg_path_matches_the_image_crate_path() {
+        // Gray JPEG: the same decoder underneath, so the prepared images are identical.
+        let gray = DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(film(300, 220)).to_luma8());
+        let bytes = jpeg(&gray);
+        let (fast, info) = prepare_bytes(&bytes, 64, 1000).unwrap();
+        assert_eq!((info.width, info.height, info.channels), (300, 220, 1));
+        let (img, _) = decode_bytes(&bytes, 1000).unwrap();
+        assert_eq!(fast, prepare(&img, 64));
+
+        // Colour JPEG: the Y plane against RGB decoded then converted; equal up to JPEG's rounding.
+        let bytes = jpeg(&DynamicImage::ImageRgb8(film(300, 220)));
+        let (fast, _) = prepare_bytes(&bytes, 64, 1000).unwrap();
+        let (img, info) = decode_bytes(&bytes, 1000).unwrap();
+        assert_eq!(info.channels, 3);
+        let slow = prepare(&img, 64);
+        let worst = fast.pixels.iter().zip(&slow.pixels).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(worst <= 2, "largest difference {worst}");
+        // The disc stays where it was: bright at (0.3, 0.6) of the frame, darker far from it.
+        assert!(fast.pixels[38 * 64 + 19] > 200 && fast.pixels[5 * 64 + 60] < 200);
+    }
+
+    #[test]
+    fn direct_jpeg_path_refuses_what_decode_refuses() {
+        let bytes = jpeg(&DynamicImage::ImageRgb8(film(120, 90)));
+        assert_eq!(
+            prepare_bytes(&bytes, 32, 100).unwrap_err(),
+            ImageError::TooLarge { width: 120, height: 90, limit: 100 }
+        );
+        assert!(matches!(prepare_bytes(&bytes[..bytes.len() / 2], 32, 1000), Err(ImageError::Decode(_))));
+        let mut corrupt = bytes.clone();
+        corrupt[4..60].fill(0x00); // headers destroyed after the signature, end marker kept
+        assert!(matches!(prepare_bytes(&corrupt, 32, 1000), Err(ImageError::Decode(_))), "corrupt header");
+        assert_eq!(prepare_bytes(b"", 32, 1000).unwrap_err(), ImageError::Empty);
+        assert_eq!(prepare_bytes(b"not an image at all", 32, 1000).unwrap_err(), ImageError::UnknownFormat);
     }
 
     #[test]

@@ -276,7 +276,7 @@ mod tests {
                 patient: format!("p{i}"),
             });
             let pixels = (0..64).map(|k| ((k * 4 + i) % 256) as u8).collect();
-            ds.images.push(Arc::new(Prepared { size: 8, channels: 1, pixels }));
+            ds.images.push(Arc::new(Prepared { size: 8, pixels }));
         }
         ds
     }

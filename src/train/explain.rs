@@ -8,7 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 use image::{DynamicImage, RgbImage};
 
 use super::checkpoint::CheckpointMeta;
-use crate::data::image::{decode, normalize_into, prepare};
+use crate::data::image::{decode, load_prepared, normalize_into};
 use crate::data::Class;
 use crate::model::gradcam::{grad_cam, Heatmap};
 use crate::model::Model;
@@ -63,9 +63,11 @@ pub fn explain_file<B: AutodiffBackend>(
     device: &B::Device,
 ) -> crate::error::Result<Explained> {
     use burn::module::AutodiffModule;
-    let (img, _) = decode(path, max_side).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let failed = |e: crate::data::image::ImageError| anyhow::anyhow!("{}: {e}", path.display());
+    let (img, _) = decode(path, max_side).map_err(failed)?;
     let s = meta.image_size;
-    let prepared = prepare(&img, s);
+    // The model input exactly as training and `predict` prepare it; `img` is the overlay's background.
+    let (prepared, _) = load_prepared(path, s, max_side).map_err(failed)?;
     let mut buf = vec![0.0; 3 * s * s];
     normalize_into(&prepared, meta.mean, meta.std, &mut buf);
     let x = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(buf, [1, 3, s, s]), device);
