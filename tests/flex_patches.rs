@@ -1,4 +1,4 @@
-//! The patched burn-flex (patches/burn-flex: faster strided iteration and broadcast binary ops) computes what
+//! The patched burn-flex (patches/burn-flex: faster strided iteration, broadcast binary ops and convolutions) computes what
 //! the plain definition says: element-wise ops on broadcast, permuted, flipped and narrowed tensors, checked
 //! against a reference computed element by element from the logical values.
 
@@ -155,5 +155,122 @@ fn conv2d_with_padding_and_stride_matches_the_definition() {
         for (i, (g, e)) in got.iter().zip(&want).enumerate() {
             assert!((g - e).abs() <= 1e-4 * scale, "stride {stride} pad {pad} [{i}]: {g} vs {e}");
         }
+    }
+}
+
+/// Geometry of one convolution case: input `[n, cin, h, w]`, `cout` filters of `kh × kw` over `cin / groups`.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    groups: usize,
+}
+
+impl Case {
+    fn out(&self) -> (usize, usize) {
+        let o = |i: usize, k: usize| (i + 2 * self.pad - self.dil * (k - 1) - 1) / self.stride + 1;
+        (o(self.h, self.kh), o(self.w, self.kw))
+    }
+    fn options(&self) -> burn::tensor::ops::ConvOptions<2> {
+        let (s, p, d) = (self.stride, self.pad, self.dil);
+        burn::tensor::ops::ConvOptions::new([s, s], [p, p], [d, d], self.groups)
+    }
+    /// Calls `f(b, co, oy, ox, ci, ky, kx, x_index)` for every tap that lands inside the input.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, usize, usize)) {
+        let (oh, ow) = self.out();
+        let (cig, cog) = (self.cin / self.groups, self.cout / self.groups);
+        for b in 0..self.n {
+            for co in 0..self.cout {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for cil in 0..cig {
+                            let ci = (co / cog) * cig + cil;
+                            for ky in 0..self.kh {
+                                for kx in 0..self.kw {
+                                    let iy = (oy * self.stride + ky * self.dil) as isize - self.pad as isize;
+                                    let ix = (ox * self.stride + kx * self.dil) as isize - self.pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= self.h as isize || ix >= self.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * self.cin + ci) * self.h + iy as usize) * self.w + ix as usize;
+                                    f(b, co, oy, ox, cil, ky, kx, xi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn assert_close_scaled(got: &[f32], want: &[f32], what: &str) {
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, e)) in got.iter().zip(want).enumerate() {
+        assert!((g - e).abs() <= 1e-4 * scale, "{what} [{i}]: {g} vs {e}");
+    }
+}
+
+/// Patches 4 and 5 (conv_im2col.rs): the forward pass and the weight gradient of conv2d, through burn's autodiff
+/// as training runs them, against the definition, with stride, padding, dilation, groups, rectangular inputs
+/// and kernels, bias, and a batch large enough to be split into several im2col chunks.
+#[test]
+fn conv2d_forward_and_weight_gradient_match_the_definition() {
+    use burn::backend::Autodiff;
+    use burn::tensor::module::conv2d;
+    type A = Autodiff<Flex>;
+    let base = Case { n: 2, cin: 6, cout: 4, h: 9, w: 7, kh: 3, kw: 3, stride: 1, pad: 1, dil: 1, groups: 1 };
+    let cases = [
+        base,
+        Case { stride: 2, ..base },
+        Case { pad: 0, ..base },
+        Case { stride: 2, pad: 2, ..base },
+        Case { dil: 2, pad: 2, ..base },
+        Case { groups: 2, ..base },
+        Case { kh: 5, kw: 2, pad: 2, ..base },
+        Case { cin: 3, cout: 8, kh: 7, kw: 7, stride: 2, pad: 3, h: 20, w: 18, ..base },
+        // 72 × 16384 im2col entries per image: batches of 3 (the 16 MiB chunk), so 3 + 2 here.
+        Case { n: 5, cin: 8, cout: 3, h: 128, w: 128, ..base },
+    ];
+    let dev = Default::default();
+    for case in cases {
+        let (oh, ow) = case.out();
+        let x = tensor([case.n, case.cin, case.h, case.w], 0.5);
+        let wt = tensor([case.cout, case.cin / case.groups, case.kh, case.kw], -0.25);
+        let dy = tensor([case.n, case.cout, oh, ow], 0.1);
+        let bias: Vec<f32> = (0..case.cout).map(|i| 0.1 * i as f32 - 0.2).collect();
+        let (xv, wv, dyv) = (values(&x), values(&wt), values(&dy));
+        let widx = |co: usize, cil: usize, ky: usize, kx: usize| {
+            ((co * (case.cin / case.groups) + cil) * case.kh + ky) * case.kw + kx
+        };
+
+        let mut want_y: Vec<f32> =
+            (0..case.n * case.cout * oh * ow).map(|i| bias[(i / (oh * ow)) % case.cout]).collect();
+        let mut want_dw = vec![0f32; wv.len()];
+        case.for_each_tap(|b, co, oy, ox, cil, ky, kx, xi| {
+            let yi = ((b * case.cout + co) * oh + oy) * ow + ox;
+            want_y[yi] += xv[xi] * wv[widx(co, cil, ky, kx)];
+            want_dw[widx(co, cil, ky, kx)] += dyv[yi] * xv[xi];
+        });
+
+        let xa = Tensor::<A, 4>::from_data(x.into_data(), &dev);
+        let wa = Tensor::<A, 4>::from_data(wt.into_data(), &dev).require_grad();
+        let ba = Tensor::<A, 1>::from_floats(bias.as_slice(), &dev);
+        let y = conv2d(xa, wa.clone(), Some(ba), case.options());
+        let got_y: Vec<f32> = y.clone().into_data().to_vec().unwrap();
+        assert_close_scaled(&got_y, &want_y, &format!("forward {case:?}"));
+        let dya = Tensor::<A, 4>::from_data(dy.into_data(), &dev);
+        let grads = (y * dya).sum().backward();
+        let got_dw: Vec<f32> = wa.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        assert_close_scaled(&got_dw, &want_dw, &format!("weight gradient {case:?}"));
     }
 }

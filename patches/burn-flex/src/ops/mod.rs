@@ -98,6 +98,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 pub mod conv_transpose;
+pub mod conv_im2col;
 pub mod cumulative;
 pub mod deform_conv;
 pub mod expand;

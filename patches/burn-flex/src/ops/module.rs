@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv_im2col, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -64,12 +64,55 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // pneumoscope patch 5: whole-image im2col + GEMM where burn-flex's tiles leave gemm too little work.
+        if conv_im2col::use_whole_image_forward(&x, &weight, &options) {
+            match x.dtype() {
+                DType::F32 => {
+                    return conv_im2col::conv2d_forward(x, weight, bias, &options, DType::F32, 1.0f32);
+                }
+                DType::F64 => {
+                    return conv_im2col::conv2d_forward(x, weight, bias, &options, DType::F64, 1.0f64);
+                }
+                _ => {}
+            }
+        }
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
             DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    // pneumoscope patch 4: the weight gradient as im2col + a large-K GEMM (conv_im2col.rs) instead of
+    // burn-backend's default, a forward convolution whose kernel is the output gradient.
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let s = weight.layout().shape();
+        let shape = [s[0], s[1], s[2], s[3]];
+        match x.dtype() {
+            DType::F32 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F32, 1.0f32),
+            DType::F64 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F64, 1.0f64),
+            DType::F16 => {
+                use burn_std::f16;
+                let x = cast_to_f32(x, f16::to_f32);
+                let dy = cast_to_f32(output_grad, f16::to_f32);
+                let grad = conv_im2col::conv2d_weight_backward(x, dy, shape, &options, DType::F32, 1.0f32);
+                cast_from_f32(grad, f16::from_f32)
+            }
+            DType::BF16 => {
+                use burn_std::bf16;
+                let x = cast_to_f32(x, bf16::to_f32);
+                let dy = cast_to_f32(output_grad, bf16::to_f32);
+                let grad = conv_im2col::conv2d_weight_backward(x, dy, shape, &options, DType::F32, 1.0f32);
+                cast_from_f32(grad, bf16::from_f32)
+            }
+            dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
         }
     }
 
