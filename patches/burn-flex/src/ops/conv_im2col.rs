@@ -54,7 +54,7 @@ pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default
         }
     }
 
-    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n);
+    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n.max(1));
     let geometry = Geometry {
         c_in,
         in_h,
