@@ -220,11 +220,12 @@ fn assert_close_scaled(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// Patches 4 and 5 (conv_im2col.rs): the forward pass and the weight gradient of conv2d, through burn's autodiff
+/// Patches 4 and 5 (conv_im2col.rs): the forward pass and weight gradient of conv2d, and the input gradient (burn-flex's
+/// transposed convolution), through burn's autodiff
 /// as training runs them, against the definition, with stride, padding, dilation, groups, rectangular inputs
 /// and kernels, bias, and a batch large enough to be split into several im2col chunks.
 #[test]
-fn conv2d_forward_and_weight_gradient_match_the_definition() {
+fn conv2d_forward_and_gradients_match_the_definition() {
     use burn::backend::Autodiff;
     use burn::tensor::module::conv2d;
     type A = Autodiff<Flex>;
@@ -256,21 +257,25 @@ fn conv2d_forward_and_weight_gradient_match_the_definition() {
         let mut want_y: Vec<f32> =
             (0..case.n * case.cout * oh * ow).map(|i| bias[(i / (oh * ow)) % case.cout]).collect();
         let mut want_dw = vec![0f32; wv.len()];
+        let mut want_dx = vec![0f32; xv.len()];
         case.for_each_tap(|b, co, oy, ox, cil, ky, kx, xi| {
             let yi = ((b * case.cout + co) * oh + oy) * ow + ox;
             want_y[yi] += xv[xi] * wv[widx(co, cil, ky, kx)];
             want_dw[widx(co, cil, ky, kx)] += dyv[yi] * xv[xi];
+            want_dx[xi] += dyv[yi] * wv[widx(co, cil, ky, kx)];
         });
 
-        let xa = Tensor::<A, 4>::from_data(x.into_data(), &dev);
+        let xa = Tensor::<A, 4>::from_data(x.into_data(), &dev).require_grad();
         let wa = Tensor::<A, 4>::from_data(wt.into_data(), &dev).require_grad();
         let ba = Tensor::<A, 1>::from_floats(bias.as_slice(), &dev);
-        let y = conv2d(xa, wa.clone(), Some(ba), case.options());
+        let y = conv2d(xa.clone(), wa.clone(), Some(ba), case.options());
         let got_y: Vec<f32> = y.clone().into_data().to_vec().unwrap();
         assert_close_scaled(&got_y, &want_y, &format!("forward {case:?}"));
         let dya = Tensor::<A, 4>::from_data(dy.into_data(), &dev);
         let grads = (y * dya).sum().backward();
         let got_dw: Vec<f32> = wa.grad(&grads).unwrap().into_data().to_vec().unwrap();
         assert_close_scaled(&got_dw, &want_dw, &format!("weight gradient {case:?}"));
+        let got_dx: Vec<f32> = xa.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        assert_close_scaled(&got_dx, &want_dx, &format!("input gradient {case:?}"));
     }
 }
