@@ -279,3 +279,57 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         assert_close_scaled(&got_dx, &want_dx, &format!("input gradient {case:?}"));
     }
 }
+
+/// Patch 7 (pool.rs): 2-D max pooling, values and indices, against the definition: 2×2/2, 3×3/2 with padding
+/// (ResNet's stem), a non-square kernel, ceil mode (a window hanging off the edge), and ties (first wins).
+#[test]
+fn max_pool2d_matches_the_definition() {
+    use burn::tensor::module::max_pool2d_with_indices;
+    let cases: [([usize; 2], [usize; 2], [usize; 2], bool); 5] = [
+        ([2, 2], [2, 2], [0, 0], false),
+        ([3, 3], [2, 2], [1, 1], false),
+        ([3, 2], [1, 2], [1, 0], false),
+        ([2, 2], [2, 2], [0, 0], true),
+        ([3, 3], [3, 3], [1, 1], true),
+    ];
+    let (n, c, h, w) = (2, 3, 9, 7);
+    // Quantised values so that windows hold ties.
+    let x = tensor([n, c, h, w], 0.0).mul_scalar(2.0).round();
+    let xv = values(&x);
+    for (k, s, p, ceil) in cases {
+        let (y, idx) = max_pool2d_with_indices(x.clone(), k, s, p, [1, 1], ceil);
+        let [_, _, oh, ow] = y.dims();
+        let out = |i: usize, k: usize, s: usize, p: usize| {
+            let span = i + 2 * p - k;
+            if ceil {
+                span.div_ceil(s) + 1
+            } else {
+                span / s + 1
+            }
+        };
+        assert_eq!((oh, ow), (out(h, k[0], s[0], p[0]), out(w, k[1], s[1], p[1])), "{k:?} {s:?} {p:?} {ceil}");
+        let (got, got_idx) = (values(&y), idx.into_data().convert::<i64>().to_vec::<i64>().unwrap());
+        for plane in 0..n * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut best, mut at) = (f32::NEG_INFINITY, -1i64);
+                    for ky in 0..k[0] {
+                        for kx in 0..k[1] {
+                            let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                            let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let v = xv[plane * h * w + iy as usize * w + ix as usize];
+                            if at < 0 || v > best {
+                                (best, at) = (v, (iy as usize * w + ix as usize) as i64);
+                            }
+                        }
+                    }
+                    let o = (plane * oh + oy) * ow + ox;
+                    assert_eq!((got[o], got_idx[o]), (best, at), "{k:?} {s:?} {p:?} {ceil} plane {plane} ({oy}, {ox})");
+                }
+            }
+        }
+    }
+}

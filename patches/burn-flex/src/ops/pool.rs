@@ -225,7 +225,20 @@ where
     let spatial_out = out_d * out_h * out_w;
     let x_data: &[T] = x.storage();
 
-    let (output, indices) = {
+    // pneumoscope patch 7: 2-D pooling (depth 1, no dilation) window by window over precomputed valid ranges.
+    let plane_2d = in_d == 1 && kernel_d == 1 && stride_d == 1 && pad_d == 0 && dilation == [1, 1, 1];
+    let (output, indices) = if plane_2d {
+        max_pool2d_planes(
+            x_data,
+            batch_size * channels,
+            [in_h, in_w],
+            [out_h, out_w],
+            [kernel_h, kernel_w],
+            [stride_h, stride_w],
+            [pad_h, pad_w],
+            neg_inf,
+        )
+    } else {
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
@@ -374,6 +387,74 @@ where
     );
 
     (output_tensor, indices_tensor)
+}
+
+/// pneumoscope patch 7: max pooling of `planes` independent 2-D planes (no dilation), with the same result and
+/// index convention as the general loop (first maximum in row-major window order wins; a window without valid
+/// taps gives `neg_inf` and index -1). Each output row's window rows and each output column's window columns are
+/// clipped to the input once, so the inner loop has no bounds checks; planes run in parallel.
+#[allow(clippy::too_many_arguments)]
+fn max_pool2d_planes<T>(
+    x: &[T],
+    planes: usize,
+    [in_h, in_w]: [usize; 2],
+    [out_h, out_w]: [usize; 2],
+    [kernel_h, kernel_w]: [usize; 2],
+    [stride_h, stride_w]: [usize; 2],
+    [pad_h, pad_w]: [usize; 2],
+    neg_inf: T,
+) -> (alloc::vec::Vec<T>, alloc::vec::Vec<i64>)
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync,
+{
+    let window = |o: usize, stride: usize, pad: usize, kernel: usize, len: usize| {
+        let start = (o * stride) as isize - pad as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + kernel as isize).max(0) as usize).min(len);
+        (lo, hi.max(lo))
+    };
+    let cols: alloc::vec::Vec<(usize, usize)> =
+        (0..out_w).map(|ow| window(ow, stride_w, pad_w, kernel_w, in_w)).collect();
+    let plane_in = in_h * in_w;
+    let plane_out = out_h * out_w;
+    let mut output = vec![neg_inf; planes * plane_out];
+    let mut indices = vec![-1i64; planes * plane_out];
+    let pool_plane = |(src, (out, idx)): (&[T], (&mut [T], &mut [i64]))| {
+        for oh in 0..out_h {
+            let (h0, h1) = window(oh, stride_h, pad_h, kernel_h, in_h);
+            let out_row = &mut out[oh * out_w..(oh + 1) * out_w];
+            let idx_row = &mut idx[oh * out_w..(oh + 1) * out_w];
+            for (ow, &(w0, w1)) in cols.iter().enumerate() {
+                let mut best = neg_inf;
+                let mut best_at: i64 = -1;
+                for ih in h0..h1 {
+                    let row = &src[ih * in_w + w0..ih * in_w + w1];
+                    for (k, &v) in row.iter().enumerate() {
+                        if best_at < 0 || v > best {
+                            best = v;
+                            best_at = (ih * in_w + w0 + k) as i64;
+                        }
+                    }
+                }
+                out_row[ow] = best;
+                idx_row[ow] = best_at;
+            }
+        }
+    };
+    if plane_out > 0 && plane_in > 0 {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            x.par_chunks(plane_in)
+                .zip(output.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)))
+                .for_each(pool_plane);
+        }
+        #[cfg(not(feature = "rayon"))]
+        x.chunks(plane_in)
+            .zip(output.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)))
+            .for_each(pool_plane);
+    }
+    (output, indices)
 }
 
 /// 3D max pooling (without returning indices) for f32.
