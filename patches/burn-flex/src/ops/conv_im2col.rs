@@ -40,7 +40,6 @@ pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default
     let groups = options.groups.max(1);
     let c_out_group = c_out / groups;
     let p = out_h * out_w;
-    let r = c_in * kh * kw;
     let r_group = c_in_group * kh * kw;
     let x_data: &[T] = x.storage();
     let dy_data: &[T] = dy.storage();
@@ -54,28 +53,11 @@ pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default
         }
     }
 
-    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n.max(1));
-    let geometry = Geometry {
-        c_in,
-        in_h,
-        in_w,
-        kh,
-        kw,
-        out_h,
-        out_w,
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
+    let geometry = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
     // Row g·C_out_group + co of the gradient holds that output channel's C_in_group·KH·KW taps.
     let mut grad = vec![T::default(); c_out * r_group];
-    let mut cols = vec![T::default(); r * chunk * p];
-    let mut first = true;
-    for b0 in (0..n).step_by(chunk) {
-        let nb = chunk.min(n - b0);
+    for_each_cols_chunk(x_data, n, &geometry, |b0, nb, cols| {
         let width = nb * p;
-        let cols = &mut cols[..r * width];
-        im2col_rows(x_data, b0, nb, &geometry, cols);
         for g in 0..groups {
             // grad[g] (C_out_group × R_group) += dYᵀ[g rows, b0·P ..] (C_out_group × width) · cols[g rows]ᵀ
             unsafe {
@@ -86,7 +68,7 @@ pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default
                     grad.as_mut_ptr().add(g * c_out_group * r_group),
                     1,
                     r_group as isize,
-                    !first,
+                    b0 > 0,
                     dy_t.as_ptr().add(g * c_out_group * n * p + b0 * p),
                     1,
                     (n * p) as isize,
@@ -102,8 +84,7 @@ pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default
                 );
             }
         }
-        first = false;
-    }
+    });
     FlexTensor::new(
         burn_std::Bytes::from_elems(grad),
         Layout::contiguous(Shape::from(weight_shape.to_vec())),
@@ -122,6 +103,38 @@ struct Geometry {
     stride: [usize; 2],
     padding: [usize; 2],
     dilation: [usize; 2],
+}
+
+impl Geometry {
+    fn new(
+        [c_in, in_h, in_w]: [usize; 3],
+        [kh, kw]: [usize; 2],
+        [out_h, out_w]: [usize; 2],
+        options: &ConvOptions<2>,
+    ) -> Self {
+        let (stride, padding, dilation) = (options.stride, options.padding, options.dilation);
+        Self { c_in, in_h, in_w, kh, kw, out_h, out_w, stride, padding, dilation }
+    }
+}
+
+/// Calls `f(b0, nb, cols)` for each chunk of the batch (images `b0 .. b0 + nb`) with the chunk's im2col matrix
+/// `[C_in·KH·KW, nb·P]`, chunks sized to stay within [`COLS_BUDGET`]; one buffer serves every chunk.
+fn for_each_cols_chunk<T: Copy + Default + Send + Sync>(
+    x: &[T],
+    n: usize,
+    g: &Geometry,
+    mut f: impl FnMut(usize, usize, &[T]),
+) {
+    let p = g.out_h * g.out_w;
+    let r = g.c_in * g.kh * g.kw;
+    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n.max(1));
+    let mut cols = vec![T::default(); r * chunk * p];
+    for b0 in (0..n).step_by(chunk) {
+        let nb = chunk.min(n - b0);
+        let cols = &mut cols[..r * nb * p];
+        im2col_rows(x, b0, nb, g, cols);
+        f(b0, nb, cols);
+    }
 }
 
 /// Fills `cols` (`[C_in·KH·KW, nb·P]`, row-major) for batch items `b0 .. b0 + nb`; taps that fall in the
@@ -203,28 +216,12 @@ pub fn conv2d_forward<
     let out_w = calculate_conv_output_size(kw, options.stride[1], options.padding[1], options.dilation[1], in_w);
     let p = out_h * out_w;
     let r = c_in * kh * kw;
-    let geometry = Geometry {
-        c_in,
-        in_h,
-        in_w,
-        kh,
-        kw,
-        out_h,
-        out_w,
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
+    let geometry = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
     let x_data: &[T] = x.storage();
     let w_data: &[T] = weight.storage();
     let mut out = vec![T::default(); n * c_out * p];
-    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n.max(1));
-    let mut cols = vec![T::default(); r * chunk * p];
-    for b0 in (0..n).step_by(chunk) {
-        let nb = chunk.min(n - b0);
+    for_each_cols_chunk(x_data, n, &geometry, |b0, nb, cols| {
         let width = nb * p;
-        let cols = &mut cols[..r * width];
-        im2col_rows(x_data, b0, nb, &geometry, cols);
         for j in 0..nb {
             // out[b0 + j] (C_out × P) = W (C_out × R) · cols[:, j·P ..] (R × P)
             unsafe {
@@ -251,7 +248,7 @@ pub fn conv2d_forward<
                 );
             }
         }
-    }
+    });
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();
         let b: &[T] = bias.storage();
