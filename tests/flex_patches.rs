@@ -285,7 +285,9 @@ fn conv2d_forward_and_gradients_match_the_definition() {
 #[test]
 fn max_pool2d_matches_the_definition() {
     use burn::tensor::module::max_pool2d_with_indices;
-    let cases: [([usize; 2], [usize; 2], [usize; 2], bool); 5] = [
+    // (kernel, stride, padding, ceil mode)
+    type Pool = ([usize; 2], [usize; 2], [usize; 2], bool);
+    let cases: [Pool; 5] = [
         ([2, 2], [2, 2], [0, 0], false),
         ([3, 3], [2, 2], [1, 1], false),
         ([3, 2], [1, 2], [1, 0], false),
