@@ -173,11 +173,6 @@ thread_local! {
     static DECODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Converts to 8-bit luminance and resizes to a square.
-pub fn prepare(img: &DynamicImage, size: usize) -> Prepared {
-    with_image_pixels(img, |pixels, w, h, channels| prepare_pixels(pixels, w, h, channels, size))
-}
-
 /// Hands a decoded image's pixels to `f` as 8-bit gray (1 channel) or RGB (3), converting only images that
 /// are neither (16-bit, alpha, CMYK): the common gray and RGB files are read in place.
 fn with_image_pixels<T>(img: &DynamicImage, f: impl FnOnce(&[u8], usize, usize, usize) -> T) -> T {
@@ -193,13 +188,17 @@ fn with_image_pixels<T>(img: &DynamicImage, f: impl FnOnce(&[u8], usize, usize, 
 
 /// Resizes 8-bit gray (`channels` 1) or interleaved RGB (3) pixels to a square of luminance. RGB is resized
 /// first and converted on the small image (BT.601 luma, the weights of JPEG's Y).
-fn prepare_pixels(pixels: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Prepared {
+pub fn prepare_pixels(pixels: &[u8], w: usize, h: usize, channels: usize, size: usize) -> Prepared {
     let small = resize_plane(pixels, w, h, channels, size);
     if channels == 1 {
         return Prepared { size, pixels: small };
     }
-    let pixels = small.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect();
-    Prepared { size, pixels }
+    Prepared { size, pixels: rgb_to_luma(&small) }
+}
+
+/// Interleaved RGB to one byte of BT.601 luma per pixel.
+pub fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()
 }
 
 /// ITU-R BT.601 luma in 8-bit fixed point: (0.299 R + 0.587 G + 0.114 B), rounded.
@@ -292,6 +291,11 @@ pub fn normalize_into(img: &Prepared, mean: [f32; 3], std: [f32; 3], out: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Converts a decoded image to luminance at `size`×`size`, as the non-JPEG path does.
+    fn prepare(img: &DynamicImage, size: usize) -> Prepared {
+        with_image_pixels(img, |pixels, w, h, channels| prepare_pixels(pixels, w, h, channels, size))
+    }
 
     fn gray(size: usize, f: impl Fn(usize, usize) -> u8) -> Prepared {
         let mut pixels = vec![0; size * size];
@@ -390,6 +394,11 @@ mod tests {
 #[cfg(test)]
 mod file_tests {
     use super::*;
+
+    /// Converts a decoded image to luminance at `size`×`size`, as the non-JPEG path does.
+    fn prepare(img: &DynamicImage, size: usize) -> Prepared {
+        with_image_pixels(img, |pixels, w, h, channels| prepare_pixels(pixels, w, h, channels, size))
+    }
 
     #[test]
     fn cmyk_jpeg_is_converted() {

@@ -5,10 +5,12 @@ use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
-use image::{DynamicImage, RgbImage};
+use std::borrow::Cow;
+
+use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 use super::checkpoint::CheckpointMeta;
-use crate::data::image::{decode, load_prepared, normalize_into};
+use crate::data::image::{normalize_into, prepare_pixels, rgb_to_luma, with_pixels, ImageError};
 use crate::data::Class;
 use crate::model::gradcam::{grad_cam, Heatmap};
 use crate::model::Model;
@@ -63,27 +65,35 @@ pub fn explain_file<B: AutodiffBackend>(
     device: &B::Device,
 ) -> crate::error::Result<Explained> {
     use burn::module::AutodiffModule;
-    let failed = |e: crate::data::image::ImageError| anyhow::anyhow!("{}: {e}", path.display());
-    let (img, _) = decode(path, max_side).map_err(failed)?;
+    let failed = |e: ImageError| anyhow::anyhow!("{}: {e}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| failed(ImageError::Io(e.to_string())))?;
     let s = meta.image_size;
-    // The model input exactly as training and `predict` prepare it; `img` is the overlay's background.
-    let (prepared, _) = load_prepared(path, s, max_side).map_err(failed)?;
+    // One decode gives both the model input, exactly as training and `predict` prepare it, and the
+    // overlay's gray background at the image's own aspect.
+    let ((prepared, gray), _) = with_pixels(&bytes, max_side, |pixels, w, h, channels| {
+        (prepare_pixels(pixels, w, h, channels, s), overlay_background(pixels, w, h, channels))
+    })
+    .map_err(failed)?;
     let mut buf = vec![0.0; 3 * s * s];
     normalize_into(&prepared, meta.mean, meta.std, &mut buf);
     let x = Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(buf, [1, 3, s, s]), device);
     let p = super::infer::probabilities(model.valid().forward(x.clone()))[0];
     let heatmap = grad_cam(model, x, Class::Pneumonia.index()).remove(0);
-    let gray = shrink(&img).to_luma8();
     let overlay = overlay(&gray, &heatmap);
     Ok(Explained { p_pneumonia: p, heatmap, overlay })
 }
 
-fn shrink(img: &DynamicImage) -> DynamicImage {
-    if img.width().max(img.height()) > OVERLAY_MAX_SIDE {
-        img.resize(OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE, image::imageops::FilterType::Triangle)
-    } else {
-        img.clone()
+/// The decoded image's luminance, shrunk (aspect kept) so that its longer side is at most `OVERLAY_MAX_SIDE`.
+fn overlay_background(pixels: &[u8], w: usize, h: usize, channels: usize) -> GrayImage {
+    let gray: Cow<[u8]> = if channels == 1 { pixels.into() } else { rgb_to_luma(pixels).into() };
+    let (w, h) = (w as u32, h as u32);
+    if w.max(h) <= OVERLAY_MAX_SIDE {
+        return GrayImage::from_raw(w, h, gray.into_owned()).expect("w × h gray pixels");
     }
+    let view = ImageBuffer::<Luma<u8>, &[u8]>::from_raw(w, h, &gray).expect("w × h gray pixels");
+    let scale = OVERLAY_MAX_SIDE as f64 / w.max(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
+    image::imageops::resize(&view, nw, nh, image::imageops::FilterType::Triangle)
 }
 
 #[cfg(test)]
