@@ -65,7 +65,7 @@ fn the_heatmap_of_a_trained_model_peaks_on_the_planted_opacity() {
 /// transposed map fails). The training trajectory depends on the CPU's summation order (GEMM kernels differ
 /// between machines), so the criteria hold over the placements rather than for each one alone. Measured with
 /// `GRADCAM_SEEDS=32`: over all placements the heat on the blob is 2.3–7.8× the heat far from it (asserted:
-/// > 1.8×), the median peak lies 4.7–7.0 px from the blob on a map of 8-pixel cells (asserted: ≤ 8 px), and
+/// more than 1.8×), the median peak lies 4.7–7.0 px from the blob on a map of 8-pixel cells (asserted: ≤ 8 px), and
 /// each placement alone keeps more heat on the blob than far from it (asserted: more than 1.2×).
 fn heatmap_peaks_on_the_opacity(seed: u64) {
     let device = Default::default();
