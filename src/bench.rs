@@ -287,7 +287,7 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
     Ok(figures)
 }
 
-fn model_one_on<B: burn::tensor::backend::Backend>(args: &OneArgs, device: B::Device) -> Result<ModelFigures> {
+fn model_one_on<B: crate::model::FusedBatchNorm>(args: &OneArgs, device: B::Device) -> Result<ModelFigures> {
     use crate::data::image::Prepared;
     use crate::data::loader::{batches, Dataset};
     use crate::data::{Class, Sample};

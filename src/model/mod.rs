@@ -1,6 +1,7 @@
 //! The three classifiers (one file each) behind one `Model` enum, and the names that identify them.
 //! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
 
+pub mod batch_norm;
 pub mod gradcam;
 pub mod pretrained;
 pub mod regularized_cnn;
@@ -11,6 +12,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+
+pub use batch_norm::FusedBatchNorm;
 
 pub use regularized_cnn::RegularizedCnn;
 pub use resnet34::ResNet34;
@@ -99,15 +102,6 @@ impl<B: Backend> Model<B> {
         std::iter::once(fc.weight.id).chain(fc.bias.as_ref().map(|b| b.id)).collect()
     }
 
-    /// The last convolutional stage's activations (the layer Grad-CAM explains).
-    pub fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Model::Simple(m) => m.features(images),
-            Model::Regularized(m) => m.features(images),
-            Model::Resnet34(m) => m.features(images),
-        }
-    }
-
     /// Features → logits.
     pub fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
         match self {
@@ -124,6 +118,18 @@ impl<B: Backend> Model<B> {
             Model::Simple(m) => Model::Simple(m),
             Model::Regularized(m) => Model::Regularized(RegularizedCnn { dropout: off(), ..m }),
             Model::Resnet34(m) => Model::Resnet34(ResNet34 { dropout: off(), ..m }),
+        }
+    }
+}
+
+/// The passes through the convolutional layers: BatchNorm in training mode needs [`FusedBatchNorm`].
+impl<B: FusedBatchNorm> Model<B> {
+    /// The last convolutional stage's activations (the layer Grad-CAM explains).
+    pub fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Model::Simple(m) => m.features(images),
+            Model::Regularized(m) => m.features(images),
+            Model::Resnet34(m) => m.features(images),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The regularized CNN: the simple CNN's family with BatchNorm after every conv, two more conv layers, and a
 //! two-layer head with Dropout. Must not depend on anything but burn.
 
+use crate::model::batch_norm::{batch_norm, FusedBatchNorm};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -53,13 +54,15 @@ impl<B: Backend> RegularizedCnn<B> {
             fc2: LinearConfig::new(128, 2).init(device),
         }
     }
+}
 
+impl<B: FusedBatchNorm> RegularizedCnn<B> {
     /// The last conv block's activations (before a final pool, if any), used by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = x;
         let last = self.blocks.len() - 1;
         for (i, (block, pool)) in self.blocks.iter().zip(POOL_AFTER).enumerate() {
-            x = self.relu.forward(block.bn.forward(block.conv.forward(x)));
+            x = self.relu.forward(batch_norm(&block.bn, block.conv.forward(x)));
             if pool && i != last {
                 x = self.pool.forward(x);
             }
@@ -67,15 +70,17 @@ impl<B: Backend> RegularizedCnn<B> {
         x
     }
 
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(self.features(x))
+    }
+}
+
+impl<B: Backend> RegularizedCnn<B> {
     /// Final pool (if any), global average pooling and the two-layer head with dropout: features → logits.
     pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let x = if POOL_AFTER[self.blocks.len() - 1] { self.pool.forward(x) } else { x };
         let x = self.gap.forward(x).flatten::<2>(1, 3);
         let x = self.relu.forward(self.fc1.forward(self.dropout.forward(x)));
         self.fc2.forward(self.dropout.forward(x))
-    }
-
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head(self.features(x))
     }
 }

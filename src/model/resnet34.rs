@@ -2,6 +2,7 @@
 //! avgpool, Dropout, fc), with torchvision's parameter names except `downsample.{0,1}` → `downsample.{conv,bn}`.
 //! Must not depend on anything but burn.
 
+use crate::model::batch_norm::{batch_norm, FusedBatchNorm};
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -56,14 +57,16 @@ impl<B: Backend> BasicBlock<B> {
             relu: Relu::new(),
         }
     }
+}
 
+impl<B: FusedBatchNorm> BasicBlock<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = self.relu.forward(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = self.relu.forward(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm(&self.bn2, self.conv2.forward(out));
         self.relu.forward(out + identity)
     }
 }
@@ -121,21 +124,23 @@ impl<B: Backend> ResNet34<B> {
         }
     }
 
+    /// Average pooling, dropout and the classifier: features → logits.
+    pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = self.avgpool.forward(x).flatten::<2>(1, 3);
+        self.fc.forward(self.dropout.forward(x))
+    }
+}
+
+impl<B: FusedBatchNorm> ResNet34<B> {
     /// The feature map of the last stage (N×512×S/32×S/32), used by the classifier and by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.maxpool.forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(self.relu.forward(batch_norm(&self.bn1, self.conv1.forward(x))));
         for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in stage {
                 x = block.forward(x);
             }
         }
         x
-    }
-
-    /// Average pooling, dropout and the classifier: features → logits.
-    pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = self.avgpool.forward(x).flatten::<2>(1, 3);
-        self.fc.forward(self.dropout.forward(x))
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {

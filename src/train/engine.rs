@@ -309,7 +309,12 @@ pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
     }
 }
 
-fn run<B: Backend>(setup: &RunSetup, device: B::Device, emit: &Emitter, cmds: &Receiver<Command>) -> Result<RunReport> {
+fn run<B: crate::model::FusedBatchNorm>(
+    setup: &RunSetup,
+    device: B::Device,
+    emit: &Emitter,
+    cmds: &Receiver<Command>,
+) -> Result<RunReport> {
     let cfg = &setup.config;
     // Read before anything below rewrites it.
     // (A run killed before its first report has none: its checkpoints, if any, still count.)
@@ -504,7 +509,7 @@ pub fn train_step<B, O>(
     device: &B::Device,
 ) -> (Model<B>, f64, usize)
 where
-    B: burn::tensor::backend::AutodiffBackend,
+    B: burn::tensor::backend::AutodiffBackend + crate::model::FusedBatchNorm,
     O: Optimizer<Model<B>, B>,
 {
     let n = batch.len();
@@ -606,7 +611,7 @@ fn meta_for(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn train_model<B: Backend>(
+fn train_model<B: crate::model::FusedBatchNorm>(
     setup: &RunSetup,
     device: &B::Device,
     data: &RunData,

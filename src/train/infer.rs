@@ -47,7 +47,7 @@ pub fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
 }
 
 /// Evaluates a model (in inference mode) over a whole dataset: metrics at `threshold` and the scores.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: crate::model::FusedBatchNorm>(
     model: &Model<B>,
     ds: Arc<Dataset>,
     spec: &BatchSpec,
@@ -92,7 +92,7 @@ pub struct Prediction {
 }
 
 /// Classifies image files with a loaded model; unreadable files give an error for that file only.
-pub fn predict_files<B: Backend>(
+pub fn predict_files<B: crate::model::FusedBatchNorm>(
     model: &Model<B>,
     meta: &CheckpointMeta,
     paths: &[PathBuf],

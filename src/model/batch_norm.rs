@@ -1,0 +1,157 @@
+//! BatchNorm in training mode as one autodiff operation with its own backward pass, as PyTorch's is.
+//!
+//! burn's `BatchNorm::forward` builds training-mode normalisation out of seven elementary tensor operations;
+//! autodiff then keeps three full-size intermediates per layer for the backward pass (x − mean twice, and the
+//! quotient before the scale) and runs each elementary backward separately. Here the forward pass keeps one
+//! tensor, the normalised input x̂, and the backward pass is the closed form
+//!
+//! ```text
+//! dβ = Σ dy        dγ = Σ dy·x̂        dx = γ/σ · (dy − dβ/M − x̂·dγ/M)      (sums over N, H, W; M = N·H·W)
+//! ```
+//!
+//! Inference (no autodiff) goes through burn's own `BatchNorm::forward` with the running statistics, unchanged.
+//! The running statistics are updated exactly as burn does (momentum, biased batch variance), so checkpoints and
+//! imported weights mean the same thing.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::nn::BatchNorm;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// A backend that can run training-mode BatchNorm. Every backend can, through the default method (one forward
+/// pass of plain tensor operations); the autodiff backend overrides it to record one operation with the fused
+/// backward pass.
+pub trait FusedBatchNorm: Backend {
+    /// Training-mode BatchNorm of an N×C×H×W tensor with per-channel `gamma` and `beta` (shape C): the output,
+    /// and the batch mean and biased variance (shape C, not tracked by autodiff) for the running statistics.
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let parts = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
+        (prim(parts.y), prim(parts.mean), prim(parts.var))
+    }
+}
+
+impl FusedBatchNorm for burn::backend::Flex {}
+
+#[cfg(feature = "cuda")]
+impl FusedBatchNorm for burn::backend::Cuda {}
+
+fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// What the forward pass computes: the output, what the backward pass keeps (x̂, 1/σ), and the batch statistics.
+struct Parts<B: Backend> {
+    y: Tensor<B, 4>,
+    x_hat: Tensor<B, 4>,
+    inv_std: Tensor<B, 1>,
+    mean: Tensor<B, 1>,
+    var: Tensor<B, 1>,
+}
+
+/// Sum over N, H and W of an N×C×H×W tensor: C values. The spatial sum runs over contiguous rows first.
+fn channel_sums<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, c, h, w] = t.dims();
+    t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0).reshape([c])
+}
+
+fn per_channel<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 4> {
+    let [c] = t.dims();
+    t.reshape([1, c, 1, 1])
+}
+
+fn forward_parts<B: Backend>(x: Tensor<B, 4>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>, epsilon: f64) -> Parts<B> {
+    let [n, _, h, w] = x.dims();
+    let m = (n * h * w) as f64;
+    // Two passes (mean, then the mean of squared deviations), as burn and PyTorch: no cancellation when the
+    // mean is large against the spread.
+    let mean = channel_sums(x.clone()).div_scalar(m);
+    let centered = x - per_channel(mean.clone());
+    let var = channel_sums(centered.clone().square()).div_scalar(m);
+    let inv_std = var.clone().add_scalar(epsilon).sqrt().recip();
+    let x_hat = centered * per_channel(inv_std.clone());
+    let y = x_hat.clone() * per_channel(gamma) + per_channel(beta);
+    Parts { y, x_hat, inv_std, mean, var }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: Backend> Backward<B, 3> for BatchNormBackward {
+    /// x̂ (N×C×H×W), 1/σ and γ (C each).
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy: Tensor<B, 4> = float(grads.consume::<B>(&ops.node));
+        let (x_hat, inv_std, gamma) = ops.state;
+        let x_hat: Tensor<B, 4> = float(x_hat);
+        let [n, _, h, w] = x_hat.dims();
+        let m = (n * h * w) as f64;
+        let dbeta = channel_sums(dy.clone());
+        let dgamma = channel_sums(dy.clone() * x_hat.clone());
+        if let Some(node) = node_x {
+            let scale = per_channel(float::<B, 1>(gamma) * float::<B, 1>(inv_std));
+            let dx =
+                (dy - x_hat * per_channel(dgamma.clone().div_scalar(m)) - per_channel(dbeta.clone().div_scalar(m)))
+                    * scale;
+            grads.register::<B>(node.id, prim(dx));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<B>(node.id, prim(dgamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<B>(node.id, prim(dbeta));
+        }
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> FusedBatchNorm for Autodiff<B, C> {
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        let gamma_inner = gamma.primitive.clone();
+        let parts = forward_parts::<B>(float(x.primitive), float(gamma.primitive), float(beta.primitive), epsilon);
+        let (mean, var) = (Self::from_inner(prim(parts.mean)), Self::from_inner(prim(parts.var)));
+        let y = match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((prim(parts.x_hat), prim(parts.inv_std), gamma_inner), prim(parts.y)),
+            OpsKind::UnTracked(prep) => prep.finish(prim(parts.y)),
+        };
+        (y, mean, var)
+    }
+}
+
+/// `bn` applied to an N×C×H×W tensor: training mode (batch statistics, running statistics updated) on an
+/// autodiff backend, inference mode (running statistics) otherwise — the same rule as burn's `BatchNorm`.
+pub fn batch_norm<B: FusedBatchNorm>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let device = x.device();
+    if !B::ad_enabled(&device) {
+        return bn.forward(x);
+    }
+    let (y, mean, var) = B::batch_norm_train(prim(x), prim(bn.gamma.val()), prim(bn.beta.val()), bn.epsilon);
+    let (mean, var): (Tensor<B, 1>, Tensor<B, 1>) = (float(mean), float(var));
+    let momentum = bn.momentum;
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    bn.running_mean.update(running_mean.mul_scalar(1.0 - momentum).add(mean.detach().mul_scalar(momentum)).detach());
+    bn.running_var.update(running_var.mul_scalar(1.0 - momentum).add(var.detach().mul_scalar(momentum)).detach());
+    float(y)
+}

@@ -1,0 +1,91 @@
+//! The fused training-mode BatchNorm (src/model/batch_norm.rs) gives what burn's own `BatchNorm` gives: the same
+//! output, the same gradients for the input, γ and β, and the same running statistics; inference is unchanged.
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::Param;
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::{Tensor, TensorData, Tolerance};
+use pneumoscope::model::batch_norm::batch_norm;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type AD = Autodiff<Flex>;
+
+fn random(rng: &mut ChaCha8Rng, shape: [usize; 4], offset: f32, spread: f32) -> Tensor<AD, 4> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| offset + spread * rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_data(TensorData::new(v, shape), &Default::default())
+}
+
+/// A BatchNorm with random γ and β (burn initialises them to 1 and 0, which would hide a mix-up).
+fn layer(rng: &mut ChaCha8Rng, c: usize) -> BatchNorm<AD> {
+    let device = Default::default();
+    let mut bn: BatchNorm<AD> = BatchNormConfig::new(c).init(&device);
+    let g: Vec<f32> = (0..c).map(|_| rng.random_range(0.5f32..1.5)).collect();
+    let b: Vec<f32> = (0..c).map(|_| rng.random_range(-0.5f32..0.5)).collect();
+    bn.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(g, [c]), &device));
+    bn.beta = Param::from_tensor(Tensor::from_data(TensorData::new(b, [c]), &device));
+    bn
+}
+
+#[test]
+fn fused_batch_norm_matches_burns_forward_gradients_and_running_statistics() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    // A large mean against the spread (offset 3) checks the two-pass variance; 5×7 is not a power of two.
+    for (shape, offset) in [([4, 3, 5, 7], 0.0), ([2, 5, 8, 8], 3.0), ([1, 2, 3, 1], -1.0)] {
+        let c = shape[1];
+        let seed = rng.random::<u64>();
+        let x = random(&mut rng, shape, offset, 1.0);
+        let weights = random(&mut rng, shape, 0.0, 1.0); // the loss Σ w·y gives every output its own gradient
+
+        let run = |fused: bool| {
+            // Its own layer each time (clones share their running statistics), with the same γ and β.
+            let bn = layer(&mut ChaCha8Rng::seed_from_u64(seed), c);
+            let x = x.clone().detach().require_grad();
+            let y = if fused { batch_norm(&bn, x.clone()) } else { bn.forward(x.clone()) };
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            let dx = x.grad(&grads).expect("input gradient").into_data();
+            let dg = bn.gamma.val().grad(&grads).expect("gamma gradient").into_data();
+            let db = bn.beta.val().grad(&grads).expect("beta gradient").into_data();
+            let stats = (bn.running_mean.value_sync().into_data(), bn.running_var.value_sync().into_data());
+            (y.into_data(), dx, dg, db, stats)
+        };
+        let (y, dx, dg, db, (rm, rv)) = run(true);
+        let (y_ref, dx_ref, dg_ref, db_ref, (rm_ref, rv_ref)) = run(false);
+        let tol = Tolerance::<f32>::absolute(2e-4);
+        y.assert_approx_eq::<f32>(&y_ref, tol);
+        dx.assert_approx_eq::<f32>(&dx_ref, tol);
+        dg.assert_approx_eq::<f32>(&dg_ref, tol);
+        db.assert_approx_eq::<f32>(&db_ref, tol);
+        rm.assert_approx_eq::<f32>(&rm_ref, Tolerance::absolute(1e-5));
+        rv.assert_approx_eq::<f32>(&rv_ref, Tolerance::absolute(1e-5));
+        // Not trivially equal: the layer normalised, and the statistics moved off their initial 0 and 1.
+        assert!(dx.to_vec::<f32>().unwrap().iter().any(|v| v.abs() > 1e-3), "{shape:?}");
+        assert!(rm.to_vec::<f32>().unwrap().iter().any(|v| v.abs() > 1e-3), "{shape:?}");
+    }
+}
+
+#[test]
+fn frozen_gamma_and_beta_still_give_the_input_gradient() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let bn = layer(&mut rng, 4);
+    let bn = BatchNorm { gamma: bn.gamma.set_require_grad(false), beta: bn.beta.set_require_grad(false), ..bn };
+    let x = random(&mut rng, [3, 4, 6, 6], 0.5, 1.0).require_grad();
+    let w = random(&mut rng, [3, 4, 6, 6], 0.0, 1.0);
+    let g1 = (batch_norm(&bn, x.clone()) * w.clone()).sum().backward();
+    let g2 = (bn.forward(x.clone()) * w).sum().backward();
+    let (a, b) = (x.grad(&g1).unwrap().into_data(), x.grad(&g2).unwrap().into_data());
+    a.assert_approx_eq::<f32>(&b, Tolerance::absolute(2e-4));
+    assert!(bn.gamma.val().grad(&g1).is_none());
+}
+
+#[test]
+fn inference_uses_burns_batch_norm_with_running_statistics() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let bn = layer(&mut rng, 3);
+    let x = random(&mut rng, [2, 3, 4, 4], 1.0, 2.0);
+    let _ = batch_norm(&bn, x.clone()); // one training step moves the running statistics
+    use burn::module::AutodiffModule;
+    let (bn, x) = (bn.valid(), x.inner());
+    batch_norm(&bn, x.clone()).into_data().assert_eq(&bn.forward(x).into_data(), true);
+}
