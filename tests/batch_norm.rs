@@ -1,5 +1,6 @@
 //! The fused training-mode BatchNorm (src/model/batch_norm.rs) gives what burn's own `BatchNorm` gives: the same
-//! output, the same gradients for the input, γ and β, and the same running statistics; inference is unchanged.
+//! output, the same gradients for the input, γ and β, and the same running statistics; and in inference the same
+//! output from the running statistics.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
@@ -80,12 +81,20 @@ fn frozen_gamma_and_beta_still_give_the_input_gradient() {
 }
 
 #[test]
-fn inference_uses_burns_batch_norm_with_running_statistics() {
+fn inference_matches_burns_batch_norm_with_running_statistics() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let bn = layer(&mut rng, 3);
     let x = random(&mut rng, [2, 3, 4, 4], 1.0, 2.0);
     let _ = batch_norm(&bn, x.clone()); // one training step moves the running statistics
     use burn::module::AutodiffModule;
     let (bn, x) = (bn.valid(), x.inner());
-    batch_norm(&bn, x.clone()).into_data().assert_eq(&bn.forward(x).into_data(), true);
+    let (ours, burns) = (batch_norm(&bn, x.clone()).into_data(), bn.forward(x.clone()).into_data());
+    ours.assert_approx_eq::<f32>(&burns, Tolerance::absolute(1e-5));
+    // Running statistics, not the batch's: the output differs from the training-mode output of the same batch.
+    let x_ad = Tensor::<AD, 4>::from_inner(x);
+    let fresh = layer(&mut ChaCha8Rng::seed_from_u64(3), 3); // same γ, β as `bn`, statistics not yet moved
+    let batch_stats = batch_norm(&fresh, x_ad).into_data();
+    let (a, b) = (ours.to_vec::<f32>().unwrap(), batch_stats.to_vec::<f32>().unwrap());
+    let gap = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(gap > 0.1, "inference gave the batch-statistics output (largest difference {gap})");
 }
