@@ -10,9 +10,8 @@
 //! ```
 //!
 //! Inference (no autodiff) uses the running statistics as burn's `BatchNorm` does, folded into one per-channel
-//! scale and shift.
-//! The running statistics are updated exactly as burn does (momentum, biased batch variance), so checkpoints and
-//! imported weights mean the same thing.
+//! scale and shift. The running statistics are updated exactly as burn updates them (momentum, biased batch
+//! variance), so checkpoints and imported weights mean the same thing.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
