@@ -147,12 +147,11 @@ pub fn batch_norm<B: FusedBatchNorm>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tens
         return batch_norm_inference(bn, x);
     }
     let (y, mean, var) = B::batch_norm_train(prim(x), prim(bn.gamma.val()), prim(bn.beta.val()), bn.epsilon);
-    let (mean, var): (Tensor<B, 1>, Tensor<B, 1>) = (float(mean), float(var));
-    let momentum = bn.momentum;
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
-    bn.running_mean.update(running_mean.mul_scalar(1.0 - momentum).add(mean.detach().mul_scalar(momentum)).detach());
-    bn.running_var.update(running_var.mul_scalar(1.0 - momentum).add(var.detach().mul_scalar(momentum)).detach());
+    // running ← (1 − momentum)·running + momentum·batch, as burn's BatchNorm (the batch statistics are untracked).
+    for (running, batch) in [(&bn.running_mean, mean), (&bn.running_var, var)] {
+        let old = running.value_sync().to_device(&device);
+        running.update(old.mul_scalar(1.0 - bn.momentum).add(float::<B, 1>(batch).mul_scalar(bn.momentum)).detach());
+    }
     float(y)
 }
 
