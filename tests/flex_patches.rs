@@ -220,8 +220,8 @@ fn assert_close_scaled(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// Patches 4 and 5 (conv_im2col.rs): the forward pass and weight gradient of conv2d, and the input gradient (burn-flex's
-/// transposed convolution), through burn's autodiff
+/// Patches 4, 5 and 8 (conv_im2col.rs): the forward pass, weight gradient and input gradient of conv2d (grouped:
+/// burn-flex's transposed convolution), through burn's autodiff
 /// as training runs them, against the definition, with stride, padding, dilation, groups, rectangular inputs
 /// and kernels, bias, and a batch large enough to be split into several im2col chunks.
 #[test]
@@ -239,7 +239,15 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { groups: 2, ..base },
         Case { kh: 5, kw: 2, pad: 2, ..base },
         Case { cin: 3, cout: 8, kh: 7, kw: 7, stride: 2, pad: 3, h: 20, w: 18, ..base },
-        // 72 × 16384 im2col entries per image: batches of 3 (the 16 MiB chunk), so 3 + 2 here.
+        // One image: fewer images than threads, so chunks run one after the other with a parallel GEMM.
+        Case { n: 1, ..base },
+        Case { n: 1, stride: 2, pad: 2, kw: 2, ..base },
+        // ResNet's downsampling shortcut: 1×1, stride 2, odd batch.
+        Case { n: 3, kh: 1, kw: 1, stride: 2, pad: 0, ..base },
+        // Stride 2 without padding on an even input: the last row and column feed no output (zero gradient).
+        Case { n: 3, h: 8, w: 8, stride: 2, pad: 0, ..base },
+        Case { n: 3, stride: 3, pad: 1, kh: 2, kw: 4, ..base },
+        // 72 × 16384 im2col entries per image: several chunks of the 16 MiB budget, the last one shorter.
         Case { n: 5, cin: 8, cout: 3, h: 128, w: 128, ..base },
     ];
     let dev = Default::default();

@@ -1,18 +1,27 @@
-//! pneumoscope patches 4 and 5: a 2D convolution's weight gradient and forward pass as whole-image im2col + GEMM.
+//! pneumoscope patches 4, 5 and 8: a 2D convolution's forward pass, weight gradient and input gradient as
+//! im2col + one GEMM per chunk of the batch.
 //!
-//! burn-backend's default `conv2d_weight_backward` runs a forward convolution of the batch-transposed input with
-//! the batch-transposed output gradient as its kernel (kernel size = output size). On burn-flex that becomes an
-//! im2col with `out_h · out_w · batch` rows per output position and a GEMM only nine columns wide for a 3×3
-//! kernel: measured at half the forward pass's GFLOP/s. Here the gradient is the textbook product instead:
+//! With `P = out_h · out_w`, `R = C_in · KH · KW` and `cols` the im2col matrix of a chunk of `nb` images
+//! (`[R, nb·P]`, taps in the padding are zero):
 //!
-//! `dW[co, (ci, kh, kw)] = Σ_(n, oh, ow) dY[n, co, oh, ow] · X[n, ci, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw]`
+//! - forward (patch 5): `Y = W · cols` (`[C_out, R] · [R, nb·P]`), scattered back to `[nb, C_out, P]`;
+//! - weight gradient (patch 4): `dW = Σ_chunks dYᵀ · colsᵀ` (`[C_out, nb·P] · [nb·P, R]`);
+//! - input gradient (patch 8): `dcols = Wᵀ · dYᵀ` (`[R, C_out] · [C_out, nb·P]`), summed back into `dX` tap by tap
+//!   (col2im).
 //!
-//! i.e. `dW = dYᵀ · cols`, where `dYᵀ` is the output gradient as `[C_out, N·P]` (P = out_h · out_w) and `cols`
-//! the im2col matrix `[C_in·KH·KW, N·P]`, built for a chunk of the batch at a time so it stays cache-sized, each
-//! chunk accumulated into `dW` by gemm (M = C_out, N = C_in·KH·KW, K = chunk · P). Groups take their rows of
-//! `dYᵀ` and `cols`. f32 and f64 run natively; f16/bf16 go through f32 (module.rs).
+//! burn-backend's defaults ran the weight gradient as a forward convolution whose kernel is the output gradient
+//! (a GEMM nine columns wide for a 3×3 kernel) and the input gradient as burn-flex's transposed convolution (one
+//! GEMM per image, so the weight is packed again for every image, and a single-threaded, branchy col2im).
+//!
+//! Parallelism: when the batch has at least as many images as there are threads, chunks (a whole number per
+//! thread) run side by side, each with a single-threaded GEMM, its own im2col and its own col2im; on this
+//! 2-core machine that beats splitting each GEMM across the threads (gemm's own `Rayon` mode) by 20–40 % on the
+//! deep ResNet layers, whose per-image products are small. A smaller batch (single-image inference) runs one
+//! chunk at a time with gemm's internal parallelism. Chunks keep their im2col buffers within [`COLS_BUDGET`]
+//! altogether. f32 and f64 run natively; f16/bf16 go through f32 (module.rs).
 
 use alloc::vec;
+use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
 use burn_backend::ops::conv::calculate_conv_output_size;
@@ -20,76 +29,31 @@ use burn_std::Shape;
 
 use crate::{FlexTensor, Layout};
 
-/// Largest im2col chunk, in elements (16 MiB of f32).
+/// Largest total size of the im2col buffers in flight, in elements (16 MiB of f32).
 const COLS_BUDGET: usize = 4 << 20;
 
-/// Weight gradient of a `conv2d` over f32 or f64 (`T`, `dtype`); shape `[C_out, C_in / groups, KH, KW]`.
-pub fn conv2d_weight_backward<T: burn_backend::Element + bytemuck::Pod + Default + Send + Sync + 'static>(
-    x: FlexTensor,
-    output_grad: FlexTensor,
-    weight_shape: [usize; 4],
-    options: &ConvOptions<2>,
-    dtype: DType,
-    one: T,
-) -> FlexTensor {
-    let x = x.to_contiguous();
-    let dy = output_grad.to_contiguous();
-    let [n, c_in, in_h, in_w]: [usize; 4] = x.layout().shape().dims();
-    let [_, c_out, out_h, out_w]: [usize; 4] = dy.layout().shape().dims();
-    let [_, c_in_group, kh, kw] = weight_shape;
-    let groups = options.groups.max(1);
-    let c_out_group = c_out / groups;
-    let p = out_h * out_w;
-    let r_group = c_in_group * kh * kw;
-    let x_data: &[T] = x.storage();
-    let dy_data: &[T] = dy.storage();
-
-    // dY as [C_out, N·P]: one contiguous row per output channel across the whole batch.
-    let mut dy_t = vec![T::default(); c_out * n * p];
-    for b in 0..n {
-        for co in 0..c_out {
-            let src = &dy_data[(b * c_out + co) * p..(b * c_out + co + 1) * p];
-            dy_t[co * n * p + b * p..co * n * p + (b + 1) * p].copy_from_slice(src);
-        }
-    }
-
-    let geometry = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
-    // Row g·C_out_group + co of the gradient holds that output channel's C_in_group·KH·KW taps.
-    let mut grad = vec![T::default(); c_out * r_group];
-    for_each_cols_chunk(x_data, n, &geometry, |b0, nb, cols| {
-        let width = nb * p;
-        for g in 0..groups {
-            // grad[g] (C_out_group × R_group) += dYᵀ[g rows, b0·P ..] (C_out_group × width) · cols[g rows]ᵀ
-            unsafe {
-                gemm::gemm(
-                    c_out_group,
-                    r_group,
-                    width,
-                    grad.as_mut_ptr().add(g * c_out_group * r_group),
-                    1,
-                    r_group as isize,
-                    b0 > 0,
-                    dy_t.as_ptr().add(g * c_out_group * n * p + b0 * p),
-                    1,
-                    (n * p) as isize,
-                    cols.as_ptr().add(g * r_group * width),
-                    width as isize,
-                    1,
-                    one,
-                    one,
-                    false,
-                    false,
-                    false,
-                    parallelism(c_out_group, r_group, width),
-                );
-            }
-        }
-    });
-    FlexTensor::new(
-        burn_std::Bytes::from_elems(grad),
-        Layout::contiguous(Shape::from(weight_shape.to_vec())),
-        dtype,
-    )
+/// The element types the GEMM paths take (f32, f64).
+pub trait Scalar:
+    burn_backend::Element
+    + bytemuck::Pod
+    + Default
+    + Send
+    + Sync
+    + core::ops::Add<Output = Self>
+    + core::ops::AddAssign
+    + 'static
+{
+}
+impl<T> Scalar for T where
+    T: burn_backend::Element
+        + bytemuck::Pod
+        + Default
+        + Send
+        + Sync
+        + core::ops::Add<Output = T>
+        + core::ops::AddAssign
+        + 'static
+{
 }
 
 struct Geometry {
@@ -115,32 +79,106 @@ impl Geometry {
         let (stride, padding, dilation) = (options.stride, options.padding, options.dilation);
         Self { c_in, in_h, in_w, kh, kw, out_h, out_w, stride, padding, dilation }
     }
-}
 
-/// Calls `f(b0, nb, cols)` for each chunk of the batch (images `b0 .. b0 + nb`) with the chunk's im2col matrix
-/// `[C_in·KH·KW, nb·P]`, chunks sized to stay within [`COLS_BUDGET`]; one buffer serves every chunk.
-fn for_each_cols_chunk<T: Copy + Default + Send + Sync>(
-    x: &[T],
-    n: usize,
-    g: &Geometry,
-    mut f: impl FnMut(usize, usize, &[T]),
-) {
-    let p = g.out_h * g.out_w;
-    let r = g.c_in * g.kh * g.kw;
-    let chunk = (COLS_BUDGET / (r * p).max(1)).clamp(1, n.max(1));
-    let mut cols = vec![T::default(); r * chunk * p];
-    for b0 in (0..n).step_by(chunk) {
-        let nb = chunk.min(n - b0);
-        let cols = &mut cols[..r * nb * p];
-        im2col_rows(x, b0, nb, g, cols);
-        f(b0, nb, cols);
+    fn p(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    fn r(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// For kernel row `ki`: the input row of output row `oh`, if it is inside the input.
+    fn in_row(&self, oh: usize, ki: usize) -> Option<usize> {
+        let ih = (oh * self.stride[0] + ki * self.dilation[0]) as isize - self.padding[0] as isize;
+        (ih >= 0 && ih < self.in_h as isize).then_some(ih as usize)
+    }
+
+    /// For kernel column `kj`: the output columns `lo..hi` whose input column `ow·stride + shift` is inside the
+    /// input, and `shift`.
+    fn valid_cols(&self, kj: usize) -> (usize, usize, isize) {
+        let shift = (kj * self.dilation[1]) as isize - self.padding[1] as isize;
+        let s = self.stride[1] as isize;
+        // lo = first ow with ow·s + shift >= 0; hi = first ow with ow·s + shift >= in_w.
+        let first_at_least = |bound: isize| -> isize { ((bound - shift).max(0) + s - 1) / s };
+        let lo = first_at_least(0).min(self.out_w as isize) as usize;
+        let hi = first_at_least(self.in_w as isize).clamp(lo as isize, self.out_w as isize) as usize;
+        (lo, hi, shift)
     }
 }
 
-/// Fills `cols` (`[C_in·KH·KW, nb·P]`, row-major) for batch items `b0 .. b0 + nb`; taps that fall in the
-/// padding are zero. Rows are independent, so they are built in parallel.
-fn im2col_rows<T: Copy + Default + Send + Sync>(x: &[T], b0: usize, nb: usize, g: &Geometry, cols: &mut [T]) {
-    let p = g.out_h * g.out_w;
+/// How the batch is cut: `chunk` images at a time, chunks side by side on the thread pool (`parallel`, each with a
+/// single-threaded GEMM) or one after the other (each GEMM parallel inside).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    chunk: usize,
+    parallel: bool,
+}
+
+fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    1
+}
+
+impl Plan {
+    /// `per_image`: im2col elements of one image.
+    fn new(n: usize, per_image: usize) -> Self {
+        let threads = threads();
+        let n = n.max(1);
+        if threads > 1 && n >= threads {
+            let per_chunk_budget = COLS_BUDGET / threads;
+            let needed = (n * per_image).div_ceil(per_chunk_budget.max(1));
+            // A whole number of chunks per thread, so that no thread idles on the last round.
+            let chunks = needed.max(threads).div_ceil(threads) * threads;
+            let chunk = n.div_ceil(chunks.min(n));
+            Self { chunk, parallel: true }
+        } else {
+            Self { chunk: (COLS_BUDGET / per_image.max(1)).clamp(1, n), parallel: false }
+        }
+    }
+
+    fn gemm_parallelism(&self, m: usize, n: usize, k: usize) -> gemm::Parallelism {
+        #[cfg(feature = "rayon")]
+        if !self.parallel && m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
+            return gemm::Parallelism::Rayon(0);
+        }
+        let _ = (m, n, k);
+        gemm::Parallelism::None
+    }
+
+    /// Runs `f(b0, nb, out)` for each chunk of images `b0 .. b0 + nb`, where `out` is that chunk's share of
+    /// `out` (`per_image_out` elements per image).
+    fn for_each_chunk<T: Send>(
+        &self,
+        n: usize,
+        out: &mut [T],
+        per_image_out: usize,
+        f: impl Fn(usize, usize, &mut [T]) + Send + Sync,
+    ) {
+        let step = self.chunk * per_image_out;
+        let run = |(i, out): (usize, &mut [T])| {
+            let b0 = i * self.chunk;
+            f(b0, self.chunk.min(n - b0), out)
+        };
+        if step == 0 {
+            return;
+        }
+        #[cfg(feature = "rayon")]
+        if self.parallel {
+            use rayon::prelude::*;
+            out.par_chunks_mut(step).enumerate().for_each(run);
+            return;
+        }
+        out.chunks_mut(step).enumerate().for_each(run);
+    }
+}
+
+/// Fills `cols` (`[R, nb·P]`, row-major) for batch items `b0 .. b0 + nb`; taps that fall in the padding are zero.
+/// Rows are built in parallel unless the caller already runs chunks side by side.
+fn im2col<T: Scalar>(x: &[T], b0: usize, nb: usize, g: &Geometry, cols: &mut [T], parallel_rows: bool) {
+    let p = g.p();
     let width = nb * p;
     let plane = g.in_h * g.in_w;
     let zero = T::default();
@@ -148,59 +186,99 @@ fn im2col_rows<T: Copy + Default + Send + Sync>(x: &[T], b0: usize, nb: usize, g
         let ci = row / (g.kh * g.kw);
         let k = row % (g.kh * g.kw);
         let (ki, kj) = (k / g.kw, k % g.kw);
+        let (lo, hi, shift) = g.valid_cols(kj);
         for j in 0..nb {
             let src = &x[((b0 + j) * g.c_in + ci) * plane..((b0 + j) * g.c_in + ci + 1) * plane];
             let dst = &mut out[j * p..(j + 1) * p];
             for oh in 0..g.out_h {
                 let drow = &mut dst[oh * g.out_w..(oh + 1) * g.out_w];
-                let ih = (oh * g.stride[0] + ki * g.dilation[0]) as isize - g.padding[0] as isize;
-                if ih < 0 || ih >= g.in_h as isize {
+                let Some(ih) = g.in_row(oh, ki) else {
                     drow.fill(zero);
                     continue;
-                }
-                let srow = &src[ih as usize * g.in_w..(ih as usize + 1) * g.in_w];
-                let shift = (kj * g.dilation[1]) as isize - g.padding[1] as isize;
+                };
+                let srow = &src[ih * g.in_w..(ih + 1) * g.in_w];
+                drow[..lo].fill(zero);
+                drow[hi..].fill(zero);
                 if g.stride[1] == 1 {
-                    // Valid output columns: 0 <= ow + shift < in_w.
-                    let lo = (-shift).clamp(0, g.out_w as isize) as usize;
-                    let hi = (g.in_w as isize - shift).clamp(lo as isize, g.out_w as isize) as usize;
-                    drow[..lo].fill(zero);
-                    drow[lo..hi].copy_from_slice(&srow[(lo as isize + shift) as usize..(hi as isize + shift) as usize]);
-                    drow[hi..].fill(zero);
+                    let from = (lo as isize + shift) as usize;
+                    drow[lo..hi].copy_from_slice(&srow[from..from + (hi - lo)]);
                 } else {
-                    for (ow, d) in drow.iter_mut().enumerate() {
-                        let iw = (ow * g.stride[1]) as isize + shift;
-                        *d = if iw >= 0 && iw < g.in_w as isize { srow[iw as usize] } else { zero };
+                    for (ow, d) in drow[lo..hi].iter_mut().enumerate() {
+                        *d = srow[(((lo + ow) * g.stride[1]) as isize + shift) as usize];
                     }
                 }
             }
         }
     };
     #[cfg(feature = "rayon")]
-    {
+    if parallel_rows {
         use rayon::prelude::*;
         cols.par_chunks_mut(width).enumerate().for_each(|(row, out)| fill_row(row, out));
+        return;
     }
-    #[cfg(not(feature = "rayon"))]
+    let _ = parallel_rows;
     cols.chunks_mut(width).enumerate().for_each(|(row, out)| fill_row(row, out));
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+/// Adds `dcols` (`[R, nb·P]`) back into `dx` (`[nb, C_in, H, W]`, zeroed by the caller) tap by tap: the adjoint
+/// of [`im2col`]. Each input plane is owned by one task, so planes run in parallel without conflicts.
+fn col2im<T: Scalar>(dcols: &[T], nb: usize, g: &Geometry, dx: &mut [T], parallel_planes: bool) {
+    let p = g.p();
+    let width = nb * p;
+    let plane = g.in_h * g.in_w;
+    let taps = g.kh * g.kw;
+    let fill_plane = |i: usize, dst: &mut [T]| {
+        let (j, ci) = (i / g.c_in, i % g.c_in);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = ci * taps + ki * g.kw + kj;
+                let src = &dcols[row * width + j * p..row * width + (j + 1) * p];
+                let (lo, hi, shift) = g.valid_cols(kj);
+                for oh in 0..g.out_h {
+                    let Some(ih) = g.in_row(oh, ki) else { continue };
+                    let srow = &src[oh * g.out_w + lo..oh * g.out_w + hi];
+                    let drow = &mut dst[ih * g.in_w..(ih + 1) * g.in_w];
+                    let first = ((lo * g.stride[1]) as isize + shift) as usize;
+                    if g.stride[1] == 1 {
+                        for (d, &s) in drow[first..first + srow.len()].iter_mut().zip(srow) {
+                            *d += s;
+                        }
+                    } else {
+                        for (d, &s) in drow[first..].iter_mut().step_by(g.stride[1]).zip(srow) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    };
     #[cfg(feature = "rayon")]
-    if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
-        return gemm::Parallelism::Rayon(0);
+    if parallel_planes {
+        use rayon::prelude::*;
+        dx.par_chunks_mut(plane).enumerate().for_each(|(i, d)| fill_plane(i, d));
+        return;
     }
-    let _ = (m, n, k);
-    gemm::Parallelism::None
+    let _ = parallel_planes;
+    dx.chunks_mut(plane).enumerate().for_each(|(i, d)| fill_plane(i, d));
 }
 
+/// `dY` of images `b0 .. b0 + nb` (`[N, C_out, P]`) as `[C_out, nb·P]`: one contiguous row per output channel.
+fn transpose_batch<T: Scalar>(dy: &[T], b0: usize, nb: usize, c_out: usize, p: usize, out: &mut [T]) {
+    let width = nb * p;
+    for j in 0..nb {
+        for co in 0..c_out {
+            let src = &dy[((b0 + j) * c_out + co) * p..((b0 + j) * c_out + co + 1) * p];
+            out[co * width + j * p..co * width + (j + 1) * p].copy_from_slice(src);
+        }
+    }
+}
 
-/// Forward `conv2d` as whole-image im2col + one GEMM per image (M = C_out, K = C_in·KH·KW, N = out_h · out_w),
-/// for f32/f64 with `groups == 1`. burn-flex's tiled path multiplies 512 output positions at a time, which
-/// leaves gemm little to work with when K is small (the first layer of an image model: 3 channels × 3×3 taps).
-pub fn conv2d_forward<
-    T: burn_backend::Element + bytemuck::Pod + Default + Send + Sync + core::ops::Add<Output = T> + 'static,
->(
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    t.layout().shape().dims()
+}
+
+/// Forward `conv2d` for f32/f64 with `groups == 1` (see [`use_whole_image_forward`]).
+pub fn conv2d_forward<T: Scalar>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
@@ -210,56 +288,58 @@ pub fn conv2d_forward<
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
-    let [n, c_in, in_h, in_w]: [usize; 4] = x.layout().shape().dims();
-    let [c_out, _, kh, kw]: [usize; 4] = weight.layout().shape().dims();
+    let [n, c_in, in_h, in_w] = dims4(&x);
+    let [c_out, _, kh, kw] = dims4(&weight);
     let out_h = calculate_conv_output_size(kh, options.stride[0], options.padding[0], options.dilation[0], in_h);
     let out_w = calculate_conv_output_size(kw, options.stride[1], options.padding[1], options.dilation[1], in_w);
-    let p = out_h * out_w;
-    let r = c_in * kh * kw;
-    let geometry = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
+    let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
+    let (p, r) = (g.p(), g.r());
     let x_data: &[T] = x.storage();
     let w_data: &[T] = weight.storage();
+    let bias = bias.map(|b| b.to_contiguous());
+    let b: Option<&[T]> = bias.as_ref().map(|b| b.storage());
+    let plan = Plan::new(n, r * p);
     let mut out = vec![T::default(); n * c_out * p];
-    for_each_cols_chunk(x_data, n, &geometry, |b0, nb, cols| {
+    plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
         let width = nb * p;
-        for j in 0..nb {
-            // out[b0 + j] (C_out × P) = W (C_out × R) · cols[:, j·P ..] (R × P)
-            unsafe {
-                gemm::gemm(
-                    c_out,
-                    p,
-                    r,
-                    out.as_mut_ptr().add((b0 + j) * c_out * p),
-                    1,
-                    p as isize,
-                    false,
-                    w_data.as_ptr(),
-                    1,
-                    r as isize,
-                    cols.as_ptr().add(j * p),
-                    1,
-                    width as isize,
-                    one,
-                    one,
-                    false,
-                    false,
-                    false,
-                    parallelism(c_out, p, r),
-                );
+        let mut cols = vec![T::default(); r * width];
+        im2col(x_data, b0, nb, &g, &mut cols, !plan.parallel);
+        // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
+        let mut prod = vec![T::default(); c_out * width];
+        unsafe {
+            gemm::gemm(
+                c_out,
+                width,
+                r,
+                prod.as_mut_ptr(),
+                1,
+                width as isize,
+                false,
+                w_data.as_ptr(),
+                1,
+                r as isize,
+                cols.as_ptr(),
+                1,
+                width as isize,
+                one,
+                one,
+                false,
+                false,
+                false,
+                plan.gemm_parallelism(c_out, width, r),
+            );
+        }
+        drop(cols);
+        // [C_out, nb, P] → [nb, C_out, P], adding the bias on the way.
+        for (i, plane) in out.chunks_mut(p).enumerate() {
+            let (j, co) = (i / c_out, i % c_out);
+            let src = &prod[co * width + j * p..co * width + (j + 1) * p];
+            match b {
+                Some(b) => plane.iter_mut().zip(src).for_each(|(o, &v)| *o = v + b[co]),
+                None => plane.copy_from_slice(src),
             }
         }
     });
-    if let Some(bias) = bias {
-        let bias = bias.to_contiguous();
-        let b: &[T] = bias.storage();
-        // Planes run image by image, channel by channel.
-        for (i, plane) in out.chunks_mut(p).enumerate() {
-            let v = b[i % c_out];
-            for o in plane.iter_mut() {
-                *o = *o + v;
-            }
-        }
-    }
     FlexTensor::new(
         burn_std::Bytes::from_elems(out),
         Layout::contiguous(Shape::from(vec![n, c_out, out_h, out_w])),
@@ -267,11 +347,149 @@ pub fn conv2d_forward<
     )
 }
 
-/// Whether [`conv2d_forward`] takes this convolution: `groups == 1`, not 1×1 (burn-flex's own 1×1 path multiplies
-/// without im2col) and not burn-flex's direct small-channel case (≤ 4 in, ≤ 16 out). Measured no slower than the
-/// tiled path on every layer shape of pneumoscope's three models, and up to twice as fast on the large ones.
+/// Whether [`conv2d_forward`] takes this convolution: `groups == 1`, not a stride-1 unpadded 1×1 (burn-flex's own
+/// 1×1 path multiplies without im2col) and not burn-flex's direct small-channel case (≤ 4 in, ≤ 16 out).
 pub fn use_whole_image_forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
     let w = weight.layout().shape();
     let c_in = x.layout().shape()[1];
-    options.groups == 1 && !(w[2] == 1 && w[3] == 1) && !(c_in <= 4 && w[0] <= 16)
+    let plain_1x1 = w[2] == 1 && w[3] == 1 && options.stride == [1, 1] && options.padding == [0, 0];
+    options.groups == 1 && !plain_1x1 && !(c_in <= 4 && w[0] <= 16)
+}
+
+/// Weight gradient of a `conv2d` over f32 or f64; shape `[C_out, C_in / groups, KH, KW]`.
+pub fn conv2d_weight_backward<T: Scalar>(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    weight_shape: [usize; 4],
+    options: &ConvOptions<2>,
+    dtype: DType,
+    one: T,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let dy = output_grad.to_contiguous();
+    let [n, c_in, in_h, in_w] = dims4(&x);
+    let [_, c_out, out_h, out_w] = dims4(&dy);
+    let [_, c_in_group, kh, kw] = weight_shape;
+    let groups = options.groups.max(1);
+    let c_out_group = c_out / groups;
+    let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
+    let p = g.p();
+    let r_group = c_in_group * kh * kw;
+    let x_data: &[T] = x.storage();
+    let dy_data: &[T] = dy.storage();
+    let plan = Plan::new(n, g.r() * p);
+    let len = c_out * r_group;
+
+    // One partial gradient per chunk, summed at the end (the chunks' images are independent).
+    let chunk_grad = |b0: usize, nb: usize| -> Vec<T> {
+        let width = nb * p;
+        let mut cols = vec![T::default(); g.r() * width];
+        im2col(x_data, b0, nb, &g, &mut cols, !plan.parallel);
+        let mut dy_t = vec![T::default(); c_out * width];
+        transpose_batch(dy_data, b0, nb, c_out, p, &mut dy_t);
+        let mut grad = vec![T::default(); len];
+        for gi in 0..groups {
+            // grad[g] (C_out_group × R_group) = dYᵀ[g rows] (C_out_group × width) · cols[g rows]ᵀ
+            unsafe {
+                gemm::gemm(
+                    c_out_group,
+                    r_group,
+                    width,
+                    grad.as_mut_ptr().add(gi * c_out_group * r_group),
+                    1,
+                    r_group as isize,
+                    false,
+                    dy_t.as_ptr().add(gi * c_out_group * width),
+                    1,
+                    width as isize,
+                    cols.as_ptr().add(gi * r_group * width),
+                    width as isize,
+                    1,
+                    one,
+                    one,
+                    false,
+                    false,
+                    false,
+                    plan.gemm_parallelism(c_out_group, r_group, width),
+                );
+            }
+        }
+        grad
+    };
+    let starts: Vec<usize> = (0..n).step_by(plan.chunk.max(1)).collect();
+    let add = |mut a: Vec<T>, b: Vec<T>| {
+        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+        a
+    };
+    let run = |b0: usize| chunk_grad(b0, plan.chunk.min(n - b0));
+    #[cfg(feature = "rayon")]
+    let grad = if plan.parallel {
+        use rayon::prelude::*;
+        starts.par_iter().map(|&b0| run(b0)).reduce_with(add)
+    } else {
+        starts.iter().map(|&b0| run(b0)).reduce(add)
+    };
+    #[cfg(not(feature = "rayon"))]
+    let grad = starts.iter().map(|&b0| run(b0)).reduce(add);
+    let grad = grad.unwrap_or_else(|| vec![T::default(); len]);
+    FlexTensor::new(
+        burn_std::Bytes::from_elems(grad),
+        Layout::contiguous(Shape::from(weight_shape.to_vec())),
+        dtype,
+    )
+}
+
+/// Input gradient of an ungrouped `conv2d` over f32 or f64; shape of `x` (`[N, C_in, H, W]`).
+pub fn conv2d_x_backward<T: Scalar>(
+    x_shape: [usize; 4],
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+    dtype: DType,
+    one: T,
+) -> FlexTensor {
+    let weight = weight.to_contiguous();
+    let dy = output_grad.to_contiguous();
+    let [n, c_in, in_h, in_w] = x_shape;
+    let [c_out, _, kh, kw] = dims4(&weight);
+    let [_, _, out_h, out_w] = dims4(&dy);
+    let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
+    let (p, r) = (g.p(), g.r());
+    let w_data: &[T] = weight.storage();
+    let dy_data: &[T] = dy.storage();
+    let plan = Plan::new(n, r * p);
+    let mut dx = vec![T::default(); n * c_in * in_h * in_w];
+    plan.for_each_chunk(n, &mut dx, c_in * in_h * in_w, |b0, nb, dx| {
+        let width = nb * p;
+        let mut dy_t = vec![T::default(); c_out * width];
+        transpose_batch(dy_data, b0, nb, c_out, p, &mut dy_t);
+        let mut dcols = vec![T::default(); r * width];
+        // dcols (R × nb·P) = Wᵀ (R × C_out) · dYᵀ (C_out × nb·P)
+        unsafe {
+            gemm::gemm(
+                r,
+                width,
+                c_out,
+                dcols.as_mut_ptr(),
+                1,
+                width as isize,
+                false,
+                w_data.as_ptr(),
+                r as isize,
+                1,
+                dy_t.as_ptr(),
+                1,
+                width as isize,
+                one,
+                one,
+                false,
+                false,
+                false,
+                plan.gemm_parallelism(r, width, c_out),
+            );
+        }
+        drop(dy_t);
+        col2im(&dcols, nb, &g, dx, !plan.parallel);
+    });
+    FlexTensor::new(burn_std::Bytes::from_elems(dx), Layout::contiguous(Shape::from(x_shape.to_vec())), dtype)
 }

@@ -85,6 +85,37 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    // pneumoscope patch 8: the input gradient as one GEMM per chunk of the batch and a parallel col2im
+    // (conv_im2col.rs) instead of burn-flex's transposed convolution (a GEMM and a serial col2im per image).
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        if options.groups == 1 {
+            let s = x.layout().shape();
+            let shape = [s[0], s[1], s[2], s[3]];
+            match x.dtype() {
+                DType::F32 => {
+                    return conv_im2col::conv2d_x_backward(shape, weight, output_grad, &options, DType::F32, 1.0f32);
+                }
+                DType::F64 => {
+                    return conv_im2col::conv2d_x_backward(shape, weight, output_grad, &options, DType::F64, 1.0f64);
+                }
+                _ => {}
+            }
+        }
+        // burn-backend's default, spelled out (it is crate-private there): the transposed convolution.
+        use burn_backend::ops::conv::calculate_padding_out;
+        let (xs, ws, ys) = (x.layout().shape(), weight.layout().shape(), output_grad.layout().shape());
+        let pad_out = |i: usize| {
+            calculate_padding_out(ws[2 + i], options.stride[i], options.padding[i], options.dilation[i], xs[2 + i], ys[2 + i])
+        };
+        let t = ConvTransposeOptions::new(options.stride, options.padding, [pad_out(0), pad_out(1)], options.dilation, options.groups);
+        Self::conv_transpose2d(output_grad, weight, None, t)
+    }
+
     // pneumoscope patch 4: the weight gradient as im2col + a large-K GEMM (conv_im2col.rs) instead of
     // burn-backend's default, a forward convolution whose kernel is the output gradient.
     fn conv2d_weight_backward(

@@ -1,0 +1,80 @@
+//! Times conv2d forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
+//! backend, for comparison with scripts/conv_layers.py. A profiling aid, not a test.
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{Distribution, Tensor};
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+type B = Flex;
+type A = Autodiff<Flex>;
+
+fn main() {
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
+    let only: Option<String> = std::env::args().nth(2);
+    let layers: Vec<(&str, usize, usize, usize, usize, usize, usize, usize)> = vec![
+        ("stem", 3, 64, 7, 2, 3, s, 1),
+        ("l1", 64, 64, 3, 1, 1, s / 4, 6),
+        ("l2a", 64, 128, 3, 2, 1, s / 4, 1),
+        ("l2ds", 64, 128, 1, 2, 0, s / 4, 1),
+        ("l2", 128, 128, 3, 1, 1, s / 8, 7),
+        ("l3a", 128, 256, 3, 2, 1, s / 8, 1),
+        ("l3ds", 128, 256, 1, 2, 0, s / 8, 1),
+        ("l3", 256, 256, 3, 1, 1, s / 16, 11),
+        ("l4a", 256, 512, 3, 2, 1, s / 16, 1),
+        ("l4ds", 256, 512, 1, 2, 0, s / 16, 1),
+        ("l4", 512, 512, 3, 1, 1, s / 32, 5),
+    ];
+    let dev = Default::default();
+    let (mut tot_f, mut tot_b) = (0.0, 0.0);
+    for (name, ci, co, k, st, p, hw, cnt) in layers {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let cfg = Conv2dConfig::new([ci, co], [k, k])
+            .with_stride([st, st])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(false);
+        let conv_a: Conv2d<A> = cfg.init(&dev);
+        let conv_b: Conv2d<B> = conv_a.clone().valid();
+        let xb = Tensor::<B, 4>::random([16, ci, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
+        let xa = Tensor::<A, 4>::from_inner(xb.clone());
+        let xa = if name != "stem" { xa.require_grad() } else { xa };
+        let fwd = || {
+            let y = conv_b.forward(xb.clone());
+            let _ = y.into_data();
+        };
+        let fb = || {
+            let y = conv_a.forward(xa.clone());
+            let g = y.sum().backward();
+            let _ = conv_a.weight.grad(&g).map(|t| t.into_data());
+            if name != "stem" {
+                let _ = xa.grad(&g).map(|t| t.into_data());
+            }
+        };
+        for _ in 0..2 {
+            fwd();
+            fb();
+        }
+        let n = 5;
+        let t = Instant::now();
+        for _ in 0..n {
+            fwd();
+        }
+        let tf = t.elapsed().as_secs_f64() / n as f64 * 1e3;
+        let t = Instant::now();
+        for _ in 0..n {
+            fb();
+        }
+        let tb = t.elapsed().as_secs_f64() / n as f64 * 1e3;
+        tot_f += tf * cnt as f64;
+        tot_b += tb * cnt as f64;
+        println!("{name:5} {ci:4}->{co:4} k{k} s{st} {hw:4}px  fwd {tf:7.2} ms  fwd+bwd {tb:7.2} ms  x{cnt}");
+    }
+    println!("total fwd {tot_f:.0} ms  fwd+bwd {tot_b:.0} ms");
+}
