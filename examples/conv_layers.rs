@@ -12,12 +12,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type B = Flex;
 type A = Autodiff<Flex>;
+/// (name, C_in, C_out, kernel, stride, padding, input size, how many in ResNet-34)
+type Layer = (&'static str, usize, usize, usize, usize, usize, usize, usize);
 
 fn main() {
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
     let only: Option<String> = std::env::args().nth(2);
-    let layers: Vec<(&str, usize, usize, usize, usize, usize, usize, usize)> = vec![
+    let layers: Vec<Layer> = vec![
         ("stem", 3, 64, 7, 2, 3, s, 1),
         ("l1", 64, 64, 3, 1, 1, s / 4, 6),
         ("l2a", 64, 128, 3, 2, 1, s / 4, 1),

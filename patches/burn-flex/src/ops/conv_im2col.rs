@@ -56,6 +56,62 @@ impl<T> Scalar for T where
 {
 }
 
+/// Per-thread scratch for the im2col matrix and the GEMM operands, kept between calls: these buffers are fully
+/// overwritten before they are read, and allocating them afresh cost a `memset` and first-touch page faults on
+/// every call (8 % of a layer's time). At most a few [`COLS_BUDGET`]-sized buffers per thread stay allocated.
+#[cfg(feature = "std")]
+mod scratch {
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    std::thread_local! {
+        static BUFFERS: RefCell<[Vec<u64>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+    }
+
+    fn view<T: bytemuck::Pod>(buf: &mut Vec<u64>, len: usize) -> &mut [T] {
+        let words = (len * core::mem::size_of::<T>()).div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0);
+        }
+        &mut bytemuck::cast_slice_mut::<u64, T>(&mut buf[..words])[..len]
+    }
+
+    /// Runs `f` with three buffers of the given lengths (contents unspecified). Re-entrant calls on the same
+    /// thread (rayon may run another task while one waits) get fresh buffers.
+    pub fn with<T: bytemuck::Pod + Default, R>(
+        lens: [usize; 3],
+        f: impl FnOnce(&mut [T], &mut [T], &mut [T]) -> R,
+    ) -> R {
+        let mut f = Some(f);
+        let pooled = BUFFERS.with(|cell| {
+            let mut guard = cell.try_borrow_mut().ok()?;
+            let [a, b, c] = &mut *guard;
+            let f = f.take().expect("called once");
+            Some(f(view(a, lens[0]), view(b, lens[1]), view(c, lens[2])))
+        });
+        match pooled {
+            Some(r) => r,
+            None => {
+                let mut fresh = [Vec::new(), Vec::new(), Vec::new()];
+                let [a, b, c] = &mut fresh;
+                (f.take().expect("called once"))(view(a, lens[0]), view(b, lens[1]), view(c, lens[2]))
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "std"))]
+mod scratch {
+    use alloc::vec;
+    pub fn with<T: bytemuck::Pod + Default, R>(
+        lens: [usize; 3],
+        f: impl FnOnce(&mut [T], &mut [T], &mut [T]) -> R,
+    ) -> R {
+        let (mut a, mut b, mut c) = (vec![T::default(); lens[0]], vec![T::default(); lens[1]], vec![T::default(); lens[2]]);
+        f(&mut a, &mut b, &mut c)
+    }
+}
+
 struct Geometry {
     c_in: usize,
     in_h: usize,
@@ -277,6 +333,52 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
     t.layout().shape().dims()
 }
 
+/// One GEMM per image, reading and writing the tensors' own `[C_out, P]` planes, when an image has at least as
+/// many output positions as the weight has columns (packing the weight again per image costs little then);
+/// otherwise one GEMM per chunk, through `[C_out, nb·P]` copies (the deep layers: few positions, large weights).
+fn per_image_gemm(p: usize, r: usize) -> bool {
+    p >= r
+}
+
+/// `dst (m × n, row stride dst_rs) (+)= lhs · rhs` with explicit strides (column stride, row stride).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into<T: Scalar>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const T,
+    (lhs_cs, lhs_rs): (usize, usize),
+    rhs: *const T,
+    (rhs_cs, rhs_rs): (usize, usize),
+    one: T,
+    parallelism: gemm::Parallelism,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            one,
+            one,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// Forward `conv2d` for f32/f64 with `groups == 1` (see [`use_whole_image_forward`]).
 pub fn conv2d_forward<T: Scalar>(
     x: FlexTensor,
@@ -295,50 +397,47 @@ pub fn conv2d_forward<T: Scalar>(
     let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
     let (p, r) = (g.p(), g.r());
     let x_data: &[T] = x.storage();
-    let w_data: &[T] = weight.storage();
+    let w = weight.storage::<T>().as_ptr() as usize;
     let bias = bias.map(|b| b.to_contiguous());
     let b: Option<&[T]> = bias.as_ref().map(|b| b.storage());
     let plan = Plan::new(n, r * p);
+    let per_image = per_image_gemm(p, r);
     let mut out = vec![T::default(); n * c_out * p];
     plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
         let width = nb * p;
-        let mut cols = vec![T::default(); r * width];
-        im2col(x_data, b0, nb, &g, &mut cols, !plan.parallel);
-        // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
-        let mut prod = vec![T::default(); c_out * width];
-        unsafe {
-            gemm::gemm(
-                c_out,
-                width,
-                r,
-                prod.as_mut_ptr(),
-                1,
-                width as isize,
-                false,
-                w_data.as_ptr(),
-                1,
-                r as isize,
-                cols.as_ptr(),
-                1,
-                width as isize,
-                one,
-                one,
-                false,
-                false,
-                false,
-                plan.gemm_parallelism(c_out, width, r),
-            );
-        }
-        drop(cols);
-        // [C_out, nb, P] → [nb, C_out, P], adding the bias on the way.
-        for (i, plane) in out.chunks_mut(p).enumerate() {
-            let (j, co) = (i / c_out, i % c_out);
-            let src = &prod[co * width + j * p..co * width + (j + 1) * p];
-            match b {
-                Some(b) => plane.iter_mut().zip(src).for_each(|(o, &v)| *o = v + b[co]),
-                None => plane.copy_from_slice(src),
+        let prod_len = if per_image { 0 } else { c_out * width };
+        scratch::with::<T, _>([r * width, prod_len, 0], |cols, prod, _| {
+            im2col(x_data, b0, nb, &g, cols, !plan.parallel);
+            let w = w as *const T;
+            if per_image {
+                // out[j] (C_out × P) = W (C_out × R) · cols[:, j·P ..] (R × P)
+                for j in 0..nb {
+                    let dst = out[j * c_out * p..].as_mut_ptr();
+                    let par = plan.gemm_parallelism(c_out, p, r);
+                    let rhs = cols[j * p..].as_ptr();
+                    unsafe { gemm_into((c_out, p, r), dst, p, false, w, (1, r), rhs, (1, width), one, par) };
+                }
+                if let Some(b) = b {
+                    for (i, plane) in out.chunks_mut(p).enumerate() {
+                        let v = b[i % c_out];
+                        plane.iter_mut().for_each(|o| *o += v);
+                    }
+                }
+                return;
             }
-        }
+            // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
+            let par = plan.gemm_parallelism(c_out, width, r);
+            unsafe { gemm_into((c_out, width, r), prod.as_mut_ptr(), width, false, w, (1, r), cols.as_ptr(), (1, width), one, par) };
+            // [C_out, nb, P] → [nb, C_out, P], adding the bias on the way.
+            for (i, plane) in out.chunks_mut(p).enumerate() {
+                let (j, co) = (i / c_out, i % c_out);
+                let src = &prod[co * width + j * p..co * width + (j + 1) * p];
+                match b {
+                    Some(b) => plane.iter_mut().zip(src).for_each(|(o, &v)| *o = v + b[co]),
+                    None => plane.copy_from_slice(src),
+                }
+            }
+        })
     });
     FlexTensor::new(
         burn_std::Bytes::from_elems(out),
@@ -378,42 +477,45 @@ pub fn conv2d_weight_backward<T: Scalar>(
     let x_data: &[T] = x.storage();
     let dy_data: &[T] = dy.storage();
     let plan = Plan::new(n, g.r() * p);
+    let per_image = per_image_gemm(p, g.r());
     let len = c_out * r_group;
 
     // One partial gradient per chunk, summed at the end (the chunks' images are independent).
     let chunk_grad = |b0: usize, nb: usize| -> Vec<T> {
         let width = nb * p;
-        let mut cols = vec![T::default(); g.r() * width];
-        im2col(x_data, b0, nb, &g, &mut cols, !plan.parallel);
-        let mut dy_t = vec![T::default(); c_out * width];
-        transpose_batch(dy_data, b0, nb, c_out, p, &mut dy_t);
         let mut grad = vec![T::default(); len];
-        for gi in 0..groups {
-            // grad[g] (C_out_group × R_group) = dYᵀ[g rows] (C_out_group × width) · cols[g rows]ᵀ
-            unsafe {
-                gemm::gemm(
-                    c_out_group,
-                    r_group,
-                    width,
-                    grad.as_mut_ptr().add(gi * c_out_group * r_group),
-                    1,
-                    r_group as isize,
-                    false,
-                    dy_t.as_ptr().add(gi * c_out_group * width),
-                    1,
-                    width as isize,
-                    cols.as_ptr().add(gi * r_group * width),
-                    width as isize,
-                    1,
-                    one,
-                    one,
-                    false,
-                    false,
-                    false,
-                    plan.gemm_parallelism(c_out_group, r_group, width),
-                );
+        let dy_t_len = if per_image { 0 } else { c_out * width };
+        scratch::with::<T, _>([g.r() * width, dy_t_len, 0], |cols, dy_t, _| {
+            im2col(x_data, b0, nb, &g, cols, !plan.parallel);
+            // grad[g] (C_out_group × R_group) += dY[g rows] (C_out_group × P·…) · cols[g rows]ᵀ, image by image
+            // from dY's own planes, or for the whole chunk from a [C_out, nb·P] copy.
+            let (sources, k): (Vec<(*const T, usize, usize)>, usize) = if per_image {
+                let src = (0..nb).map(|j| (dy_data[(b0 + j) * c_out * p..].as_ptr(), p, j * p)).collect();
+                (src, p)
+            } else {
+                transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
+                (vec![(dy_t.as_ptr() as *const T, width, 0)], width)
+            };
+            for (step, &(dy_ptr, dy_rs, col0)) in sources.iter().enumerate() {
+                for gi in 0..groups {
+                    let par = plan.gemm_parallelism(c_out_group, r_group, k);
+                    unsafe {
+                        gemm_into(
+                            (c_out_group, r_group, k),
+                            grad.as_mut_ptr().add(gi * c_out_group * r_group),
+                            r_group,
+                            step > 0,
+                            dy_ptr.add(gi * c_out_group * dy_rs),
+                            (1, dy_rs),
+                            cols.as_ptr().add(gi * r_group * width + col0),
+                            (width, 1),
+                            one,
+                            par,
+                        );
+                    }
+                }
             }
-        }
+        });
         grad
     };
     let starts: Vec<usize> = (0..n).step_by(plan.chunk.max(1)).collect();
@@ -455,41 +557,34 @@ pub fn conv2d_x_backward<T: Scalar>(
     let [_, _, out_h, out_w] = dims4(&dy);
     let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
     let (p, r) = (g.p(), g.r());
-    let w_data: &[T] = weight.storage();
+    let w = weight.storage::<T>().as_ptr() as usize;
     let dy_data: &[T] = dy.storage();
     let plan = Plan::new(n, r * p);
-    let mut dx = vec![T::default(); n * c_in * in_h * in_w];
-    plan.for_each_chunk(n, &mut dx, c_in * in_h * in_w, |b0, nb, dx| {
+    let per_image = per_image_gemm(p, r);
+    let plane = c_in * in_h * in_w;
+    let mut dx = vec![T::default(); n * plane];
+    plan.for_each_chunk(n, &mut dx, plane, |b0, nb, dx| {
         let width = nb * p;
-        let mut dy_t = vec![T::default(); c_out * width];
-        transpose_batch(dy_data, b0, nb, c_out, p, &mut dy_t);
-        let mut dcols = vec![T::default(); r * width];
-        // dcols (R × nb·P) = Wᵀ (R × C_out) · dYᵀ (C_out × nb·P)
-        unsafe {
-            gemm::gemm(
-                r,
-                width,
-                c_out,
-                dcols.as_mut_ptr(),
-                1,
-                width as isize,
-                false,
-                w_data.as_ptr(),
-                r as isize,
-                1,
-                dy_t.as_ptr(),
-                1,
-                width as isize,
-                one,
-                one,
-                false,
-                false,
-                false,
-                plan.gemm_parallelism(r, width, c_out),
-            );
+        let w = w as *const T;
+        if per_image {
+            scratch::with::<T, _>([r * p, 0, 0], |dcols, _, _| {
+                for j in 0..nb {
+                    // dcols (R × P) = Wᵀ (R × C_out) · dY[b0 + j] (C_out × P)
+                    let par = plan.gemm_parallelism(r, p, c_out);
+                    let rhs = dy_data[(b0 + j) * c_out * p..].as_ptr();
+                    unsafe { gemm_into((r, p, c_out), dcols.as_mut_ptr(), p, false, w, (r, 1), rhs, (1, p), one, par) };
+                    col2im(dcols, 1, &g, &mut dx[j * plane..(j + 1) * plane], !plan.parallel);
+                }
+            });
+            return;
         }
-        drop(dy_t);
-        col2im(&dcols, nb, &g, dx, !plan.parallel);
+        scratch::with::<T, _>([r * width, c_out * width, 0], |dcols, dy_t, _| {
+            transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
+            // dcols (R × nb·P) = Wᵀ (R × C_out) · dYᵀ (C_out × nb·P)
+            let par = plan.gemm_parallelism(r, width, c_out);
+            unsafe { gemm_into((r, width, c_out), dcols.as_mut_ptr(), width, false, w, (r, 1), dy_t.as_ptr(), (1, width), one, par) };
+            col2im(dcols, nb, &g, dx, !plan.parallel);
+        });
     });
     FlexTensor::new(burn_std::Bytes::from_elems(dx), Layout::contiguous(Shape::from(x_shape.to_vec())), dtype)
 }
