@@ -51,6 +51,7 @@ fn main() {
         let p1 = run(m, n, k, gemm::Parallelism::None, false);
         let p2 = run(m, n, k, gemm::Parallelism::Rayon(0), false);
         let p3 = run(m, n, k, gemm::Parallelism::Rayon(0), true);
-        println!("m {m:5} n {n:5} k {k:5}: 1 thread {p1:6.1} GFLOP/s, rayon {p2:6.1}, rayon lhsᵀ {p3:6.1}");
+        let p4 = run(m, n, k, gemm::Parallelism::None, true);
+        println!("m {m:5} n {n:5} k {k:5}: 1 thread {p1:6.1} GFLOP/s, rayon {p2:6.1}, rayon lhsᵀ {p3:6.1}, 1 thread lhsᵀ {p4:6.1}");
     }
 }
