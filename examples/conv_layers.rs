@@ -45,6 +45,7 @@ fn main() {
     } else {
         layers
     };
+    let batch: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
     let dev = Default::default();
     let (mut tot_f, mut tot_b) = (0.0, 0.0);
     for (name, ci, co, k, st, p, hw, cnt) in layers {
@@ -57,7 +58,7 @@ fn main() {
             .with_bias(false);
         let conv_a: Conv2d<A> = cfg.init(&dev);
         let conv_b: Conv2d<B> = conv_a.clone().valid();
-        let xb = Tensor::<B, 4>::random([16, ci, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
+        let xb = Tensor::<B, 4>::random([batch, ci, hw, hw], Distribution::Normal(0.0, 1.0), &dev);
         let xa = Tensor::<A, 4>::from_inner(xb.clone());
         let xa = if name != "stem" && name != "c1" { xa.require_grad() } else { xa };
         let fwd = || {

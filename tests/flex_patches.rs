@@ -239,9 +239,12 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { groups: 2, ..base },
         Case { kh: 5, kw: 2, pad: 2, ..base },
         Case { cin: 3, cout: 8, kh: 7, kw: 7, stride: 2, pad: 3, h: 20, w: 18, ..base },
-        // One image: fewer images than threads, so chunks run one after the other with a parallel GEMM.
+        // One image: fewer images than threads, so the forward pass splits the output rows into bands, one per thread.
         Case { n: 1, ..base },
         Case { n: 1, stride: 2, pad: 2, kw: 2, ..base },
+        Case { n: 1, h: 15, w: 12, ..base },
+        // Few output positions (one row here): the forward pass splits the output channels instead.
+        Case { n: 1, h: 3, w: 5, stride: 2, pad: 0, ..base },
         // ResNet's downsampling shortcut: 1×1, stride 2, odd batch.
         Case { n: 3, kh: 1, kw: 1, stride: 2, pad: 0, ..base },
         // Stride 2 without padding on an even input: the last row and column feed no output (zero gradient).

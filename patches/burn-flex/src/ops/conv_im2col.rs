@@ -234,7 +234,20 @@ impl Plan {
 /// Fills `cols` (`[R, nb·P]`, row-major) for batch items `b0 .. b0 + nb`; taps that fall in the padding are zero.
 /// Rows are built in parallel unless the caller already runs chunks side by side.
 fn im2col<T: Scalar>(x: &[T], b0: usize, nb: usize, g: &Geometry, cols: &mut [T], parallel_rows: bool) {
-    let p = g.p();
+    im2col_band(x, b0, nb, g, 0..g.out_h, cols, parallel_rows)
+}
+
+/// [`im2col`] for the output rows `band` only: `cols` is `[R, nb·band.len()·out_w]`.
+fn im2col_band<T: Scalar>(
+    x: &[T],
+    b0: usize,
+    nb: usize,
+    g: &Geometry,
+    band: core::ops::Range<usize>,
+    cols: &mut [T],
+    parallel_rows: bool,
+) {
+    let p = band.len() * g.out_w;
     let width = nb * p;
     let plane = g.in_h * g.in_w;
     let zero = T::default();
@@ -246,8 +259,8 @@ fn im2col<T: Scalar>(x: &[T], b0: usize, nb: usize, g: &Geometry, cols: &mut [T]
         for j in 0..nb {
             let src = &x[((b0 + j) * g.c_in + ci) * plane..((b0 + j) * g.c_in + ci + 1) * plane];
             let dst = &mut out[j * p..(j + 1) * p];
-            for oh in 0..g.out_h {
-                let drow = &mut dst[oh * g.out_w..(oh + 1) * g.out_w];
+            for (i, oh) in band.clone().enumerate() {
+                let drow = &mut dst[i * g.out_w..(i + 1) * g.out_w];
                 let Some(ih) = g.in_row(oh, ki) else {
                     drow.fill(zero);
                     continue;
@@ -403,6 +416,21 @@ pub fn conv2d_forward<T: Scalar>(
     let plan = Plan::new(n, r * p);
     let per_image = per_image_gemm(p, r);
     let mut out = vec![T::default(); n * c_out * p];
+    #[cfg(feature = "rayon")]
+    if !plan.parallel && threads() > 1 {
+        // Fewer images than threads: split each image's work between the threads, by output rows where an
+        // image has many positions, by output channels where it has few (the deep layers).
+        if out_h >= threads() && p >= 32 * threads() {
+            forward_in_bands(x_data, w_data(&weight), b, &g, c_out, n, &mut out, one);
+        } else {
+            forward_by_channels(x_data, w_data(&weight), b, &g, c_out, n, &mut out, one);
+        }
+        return FlexTensor::new(
+            burn_std::Bytes::from_elems(out),
+            Layout::contiguous(Shape::from(vec![n, c_out, out_h, out_w])),
+            dtype,
+        );
+    }
     plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
         let width = nb * p;
         let prod_len = if per_image { 0 } else { c_out * width };
@@ -446,13 +474,99 @@ pub fn conv2d_forward<T: Scalar>(
     )
 }
 
+fn w_data<T: Scalar>(weight: &FlexTensor) -> &[T] {
+    weight.storage()
+}
+
+/// The forward pass of a batch smaller than the thread pool (single-image inference): each image's output rows
+/// are cut into one band per thread, and each band runs its own im2col and single-threaded GEMM into its columns
+/// of the output. gemm's own parallel mode scaled poorly on these products (C_out of 16–64 rows).
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+fn forward_in_bands<T: Scalar>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: &Geometry,
+    c_out: usize,
+    n: usize,
+    out: &mut [T],
+    one: T,
+) {
+    use rayon::prelude::*;
+    let (p, r) = (g.p(), g.r());
+    let bands = threads();
+    let rows = g.out_h.div_ceil(bands);
+    for (b, out) in out.chunks_mut(c_out * p).enumerate().take(n) {
+        let dst = out.as_mut_ptr() as usize;
+        (0..g.out_h.div_ceil(rows)).into_par_iter().for_each(|t| {
+            let band = t * rows..((t + 1) * rows).min(g.out_h);
+            let band_p = band.len() * g.out_w;
+            let col0 = band.start * g.out_w;
+            scratch::with::<T, _>([r * band_p, 0, 0], |cols, _, _| {
+                im2col_band(x, b, 1, g, band.clone(), cols, false);
+                // out[:, band] (C_out × band_P, row stride P) = W (C_out × R) · cols (R × band_P)
+                let dst = unsafe { (dst as *mut T).add(col0) };
+                let par = gemm::Parallelism::None;
+                unsafe { gemm_into((c_out, band_p, r), dst, p, false, w.as_ptr(), (1, r), cols.as_ptr(), (1, band_p), one, par) };
+                if let Some(bias) = bias {
+                    for (co, &v) in bias.iter().enumerate() {
+                        // Each band owns its columns of every output row.
+                        let row = unsafe { core::slice::from_raw_parts_mut(dst.add(co * p), band_p) };
+                        row.iter_mut().for_each(|o| *o += v);
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// The forward pass of a batch smaller than the thread pool, for images with few output positions: one im2col
+/// per image, then each thread multiplies its share of the output channels (its rows of the weight, packed once).
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+fn forward_by_channels<T: Scalar>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: &Geometry,
+    c_out: usize,
+    n: usize,
+    out: &mut [T],
+    one: T,
+) {
+    use rayon::prelude::*;
+    let (p, r) = (g.p(), g.r());
+    let per_task = c_out.div_ceil(threads());
+    for (b, out) in out.chunks_mut(c_out * p).enumerate().take(n) {
+        scratch::with::<T, _>([r * p, 0, 0], |cols, _, _| {
+            im2col(x, b, 1, g, cols, true);
+            let cols = &*cols;
+            out.par_chunks_mut(per_task * p).enumerate().for_each(|(t, out)| {
+                let (co0, rows) = (t * per_task, out.len() / p);
+                // out[co0 .. co0 + rows] (rows × P) = W[co0 .. co0 + rows] (rows × R) · cols (R × P)
+                let lhs = w[co0 * r..].as_ptr();
+                let par = gemm::Parallelism::None;
+                unsafe { gemm_into((rows, p, r), out.as_mut_ptr(), p, false, lhs, (1, r), cols.as_ptr(), (1, p), one, par) };
+                if let Some(bias) = bias {
+                    for (row, &v) in out.chunks_mut(p).zip(&bias[co0..]) {
+                        row.iter_mut().for_each(|o| *o += v);
+                    }
+                }
+            });
+        });
+    }
+}
+
 /// Whether [`conv2d_forward`] takes this convolution: `groups == 1`, not a stride-1 unpadded 1×1 (burn-flex's own
 /// 1×1 path multiplies without im2col) and not burn-flex's direct small-channel case (≤ 4 in, ≤ 16 out).
 pub fn use_whole_image_forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
     let w = weight.layout().shape();
-    let c_in = x.layout().shape()[1];
+    let (n, c_in) = (x.layout().shape()[0], x.layout().shape()[1]);
     let plain_1x1 = w[2] == 1 && w[3] == 1 && options.stride == [1, 1] && options.padding == [0, 0];
-    options.groups == 1 && !plain_1x1 && !(c_in <= 4 && w[0] <= 16)
+    // burn-flex's direct small-channel kernel wins on a batch, the banded forward on a single image.
+    let small_channels = c_in <= 4 && w[0] <= 16 && n >= threads();
+    options.groups == 1 && !plain_1x1 && !small_channels
 }
 
 /// Weight gradient of a `conv2d` over f32 or f64; shape `[C_out, C_in / groups, KH, KW]`.
