@@ -638,10 +638,18 @@ pub fn conv2d_weight_backward<T: Scalar>(
         a
     };
     let run = |b0: usize| chunk_grad(b0, plan.chunk.min(n - b0));
+    // Side by side, each thread sums a fixed, contiguous run of chunks and the runs are added in order: the same
+    // association every time (rayon's `reduce` would pair results as work-stealing happened to split the work,
+    // and floating-point sums in another order would make training irreproducible).
     #[cfg(feature = "rayon")]
     let grad = if plan.parallel {
         use rayon::prelude::*;
-        starts.par_iter().map(|&b0| run(b0)).reduce_with(add)
+        let per_thread = starts.len().div_ceil(threads()).max(1);
+        let runs: Vec<Vec<T>> = starts
+            .par_chunks(per_thread)
+            .map(|run_starts| run_starts.iter().map(|&b0| run(b0)).reduce(add).expect("non-empty run"))
+            .collect();
+        runs.into_iter().reduce(add)
     } else {
         starts.iter().map(|&b0| run(b0)).reduce(add)
     };
