@@ -16,9 +16,12 @@
 //! Parallelism: when the batch has at least as many images as there are threads, chunks (a whole number per
 //! thread) run side by side, each with a single-threaded GEMM, its own im2col and its own col2im; on this
 //! 2-core machine that beats splitting each GEMM across the threads (gemm's own `Rayon` mode) by 20–40 % on the
-//! deep ResNet layers, whose per-image products are small. A smaller batch (single-image inference) runs one
-//! chunk at a time with gemm's internal parallelism. Chunks keep their im2col buffers within [`COLS_BUDGET`]
-//! altogether. f32 and f64 run natively; f16/bf16 go through f32 (module.rs).
+//! deep ResNet layers, whose per-image products are small. With fewer images than threads (single-image
+//! inference) the forward pass splits each image between the threads by bands of output rows or by output
+//! channels, and the gradients run one chunk at a time with gemm's internal parallelism. Chunks keep their
+//! im2col buffers within [`COLS_BUDGET`] altogether. Results do not depend on timing: every output element is
+//! computed by one task, and the weight gradient's partial sums are added in a fixed order. f32 and f64 run
+//! natively; f16/bf16 go through f32 (module.rs).
 
 use alloc::vec;
 use alloc::vec::Vec;
