@@ -436,26 +436,25 @@ pub fn conv2d_forward<T: Scalar>(
     }
     plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
         let width = nb * p;
-        let prod_len = if per_image { 0 } else { c_out * width };
+        if per_image {
+            // out[j] (C_out × P) = W (C_out × R) · im2col(x[j]) (R × P), a cache-sized band of rows at a time.
+            for j in 0..nb {
+                let dst = out[j * c_out * p..].as_mut_ptr();
+                let par = plan.gemm_parallelism(c_out, p, r);
+                unsafe { forward_rows_tiled(x_data, w as *const T, &g, c_out, b0 + j, 0..out_h, dst, one, par) };
+            }
+            if let Some(b) = b {
+                for (i, plane) in out.chunks_mut(p).enumerate() {
+                    let v = b[i % c_out];
+                    plane.iter_mut().for_each(|o| *o += v);
+                }
+            }
+            return;
+        }
+        let prod_len = c_out * width;
         scratch::with::<T, _>([r * width, prod_len, 0], |cols, prod, _| {
             im2col(x_data, b0, nb, &g, cols, !plan.parallel);
             let w = w as *const T;
-            if per_image {
-                // out[j] (C_out × P) = W (C_out × R) · cols[:, j·P ..] (R × P)
-                for j in 0..nb {
-                    let dst = out[j * c_out * p..].as_mut_ptr();
-                    let par = plan.gemm_parallelism(c_out, p, r);
-                    let rhs = cols[j * p..].as_ptr();
-                    unsafe { gemm_into((c_out, p, r), dst, p, false, w, (1, r), rhs, (1, width), one, par) };
-                }
-                if let Some(b) = b {
-                    for (i, plane) in out.chunks_mut(p).enumerate() {
-                        let v = b[i % c_out];
-                        plane.iter_mut().for_each(|o| *o += v);
-                    }
-                }
-                return;
-            }
             // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
             let par = plan.gemm_parallelism(c_out, width, r);
             unsafe { gemm_into((c_out, width, r), prod.as_mut_ptr(), width, false, w, (1, r), cols.as_ptr(), (1, width), one, par) };
@@ -481,6 +480,43 @@ fn w_data<T: Scalar>(weight: &FlexTensor) -> &[T] {
     weight.storage()
 }
 
+/// Output positions × taps of one im2col tile in the row-tiled forward pass (512 KiB of f32): small enough that
+/// gemm packs the tile from the core's L2 cache rather than from memory.
+const TILE_ELEMS: usize = 128 << 10;
+
+/// `out_img[:, rows]` (C_out × |rows|·out_w, row stride P) = W (C_out × R) · im2col(x[b], rows), one tile of
+/// output rows at a time (see [`TILE_ELEMS`]). `out_img` points at image `b`'s `[C_out, P]` output.
+///
+/// # Safety
+/// `out_img` must be valid for writes of `C_out × P` elements, and `w` for reads of `C_out × R`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_rows_tiled<T: Scalar>(
+    x: &[T],
+    w: *const T,
+    g: &Geometry,
+    c_out: usize,
+    b: usize,
+    rows: core::ops::Range<usize>,
+    out_img: *mut T,
+    one: T,
+    par: gemm::Parallelism,
+) {
+    let (p, r) = (g.p(), g.r());
+    let tile_rows = (TILE_ELEMS / (r * g.out_w).max(1)).clamp(1, rows.len().max(1));
+    scratch::with::<T, _>([r * tile_rows * g.out_w, 0, 0], |cols, _, _| {
+        let mut start = rows.start;
+        while start < rows.end {
+            let band = start..(start + tile_rows).min(rows.end);
+            let bp = band.len() * g.out_w;
+            let cols = &mut cols[..r * bp];
+            im2col_band(x, b, 1, g, band.clone(), cols, false);
+            let dst = unsafe { out_img.add(band.start * g.out_w) };
+            unsafe { gemm_into((c_out, bp, r), dst, p, false, w, (1, r), cols.as_ptr(), (1, bp), one, par) };
+            start = band.end;
+        }
+    })
+}
+
 /// The forward pass of a batch smaller than the thread pool (single-image inference): each image's output rows
 /// are cut into one band per thread, and each band runs its own im2col and single-threaded GEMM into its columns
 /// of the output. gemm's own parallel mode scaled poorly on these products (C_out of 16–64 rows).
@@ -497,7 +533,7 @@ fn forward_in_bands<T: Scalar>(
     one: T,
 ) {
     use rayon::prelude::*;
-    let (p, r) = (g.p(), g.r());
+    let p = g.p();
     let bands = threads();
     let rows = g.out_h.div_ceil(bands);
     for (b, out) in out.chunks_mut(c_out * p).enumerate().take(n) {
@@ -506,20 +542,18 @@ fn forward_in_bands<T: Scalar>(
             let band = t * rows..((t + 1) * rows).min(g.out_h);
             let band_p = band.len() * g.out_w;
             let col0 = band.start * g.out_w;
-            scratch::with::<T, _>([r * band_p, 0, 0], |cols, _, _| {
-                im2col_band(x, b, 1, g, band.clone(), cols, false);
-                // out[:, band] (C_out × band_P, row stride P) = W (C_out × R) · cols (R × band_P)
-                let dst = unsafe { (dst as *mut T).add(col0) };
-                let par = gemm::Parallelism::None;
-                unsafe { gemm_into((c_out, band_p, r), dst, p, false, w.as_ptr(), (1, r), cols.as_ptr(), (1, band_p), one, par) };
-                if let Some(bias) = bias {
-                    for (co, &v) in bias.iter().enumerate() {
-                        // Each band owns its columns of every output row.
-                        let row = unsafe { core::slice::from_raw_parts_mut(dst.add(co * p), band_p) };
-                        row.iter_mut().for_each(|o| *o += v);
-                    }
+            // out[:, band] (C_out × band_P, row stride P) = W (C_out × R) · im2col(x[b], band) (R × band_P)
+            let base = dst as *mut T;
+            let par = gemm::Parallelism::None;
+            unsafe { forward_rows_tiled(x, w.as_ptr(), g, c_out, b, band.clone(), base, one, par) };
+            if let Some(bias) = bias {
+                let dst = unsafe { base.add(col0) };
+                for (co, &v) in bias.iter().enumerate() {
+                    // Each band owns its columns of every output row.
+                    let row = unsafe { core::slice::from_raw_parts_mut(dst.add(co * p), band_p) };
+                    row.iter_mut().for_each(|o| *o += v);
                 }
-            });
+            }
         });
     }
 }
@@ -601,38 +635,54 @@ pub fn conv2d_weight_backward<T: Scalar>(
     let chunk_grad = |b0: usize, nb: usize| -> Vec<T> {
         let width = nb * p;
         let mut grad = vec![T::default(); len];
-        let dy_t_len = if per_image { 0 } else { c_out * width };
-        scratch::with::<T, _>([g.r() * width, dy_t_len, 0], |cols, dy_t, _| {
-            im2col(x_data, b0, nb, &g, cols, !plan.parallel);
-            // grad[g] (C_out_group × R_group) += dY[g rows] (C_out_group × P·…) · cols[g rows]ᵀ, image by image
-            // from dY's own planes, or for the whole chunk from a [C_out, nb·P] copy.
-            let (sources, k): (Vec<(*const T, usize, usize)>, usize) = if per_image {
-                let src = (0..nb).map(|j| (dy_data[(b0 + j) * c_out * p..].as_ptr(), p, j * p)).collect();
-                (src, p)
-            } else {
-                transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
-                (vec![(dy_t.as_ptr() as *const T, width, 0)], width)
-            };
-            for (step, &(dy_ptr, dy_rs, col0)) in sources.iter().enumerate() {
-                for gi in 0..groups {
-                    let par = plan.gemm_parallelism(c_out_group, r_group, k);
-                    unsafe {
-                        gemm_into(
-                            (c_out_group, r_group, k),
-                            grad.as_mut_ptr().add(gi * c_out_group * r_group),
-                            r_group,
-                            step > 0,
-                            dy_ptr.add(gi * c_out_group * dy_rs),
-                            (1, dy_rs),
-                            cols.as_ptr().add(gi * r_group * width + col0),
-                            (width, 1),
-                            one,
-                            par,
-                        );
-                    }
+        // grad[g] (C_out_group × R_group) += dY[g rows] (C_out_group × k) · cols[g rows]ᵀ (k × R_group), from
+        // `cols` with row stride `cols_rs`; the first product overwrites.
+        let mut first = true;
+        let mut accumulate = |dy_ptr: *const T, dy_rs: usize, cols: *const T, cols_rs: usize, k: usize| {
+            for gi in 0..groups {
+                let par = plan.gemm_parallelism(c_out_group, r_group, k);
+                unsafe {
+                    gemm_into(
+                        (c_out_group, r_group, k),
+                        grad.as_mut_ptr().add(gi * c_out_group * r_group),
+                        r_group,
+                        !first,
+                        dy_ptr.add(gi * c_out_group * dy_rs),
+                        (1, dy_rs),
+                        cols.add(gi * r_group * cols_rs),
+                        (cols_rs, 1),
+                        one,
+                        par,
+                    );
                 }
             }
-        });
+            first = false;
+        };
+        if per_image {
+            // Image by image from dY's own planes, a cache-sized band of output rows at a time (see TILE_ELEMS).
+            let tile_rows = (TILE_ELEMS / (g.r() * out_w).max(1)).clamp(1, out_h.max(1));
+            scratch::with::<T, _>([g.r() * tile_rows * out_w, 0, 0], |cols, _, _| {
+                for j in 0..nb {
+                    let mut start = 0;
+                    while start < out_h {
+                        let band = start..(start + tile_rows).min(out_h);
+                        let bp = band.len() * out_w;
+                        let cols = &mut cols[..g.r() * bp];
+                        im2col_band(x_data, b0 + j, 1, &g, band.clone(), cols, !plan.parallel);
+                        let dy = dy_data[(b0 + j) * c_out * p + band.start * out_w..].as_ptr();
+                        accumulate(dy, p, cols.as_ptr(), bp, bp);
+                        start = band.end;
+                    }
+                }
+            });
+        } else {
+            // The whole chunk from a [C_out, nb·P] copy of dY.
+            scratch::with::<T, _>([g.r() * width, c_out * width, 0], |cols, dy_t, _| {
+                im2col(x_data, b0, nb, &g, cols, !plan.parallel);
+                transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
+                accumulate(dy_t.as_ptr(), width, cols.as_ptr(), width, width);
+            });
+        }
         grad
     };
     let starts: Vec<usize> = (0..n).step_by(plan.chunk.max(1)).collect();
