@@ -68,7 +68,7 @@ mod scratch {
     use core::cell::RefCell;
 
     std::thread_local! {
-        static BUFFERS: RefCell<[Vec<u64>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+        static BUFFERS: RefCell<[Vec<u64>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
     }
 
     fn view<T: bytemuck::Pod>(buf: &mut Vec<u64>, len: usize) -> &mut [T] {
@@ -79,25 +79,25 @@ mod scratch {
         &mut bytemuck::cast_slice_mut::<u64, T>(&mut buf[..words])[..len]
     }
 
-    /// Runs `f` with three buffers of the given lengths (contents unspecified). Re-entrant calls on the same
+    /// Runs `f` with two buffers of the given lengths (contents unspecified). Re-entrant calls on the same
     /// thread (rayon may run another task while one waits) get fresh buffers.
     pub fn with<T: bytemuck::Pod + Default, R>(
-        lens: [usize; 3],
-        f: impl FnOnce(&mut [T], &mut [T], &mut [T]) -> R,
+        lens: [usize; 2],
+        f: impl FnOnce(&mut [T], &mut [T]) -> R,
     ) -> R {
         let mut f = Some(f);
         let pooled = BUFFERS.with(|cell| {
             let mut guard = cell.try_borrow_mut().ok()?;
-            let [a, b, c] = &mut *guard;
+            let [a, b] = &mut *guard;
             let f = f.take().expect("called once");
-            Some(f(view(a, lens[0]), view(b, lens[1]), view(c, lens[2])))
+            Some(f(view(a, lens[0]), view(b, lens[1])))
         });
         match pooled {
             Some(r) => r,
             None => {
-                let mut fresh = [Vec::new(), Vec::new(), Vec::new()];
-                let [a, b, c] = &mut fresh;
-                (f.take().expect("called once"))(view(a, lens[0]), view(b, lens[1]), view(c, lens[2]))
+                let mut fresh = [Vec::new(), Vec::new()];
+                let [a, b] = &mut fresh;
+                (f.take().expect("called once"))(view(a, lens[0]), view(b, lens[1]))
             }
         }
     }
@@ -107,11 +107,11 @@ mod scratch {
 mod scratch {
     use alloc::vec;
     pub fn with<T: bytemuck::Pod + Default, R>(
-        lens: [usize; 3],
-        f: impl FnOnce(&mut [T], &mut [T], &mut [T]) -> R,
+        lens: [usize; 2],
+        f: impl FnOnce(&mut [T], &mut [T]) -> R,
     ) -> R {
-        let (mut a, mut b, mut c) = (vec![T::default(); lens[0]], vec![T::default(); lens[1]], vec![T::default(); lens[2]]);
-        f(&mut a, &mut b, &mut c)
+        let (mut a, mut b) = (vec![T::default(); lens[0]], vec![T::default(); lens[1]]);
+        f(&mut a, &mut b)
     }
 }
 
@@ -424,9 +424,9 @@ pub fn conv2d_forward<T: Scalar>(
         // Fewer images than threads: split each image's work between the threads, by output rows where an
         // image has many positions, by output channels where it has few (the deep layers).
         if out_h >= threads() && p >= 32 * threads() {
-            forward_in_bands(x_data, w_data(&weight), b, &g, c_out, n, &mut out, one);
+            forward_in_bands(x_data, weight.storage(), b, &g, c_out, n, &mut out, one);
         } else {
-            forward_by_channels(x_data, w_data(&weight), b, &g, c_out, n, &mut out, one);
+            forward_by_channels(x_data, weight.storage(), b, &g, c_out, n, &mut out, one);
         }
         return FlexTensor::new(
             burn_std::Bytes::from_elems(out),
@@ -452,7 +452,7 @@ pub fn conv2d_forward<T: Scalar>(
             return;
         }
         let prod_len = c_out * width;
-        scratch::with::<T, _>([r * width, prod_len, 0], |cols, prod, _| {
+        scratch::with::<T, _>([r * width, prod_len], |cols, prod| {
             im2col(x_data, b0, nb, &g, cols, !plan.parallel);
             let w = w as *const T;
             // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
@@ -474,10 +474,6 @@ pub fn conv2d_forward<T: Scalar>(
         Layout::contiguous(Shape::from(vec![n, c_out, out_h, out_w])),
         dtype,
     )
-}
-
-fn w_data<T: Scalar>(weight: &FlexTensor) -> &[T] {
-    weight.storage()
 }
 
 /// Output positions × taps of one im2col tile in the row-tiled forward pass (512 KiB of f32): small enough that
@@ -503,7 +499,7 @@ unsafe fn forward_rows_tiled<T: Scalar>(
 ) {
     let (p, r) = (g.p(), g.r());
     let tile_rows = (TILE_ELEMS / (r * g.out_w).max(1)).clamp(1, rows.len().max(1));
-    scratch::with::<T, _>([r * tile_rows * g.out_w, 0, 0], |cols, _, _| {
+    scratch::with::<T, _>([r * tile_rows * g.out_w, 0], |cols, _| {
         let mut start = rows.start;
         while start < rows.end {
             let band = start..(start + tile_rows).min(rows.end);
@@ -576,7 +572,7 @@ fn forward_by_channels<T: Scalar>(
     let (p, r) = (g.p(), g.r());
     let per_task = c_out.div_ceil(threads());
     for (b, out) in out.chunks_mut(c_out * p).enumerate().take(n) {
-        scratch::with::<T, _>([r * p, 0, 0], |cols, _, _| {
+        scratch::with::<T, _>([r * p, 0], |cols, _| {
             im2col(x, b, 1, g, cols, true);
             let cols = &*cols;
             out.par_chunks_mut(per_task * p).enumerate().for_each(|(t, out)| {
@@ -661,7 +657,7 @@ pub fn conv2d_weight_backward<T: Scalar>(
         if per_image {
             // Image by image from dY's own planes, a cache-sized band of output rows at a time (see TILE_ELEMS).
             let tile_rows = (TILE_ELEMS / (g.r() * out_w).max(1)).clamp(1, out_h.max(1));
-            scratch::with::<T, _>([g.r() * tile_rows * out_w, 0, 0], |cols, _, _| {
+            scratch::with::<T, _>([g.r() * tile_rows * out_w, 0], |cols, _| {
                 for j in 0..nb {
                     let mut start = 0;
                     while start < out_h {
@@ -677,7 +673,7 @@ pub fn conv2d_weight_backward<T: Scalar>(
             });
         } else {
             // The whole chunk from a [C_out, nb·P] copy of dY.
-            scratch::with::<T, _>([g.r() * width, c_out * width, 0], |cols, dy_t, _| {
+            scratch::with::<T, _>([g.r() * width, c_out * width], |cols, dy_t| {
                 im2col(x_data, b0, nb, &g, cols, !plan.parallel);
                 transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
                 accumulate(dy_t.as_ptr(), width, cols.as_ptr(), width, width);
@@ -742,7 +738,7 @@ pub fn conv2d_x_backward<T: Scalar>(
         let width = nb * p;
         let w = w as *const T;
         if per_image {
-            scratch::with::<T, _>([r * p, 0, 0], |dcols, _, _| {
+            scratch::with::<T, _>([r * p, 0], |dcols, _| {
                 for j in 0..nb {
                     // dcols (R × P) = Wᵀ (R × C_out) · dY[b0 + j] (C_out × P)
                     let par = plan.gemm_parallelism(r, p, c_out);
@@ -753,7 +749,7 @@ pub fn conv2d_x_backward<T: Scalar>(
             });
             return;
         }
-        scratch::with::<T, _>([r * width, c_out * width, 0], |dcols, dy_t, _| {
+        scratch::with::<T, _>([r * width, c_out * width], |dcols, dy_t| {
             transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
             // dcols (R × nb·P) = Wᵀ (R × C_out) · dYᵀ (C_out × nb·P)
             let par = plan.gemm_parallelism(r, width, c_out);
