@@ -278,8 +278,8 @@ fn conv2d_forward_and_gradients_match_the_definition() {
 
         let xa = Tensor::<A, 4>::from_data(x.into_data(), &dev).require_grad();
         let wa = Tensor::<A, 4>::from_data(wt.into_data(), &dev).require_grad();
-        let ba = Tensor::<A, 1>::from_floats(bias.as_slice(), &dev);
-        let y = conv2d(xa.clone(), wa.clone(), Some(ba), case.options());
+        let ba = Tensor::<A, 1>::from_floats(bias.as_slice(), &dev).require_grad();
+        let y = conv2d(xa.clone(), wa.clone(), Some(ba.clone()), case.options());
         let got_y: Vec<f32> = y.clone().into_data().to_vec().unwrap();
         assert_close_scaled(&got_y, &want_y, &format!("forward {case:?}"));
         let dya = Tensor::<A, 4>::from_data(dy.into_data(), &dev);
@@ -288,14 +288,23 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         assert_close_scaled(&got_dw, &want_dw, &format!("weight gradient {case:?}"));
         let got_dx: Vec<f32> = xa.grad(&grads).unwrap().into_data().to_vec().unwrap();
         assert_close_scaled(&got_dx, &want_dx, &format!("input gradient {case:?}"));
+        // Patch 9: the bias gradient, Σ over images and positions of the output gradient per channel.
+        let want_db: Vec<f32> =
+            (0..case.cout).map(|co| dyv.chunks(oh * ow).skip(co).step_by(case.cout).flatten().sum()).collect();
+        let got_db: Vec<f32> = ba.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        assert_close_scaled(&got_db, &want_db, &format!("bias gradient {case:?}"));
     }
 }
 
 /// Patch 7 (pool.rs): 2-D max pooling, values and indices, against the definition: 2×2/2, 3×3/2 with padding
 /// (ResNet's stem), a non-square kernel, ceil mode (a window hanging off the edge), and ties (first wins).
+/// Patch 9: the 2×2/2 fast path (odd sizes here: a row and a column no window covers), pooling without indices
+/// (inference) and the backward pass (each output's gradient lands on its window's maximum).
 #[test]
 fn max_pool2d_matches_the_definition() {
-    use burn::tensor::module::max_pool2d_with_indices;
+    use burn::backend::Autodiff;
+    use burn::tensor::module::{max_pool2d, max_pool2d_with_indices};
+    type A = Autodiff<Flex>;
     // (kernel, stride, padding, ceil mode)
     type Pool = ([usize; 2], [usize; 2], [usize; 2], bool);
     let cases: [Pool; 5] = [
@@ -322,6 +331,17 @@ fn max_pool2d_matches_the_definition() {
         };
         assert_eq!((oh, ow), (out(h, k[0], s[0], p[0]), out(w, k[1], s[1], p[1])), "{k:?} {s:?} {p:?} {ceil}");
         let (got, got_idx) = (values(&y), idx.into_data().convert::<i64>().to_vec::<i64>().unwrap());
+        assert_eq!(values(&max_pool2d(x.clone(), k, s, p, [1, 1], ceil)), got, "without indices {k:?} {s:?} {ceil}");
+        let xa = Tensor::<A, 4>::from_data(x.clone().into_data(), &Default::default()).require_grad();
+        let dy = tensor([n, c, oh, ow], 0.3);
+        let ya = burn::tensor::module::max_pool2d(xa.clone(), k, s, p, [1, 1], ceil);
+        let grads = (ya * Tensor::<A, 4>::from_data(dy.clone().into_data(), &Default::default())).sum().backward();
+        let got_dx = xa.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let mut want_dx = vec![0f32; xv.len()];
+        for (o, g) in values(&dy).into_iter().enumerate() {
+            want_dx[o / (oh * ow) * h * w + got_idx[o] as usize] += g;
+        }
+        close(&got_dx, &want_dx, &format!("max pool gradient {k:?} {s:?} {p:?} {ceil}"));
         for plane in 0..n * c {
             for oy in 0..oh {
                 for ox in 0..ow {

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_im2col, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_common, conv_im2col, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -114,6 +114,28 @@ impl ModuleOps<Flex> for Flex {
         };
         let t = ConvTransposeOptions::new(options.stride, options.padding, [pad_out(0), pad_out(1)], options.dilation, options.groups);
         Self::conv_transpose2d(output_grad, weight, None, t)
+    }
+
+    // pneumoscope patch 9: the bias gradient summed per channel from the output gradient in place
+    // (conv_common.rs) instead of burn-backend's default, which copies the whole gradient to swap two axes first.
+    fn conv2d_bias_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        match output_grad.dtype() {
+            DType::F32 => return conv_common::conv2d_bias_grad::<f32>(output_grad, DType::F32),
+            DType::F64 => return conv_common::conv2d_bias_grad::<f64>(output_grad, DType::F64),
+            _ => {}
+        }
+        // burn-backend's default, spelled out (it is crate-private there).
+        let _ = x;
+        let s = output_grad.layout().shape();
+        let [channels, positions] = [s[1], s[0] * s[2] * s[3]];
+        let grad = Self::float_swap_dims(output_grad, 0, 1);
+        let grad = Self::float_reshape(grad, Shape::from(vec![channels, positions]));
+        let grad = Self::float_sum_dim(grad, 1);
+        Self::float_reshape(grad, bias.layout().shape().clone())
     }
 
     // pneumoscope patch 4: the weight gradient as im2col + a large-K GEMM (conv_im2col.rs) instead of

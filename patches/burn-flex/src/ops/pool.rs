@@ -237,6 +237,7 @@ where
             [stride_h, stride_w],
             [pad_h, pad_w],
             neg_inf,
+            true,
         )
     } else {
         #[cfg(feature = "rayon")]
@@ -393,6 +394,9 @@ where
 /// index convention as the general loop (first maximum in row-major window order wins; a window without valid
 /// taps gives `neg_inf` and index -1). Each output row's window rows and each output column's window columns are
 /// clipped to the input once, so the inner loop has no bounds checks; planes run in parallel.
+/// Patch 9: 2×2 windows with stride 2 and no padding (every window whole) take a branch-light loop over row
+/// pairs, and `with_indices = false` (inference's `max_pool2d`) skips the index array (the second vector is then
+/// empty).
 #[allow(clippy::too_many_arguments)]
 fn max_pool2d_planes<T>(
     x: &[T],
@@ -403,6 +407,7 @@ fn max_pool2d_planes<T>(
     [stride_h, stride_w]: [usize; 2],
     [pad_h, pad_w]: [usize; 2],
     neg_inf: T,
+    with_indices: bool,
 ) -> (alloc::vec::Vec<T>, alloc::vec::Vec<i64>)
 where
     T: bytemuck::Pod + Copy + PartialOrd + Send + Sync,
@@ -417,13 +422,51 @@ where
         (0..out_w).map(|ow| window(ow, stride_w, pad_w, kernel_w, in_w)).collect();
     let plane_in = in_h * in_w;
     let plane_out = out_h * out_w;
+    let two_by_two = [kernel_h, kernel_w, stride_h, stride_w] == [2, 2, 2, 2]
+        && [pad_h, pad_w] == [0, 0]
+        && 2 * out_h <= in_h
+        && 2 * out_w <= in_w;
     let mut output = vec![neg_inf; planes * plane_out];
-    let mut indices = vec![-1i64; planes * plane_out];
-    let pool_plane = |(src, (out, idx)): (&[T], (&mut [T], &mut [i64]))| {
+    let mut indices = if with_indices { vec![-1i64; planes * plane_out] } else { Vec::new() };
+    // `idx` is empty when indices are not wanted.
+    let pool_plane = |src: &[T], out: &mut [T], idx: &mut [i64]| {
+        if two_by_two {
+            for oh in 0..out_h {
+                let top = &src[2 * oh * in_w..][..2 * out_w];
+                let bottom = &src[(2 * oh + 1) * in_w..][..2 * out_w];
+                let out_row = &mut out[oh * out_w..(oh + 1) * out_w];
+                let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                if idx.is_empty() {
+                    for (o, (t, b)) in out_row.iter_mut().zip(pairs) {
+                        let mut best = t[0];
+                        for v in [t[1], b[0], b[1]] {
+                            if v > best {
+                                best = v;
+                            }
+                        }
+                        *o = best;
+                    }
+                } else {
+                    let idx_row = &mut idx[oh * out_w..(oh + 1) * out_w];
+                    let base = 2 * oh * in_w;
+                    for (ow, ((o, i), (t, b))) in out_row.iter_mut().zip(idx_row.iter_mut()).zip(pairs).enumerate() {
+                        let (mut best, mut at) = (t[0], 0);
+                        for (v, off) in [(t[1], 1), (b[0], in_w), (b[1], in_w + 1)] {
+                            if v > best {
+                                best = v;
+                                at = off;
+                            }
+                        }
+                        *o = best;
+                        *i = (base + 2 * ow + at) as i64;
+                    }
+                }
+            }
+            return;
+        }
         for oh in 0..out_h {
             let (h0, h1) = window(oh, stride_h, pad_h, kernel_h, in_h);
             let out_row = &mut out[oh * out_w..(oh + 1) * out_w];
-            let idx_row = &mut idx[oh * out_w..(oh + 1) * out_w];
             for (ow, &(w0, w1)) in cols.iter().enumerate() {
                 let mut best = neg_inf;
                 let mut best_at: i64 = -1;
@@ -437,7 +480,9 @@ where
                     }
                 }
                 out_row[ow] = best;
-                idx_row[ow] = best_at;
+                if !idx.is_empty() {
+                    idx[oh * out_w + ow] = best_at;
+                }
             }
         }
     };
@@ -445,16 +490,59 @@ where
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            x.par_chunks(plane_in)
-                .zip(output.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)))
-                .for_each(pool_plane);
+            let planes_in = x.par_chunks(plane_in);
+            if with_indices {
+                planes_in
+                    .zip(output.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)))
+                    .for_each(|(src, (out, idx))| pool_plane(src, out, idx));
+            } else {
+                planes_in.zip(output.par_chunks_mut(plane_out)).for_each(|(src, out)| pool_plane(src, out, &mut []));
+            }
         }
         #[cfg(not(feature = "rayon"))]
-        x.chunks(plane_in)
-            .zip(output.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)))
-            .for_each(pool_plane);
+        if with_indices {
+            x.chunks(plane_in)
+                .zip(output.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)))
+                .for_each(|(src, (out, idx))| pool_plane(src, out, idx));
+        } else {
+            x.chunks(plane_in).zip(output.chunks_mut(plane_out)).for_each(|(src, out)| pool_plane(src, out, &mut []));
+        }
     }
     (output, indices)
+}
+
+/// pneumoscope patch 9: 2-D max pooling without indices (inference) for f32/f64 without dilation; dilated
+/// pooling (and other dtypes) go through the pooling with indices and drop them.
+fn max_pool2d_values<T>(
+    x: FlexTensor,
+    kernel_size: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    ceil_mode: bool,
+    dtype: DType,
+    neg_inf: T,
+) -> FlexTensor
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element,
+{
+    let x = x.to_contiguous();
+    let shape = x.layout().shape();
+    let [batch_size, channels, in_h, in_w] = [shape[0], shape[1], shape[2], shape[3]];
+    let out_h = pool_output_size(in_h, kernel_size[0], padding[0], stride[0], 1, ceil_mode);
+    let out_w = pool_output_size(in_w, kernel_size[1], padding[1], stride[1], 1, ceil_mode);
+    let (output, _) = max_pool2d_planes(
+        x.storage::<T>(),
+        batch_size * channels,
+        [in_h, in_w],
+        [out_h, out_w],
+        kernel_size,
+        stride,
+        padding,
+        neg_inf,
+        false,
+    );
+    let out_shape = Shape::from(vec![batch_size, channels, out_h, out_w]);
+    FlexTensor::new(Bytes::from_elems(output), Layout::contiguous(out_shape), dtype)
 }
 
 /// 3D max pooling (without returning indices) for f32.
@@ -602,6 +690,10 @@ pub fn max_pool2d_f32(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    // pneumoscope patch 9: no index array when none is wanted.
+    if dilation == [1, 1] {
+        return max_pool2d_values(x, kernel_size, stride, padding, ceil_mode, DType::F32, f32::NEG_INFINITY);
+    }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
 
@@ -614,6 +706,10 @@ pub fn max_pool2d_f64(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    // pneumoscope patch 9: no index array when none is wanted.
+    if dilation == [1, 1] {
+        return max_pool2d_values(x, kernel_size, stride, padding, ceil_mode, DType::F64, f64::NEG_INFINITY);
+    }
     max_pool2d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
 
@@ -1349,22 +1445,32 @@ where
     let grad_data: &[T] = grad.storage();
     let indices_data: &[i64] = indices.storage();
 
-    // Accumulate gradients back to input positions
+    // Accumulate gradients back to input positions (pneumoscope patch 9: one task per plane; indices are
+    // relative to their plane, so planes are independent).
     let mut output = vec![zero; batch_size * channels * spatial_in];
-
-    for b in 0..batch_size {
-        for c in 0..channels {
-            let grad_offset = b * channels * spatial_out + c * spatial_out;
-            let out_offset = b * channels * spatial_in + c * spatial_in;
-
-            for i in 0..spatial_out {
-                let idx = indices_data[grad_offset + i];
-                if idx >= 0 {
-                    let input_idx = out_offset + idx as usize;
-                    output[input_idx] = add_fn(output[input_idx], grad_data[grad_offset + i]);
-                }
+    let scatter = |((dx, dy), idx): ((&mut [T], &[T]), &[i64])| {
+        for (&i, &g) in idx.iter().zip(dy) {
+            if i >= 0 {
+                dx[i as usize] = add_fn(dx[i as usize], g);
             }
         }
+    };
+    if spatial_in > 0 && spatial_out > 0 {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            output
+                .par_chunks_mut(spatial_in)
+                .zip(grad_data.par_chunks(spatial_out))
+                .zip(indices_data.par_chunks(spatial_out))
+                .for_each(scatter);
+        }
+        #[cfg(not(feature = "rayon"))]
+        output
+            .chunks_mut(spatial_in)
+            .zip(grad_data.chunks(spatial_out))
+            .zip(indices_data.chunks(spatial_out))
+            .for_each(scatter);
     }
 
     let out_shape = Shape::from(vec![batch_size, channels, in_d, in_h, in_w]);
