@@ -86,4 +86,13 @@ fn main() {
     }
     let cells: Vec<String> = names.iter().zip(tot).map(|(n, r)| format!("{n} {r:6.2}")).collect();
     println!("total     {} ms", cells.join("  "));
+    // ResNet-34's stem pool: 3×3, stride 2, padding 1 on 64 channels at half the image size.
+    let x = prim(Tensor::<B, 4>::random([batch, 64, s / 2, s / 2], Distribution::Normal(0.0, 1.0), &dev));
+    let pool = time(10, || {
+        let _ = B::max_pool2d(x.clone(), [3, 3], [2, 2], [1, 1], [1, 1], false);
+    });
+    let pool_idx = time(10, || {
+        let _ = B::max_pool2d_with_indices(x.clone(), [3, 3], [2, 2], [1, 1], [1, 1], false);
+    });
+    println!("ResNet-34 stem pool 3x3/2 on 64x{}: {pool:6.2} ms, with indices {pool_idx:6.2} ms", s / 2);
 }

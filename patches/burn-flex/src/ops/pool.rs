@@ -468,20 +468,25 @@ where
             let (h0, h1) = window(oh, stride_h, pad_h, kernel_h, in_h);
             let out_row = &mut out[oh * out_w..(oh + 1) * out_w];
             for (ow, &(w0, w1)) in cols.iter().enumerate() {
-                let mut best = neg_inf;
-                let mut best_at: i64 = -1;
+                if h0 == h1 || w0 == w1 {
+                    // No valid tap: `neg_inf` and index -1, as initialised.
+                    continue;
+                }
+                // The first valid tap, then strictly greater ones (patch 9: selects instead of a branch that
+                // also tested for "no tap yet" on every tap).
+                let mut best_at = h0 * in_w + w0;
+                let mut best = src[best_at];
                 for ih in h0..h1 {
                     let row = &src[ih * in_w + w0..ih * in_w + w1];
                     for (k, &v) in row.iter().enumerate() {
-                        if best_at < 0 || v > best {
-                            best = v;
-                            best_at = (ih * in_w + w0 + k) as i64;
-                        }
+                        let greater = v > best;
+                        best = if greater { v } else { best };
+                        best_at = if greater { ih * in_w + w0 + k } else { best_at };
                     }
                 }
                 out_row[ow] = best;
                 if !idx.is_empty() {
-                    idx[oh * out_w + ow] = best_at;
+                    idx[oh * out_w + ow] = best_at as i64;
                 }
             }
         }
