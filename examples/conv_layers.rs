@@ -1,5 +1,5 @@
 //! Times conv2d forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
-//! backend, for comparison with scripts/conv_layers.py. A profiling aid, not a test.
+//! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test.
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::nn::conv::{Conv2d, Conv2dConfig};

@@ -1,7 +1,7 @@
 //! Times the backend ops a simple-CNN training step runs besides the convolutions — bias gradient, ReLU and its
 //! backward, 2×2 max pooling and its backward — at the simple CNN's activation shapes (batch 16), called directly
-//! on the CPU backend as the autodiff graph calls them. A profiling aid, not a test; /tmp-free and deterministic.
-//! `cargo run --release --example simple_ops -- 128`
+//! on the CPU backend as the autodiff graph calls them, plus ResNet-34's 3×3/2 stem pool. A profiling aid, not a
+//! test: `cargo run --release --example simple_ops -- 128`, next to `scripts/layers_pytorch.py ops 128`.
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{Distribution, Tensor, TensorPrimitive};
