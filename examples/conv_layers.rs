@@ -1,5 +1,6 @@
 //! Times conv2d forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
-//! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test.
+//! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test. Env: MODEL=simple
+//! (the simple CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's).
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -55,7 +56,7 @@ fn main() {
         let cfg = Conv2dConfig::new([ci, co], [k, k])
             .with_stride([st, st])
             .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-            .with_bias(false);
+            .with_bias(std::env::var_os("BIAS").is_some());
         let conv_a: Conv2d<A> = cfg.init(&dev);
         let conv_b: Conv2d<B> = conv_a.clone().valid();
         let xb = Tensor::<B, 4>::random([batch, ci, hw, hw], Distribution::Normal(0.0, 1.0), &dev);

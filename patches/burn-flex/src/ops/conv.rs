@@ -238,7 +238,7 @@ bf16_via_f32!(conv3d_bf16, conv3d_f32, 3, ConvOptions);
 /// - Enables tile-level parallelism
 /// - Improves cache utilization
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn conv3d_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync>(
+fn conv3d_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync + core::ops::Add<Output = T>>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
@@ -636,7 +636,7 @@ fn is_1x1_conv(
 /// to gemm as the RHS with appropriate strides, avoiding the transpose allocation
 /// and the intermediate result buffer.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn conv3d_1x1_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync>(
+fn conv3d_1x1_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync + core::ops::Add<Output = T>>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
@@ -1574,7 +1574,7 @@ conv3d_direct_typed!(
 ///
 /// Constraints: groups=1, padding=0, dilation=1, 1D-like (d=1, h=1).
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn conv3d_direct_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync>(
+fn conv3d_direct_impl<T: bytemuck::Pod + Clone + Copy + burn_backend::Element + Send + Sync + core::ops::Add<Output = T>>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,

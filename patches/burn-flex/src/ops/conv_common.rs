@@ -132,22 +132,33 @@ where
     FlexTensor::new(Bytes::from_elems(sums), Layout::contiguous(Shape::from(vec![channels])), dtype)
 }
 
-#[allow(clippy::needless_range_loop)]
-pub(crate) fn add_bias<T: Copy>(
+/// Adds `bias[c]` to every position of channel `c`. pneumoscope patch 9: one task per plane, and `+` instead of
+/// the `add_fn` pointer the callers pass (the same addition for every dtype here — half's `f16 + f16` also adds
+/// in f32 — but called through a pointer per element it kept the loop from vectorising): with the serial loop
+/// it cost 9 ms of the simple CNN's first layer (16 MiB of output at 128 px), more than the convolution itself.
+pub(crate) fn add_bias<T: Copy + Send + Sync + core::ops::Add<Output = T>>(
     output: &mut [T],
     bias: &[T],
     batch: usize,
     channels: usize,
     spatial: usize,
-    add_fn: fn(T, T) -> T,
+    _add_fn: fn(T, T) -> T,
 ) {
-    for b in 0..batch {
-        for c in 0..channels {
-            let offset = b * channels * spatial + c * spatial;
-            let bias_val = bias[c];
-            for i in 0..spatial {
-                output[offset + i] = add_fn(output[offset + i], bias_val);
-            }
-        }
+    if spatial == 0 || channels == 0 {
+        return;
     }
+    let planes = &mut output[..batch * channels * spatial];
+    let add = |(i, plane): (usize, &mut [T])| {
+        let v = bias[i % channels];
+        for o in plane {
+            *o = *o + v;
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        planes.par_chunks_mut(spatial).enumerate().for_each(add);
+    }
+    #[cfg(not(feature = "rayon"))]
+    planes.chunks_mut(spatial).enumerate().for_each(add);
 }

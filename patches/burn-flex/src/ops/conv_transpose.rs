@@ -197,7 +197,7 @@ type ConvTransposeGemmFn<T> = fn(&mut [T], &[T], &[T], usize, usize, usize);
 
 /// 3D transposed convolution via GEMM + col2im.
 #[allow(clippy::too_many_arguments)]
-fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_backend::Element>(
+fn conv_transpose3d_impl<T: bytemuck::Pod + Clone + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = T>>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
