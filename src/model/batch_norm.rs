@@ -12,6 +12,10 @@
 //! Inference (no autodiff) uses the running statistics as burn's `BatchNorm` does, folded into one per-channel
 //! scale and shift. The running statistics are updated exactly as burn updates them (momentum, biased batch
 //! variance), so checkpoints and imported weights mean the same thing.
+//!
+//! The computations are methods of [`FusedBatchNorm`] with defaults in plain tensor operations (any backend);
+//! the CPU backend runs them as kernels of its own (batch_norm_flex.rs: a few parallel passes instead of six or
+//! seven single-threaded broadcast operations).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -24,9 +28,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-/// A backend that can run training-mode BatchNorm. Every backend can, through the default method (one forward
-/// pass of plain tensor operations); the autodiff backend overrides it to record one operation with the fused
-/// backward pass.
+/// A backend that can run training-mode BatchNorm. Every backend can, through the default methods (plain
+/// tensor operations); the CPU backend overrides the forward and backward computations with its own kernels
+/// (batch_norm_flex.rs), and the autodiff backend overrides `batch_norm_train` to record one operation whose
+/// backward pass is `batch_norm_backward`.
 pub trait FusedBatchNorm: Backend {
     /// Training-mode BatchNorm of an N×C×H×W tensor with per-channel `gamma` and `beta` (shape C): the output,
     /// and the batch mean and biased variance (shape C, not tracked by autodiff) for the running statistics.
@@ -36,12 +41,91 @@ pub trait FusedBatchNorm: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let parts = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
-        (prim(parts.y), prim(parts.mean), prim(parts.var))
+        let [y, _, _, mean, var] = Self::batch_norm_forward(x, gamma, beta, epsilon);
+        (y, mean, var)
+    }
+
+    /// The forward computation: y and x̂ (N×C×H×W), then 1/σ, the batch mean and the biased variance (C each).
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> [FloatTensor<Self>; 5] {
+        let p = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
+        [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
+    }
+
+    /// The closed-form backward computation: dx (N×C×H×W), dγ and dβ (C each) from the output gradient dy and
+    /// what the forward pass kept (x̂, 1/σ) and γ.
+    fn batch_norm_backward(
+        dy: FloatTensor<Self>,
+        x_hat: FloatTensor<Self>,
+        inv_std: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        generic_backward::<Self>(dy, x_hat, inv_std, gamma)
+    }
+
+    /// Inference: x·a + b with per-channel `a` and `b` (shape C).
+    fn batch_norm_affine(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        prim(float::<Self, 4>(x) * per_channel(float(a)) + per_channel(float(b)))
     }
 }
 
-impl FusedBatchNorm for burn::backend::Flex {}
+/// `batch_norm_backward` in plain tensor operations (any backend).
+fn generic_backward<B: Backend>(
+    dy: FloatTensor<B>,
+    x_hat: FloatTensor<B>,
+    inv_std: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let (dy, x_hat): (Tensor<B, 4>, Tensor<B, 4>) = (float(dy), float(x_hat));
+    let [n, _, h, w] = x_hat.dims();
+    let m = (n * h * w) as f64;
+    let dbeta = channel_sums(dy.clone());
+    let dgamma = channel_sums(dy.clone() * x_hat.clone());
+    let scale = per_channel(float::<B, 1>(gamma) * float::<B, 1>(inv_std));
+    let dx =
+        (dy - x_hat * per_channel(dgamma.clone().div_scalar(m)) - per_channel(dbeta.clone().div_scalar(m))) * scale;
+    [prim(dx), prim(dgamma), prim(dbeta)]
+}
+
+impl FusedBatchNorm for burn::backend::Flex {
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> [FloatTensor<Self>; 5] {
+        match super::batch_norm_flex::forward(&x, &gamma, &beta, epsilon) {
+            Some(out) => out,
+            None => {
+                let p = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
+                [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
+            }
+        }
+    }
+
+    fn batch_norm_backward(
+        dy: FloatTensor<Self>,
+        x_hat: FloatTensor<Self>,
+        inv_std: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        match super::batch_norm_flex::backward(&dy, &x_hat, &inv_std, &gamma) {
+            Some(out) => out,
+            None => generic_backward::<Self>(dy, x_hat, inv_std, gamma),
+        }
+    }
+
+    fn batch_norm_affine(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        match super::batch_norm_flex::affine(&x, &a, &b) {
+            Some(y) => y,
+            None => prim(float::<Self, 4>(x) * per_channel(float(a)) + per_channel(float(b))),
+        }
+    }
+}
 
 #[cfg(feature = "cuda")]
 impl FusedBatchNorm for burn::backend::Cuda {}
@@ -91,36 +175,24 @@ fn forward_parts<B: Backend>(x: Tensor<B, 4>, gamma: Tensor<B, 1>, beta: Tensor<
 #[derive(Debug)]
 struct BatchNormBackward;
 
-impl<B: Backend> Backward<B, 3> for BatchNormBackward {
+impl<B: FusedBatchNorm> Backward<B, 3> for BatchNormBackward {
     /// x̂ (N×C×H×W), 1/σ and γ (C each).
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
-        let dy: Tensor<B, 4> = float(grads.consume::<B>(&ops.node));
+        let dy = grads.consume::<B>(&ops.node);
         let (x_hat, inv_std, gamma) = ops.state;
-        let x_hat: Tensor<B, 4> = float(x_hat);
-        let [n, _, h, w] = x_hat.dims();
-        let m = (n * h * w) as f64;
-        let dbeta = channel_sums(dy.clone());
-        let dgamma = channel_sums(dy.clone() * x_hat.clone());
-        if let Some(node) = node_x {
-            let scale = per_channel(float::<B, 1>(gamma) * float::<B, 1>(inv_std));
-            let dx =
-                (dy - x_hat * per_channel(dgamma.clone().div_scalar(m)) - per_channel(dbeta.clone().div_scalar(m)))
-                    * scale;
-            grads.register::<B>(node.id, prim(dx));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, prim(dgamma));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<B>(node.id, prim(dbeta));
+        let [dx, dgamma, dbeta] = B::batch_norm_backward(dy, x_hat, inv_std, gamma);
+        for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }
 
-impl<B: Backend, C: CheckpointStrategy> FusedBatchNorm for Autodiff<B, C> {
+impl<B: FusedBatchNorm, C: CheckpointStrategy> FusedBatchNorm for Autodiff<B, C> {
     fn batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -129,11 +201,12 @@ impl<B: Backend, C: CheckpointStrategy> FusedBatchNorm for Autodiff<B, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
         let gamma_inner = gamma.primitive.clone();
-        let parts = forward_parts::<B>(float(x.primitive), float(gamma.primitive), float(beta.primitive), epsilon);
-        let (mean, var) = (Self::from_inner(prim(parts.mean)), Self::from_inner(prim(parts.var)));
+        let [y, x_hat, inv_std, mean, var] =
+            B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
+        let (mean, var) = (Self::from_inner(mean), Self::from_inner(var));
         let y = match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((prim(parts.x_hat), prim(parts.inv_std), gamma_inner), prim(parts.y)),
-            OpsKind::UnTracked(prep) => prep.finish(prim(parts.y)),
+            OpsKind::Tracked(prep) => prep.finish((x_hat, inv_std, gamma_inner), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, mean, var)
     }
@@ -158,11 +231,11 @@ pub fn batch_norm<B: FusedBatchNorm>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tens
 /// Inference: the running statistics fold into one per-channel affine map, y = x·a + b with a = γ/√(var + ε)
 /// and b = β − mean·a, computed on C values; two passes over the activations instead of burn's four
 /// (subtract, divide, scale, shift). Equal to burn's `BatchNorm::forward` up to rounding.
-fn batch_norm_inference<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+fn batch_norm_inference<B: FusedBatchNorm>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let device = x.device();
     let mean = bn.running_mean.value().to_device(&device);
     let var = bn.running_var.value().to_device(&device);
     let a = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
     let b = bn.beta.val() - mean * a.clone();
-    x * per_channel(a) + per_channel(b)
+    float(B::batch_norm_affine(prim(x), prim(a), prim(b)))
 }

@@ -2,6 +2,7 @@
 //! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
 
 pub mod batch_norm;
+mod batch_norm_flex;
 pub mod gradcam;
 pub mod pretrained;
 pub mod regularized_cnn;
