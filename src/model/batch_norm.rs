@@ -52,8 +52,7 @@ pub trait FusedBatchNorm: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> [FloatTensor<Self>; 5] {
-        let p = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
-        [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
+        generic_forward::<Self>(x, gamma, beta, epsilon)
     }
 
     /// The closed-form backward computation: dx (N×C×H×W), dγ and dβ (C each) from the output gradient dy and
@@ -69,8 +68,24 @@ pub trait FusedBatchNorm: Backend {
 
     /// Inference: x·a + b with per-channel `a` and `b` (shape C).
     fn batch_norm_affine(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        prim(float::<Self, 4>(x) * per_channel(float(a)) + per_channel(float(b)))
+        generic_affine::<Self>(x, a, b)
     }
+}
+
+/// `batch_norm_forward` in plain tensor operations (any backend).
+fn generic_forward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> [FloatTensor<B>; 5] {
+    let p = forward_parts::<B>(float(x), float(gamma), float(beta), epsilon);
+    [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
+}
+
+/// `batch_norm_affine` in plain tensor operations (any backend).
+fn generic_affine<B: Backend>(x: FloatTensor<B>, a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
+    prim(float::<B, 4>(x) * per_channel(float(a)) + per_channel(float(b)))
 }
 
 /// `batch_norm_backward` in plain tensor operations (any backend).
@@ -100,10 +115,7 @@ impl FusedBatchNorm for burn::backend::Flex {
     ) -> [FloatTensor<Self>; 5] {
         match super::batch_norm_flex::forward(&x, &gamma, &beta, epsilon) {
             Some(out) => out,
-            None => {
-                let p = forward_parts::<Self>(float(x), float(gamma), float(beta), epsilon);
-                [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
-            }
+            None => generic_forward::<Self>(x, gamma, beta, epsilon),
         }
     }
 
@@ -122,7 +134,7 @@ impl FusedBatchNorm for burn::backend::Flex {
     fn batch_norm_affine(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         match super::batch_norm_flex::affine(&x, &a, &b) {
             Some(y) => y,
-            None => prim(float::<Self, 4>(x) * per_channel(float(a)) + per_channel(float(b))),
+            None => generic_affine::<Self>(x, a, b),
         }
     }
 }

@@ -119,7 +119,7 @@ impl ModuleOps<Flex> for Flex {
     // pneumoscope patch 9: the bias gradient summed per channel from the output gradient in place
     // (conv_common.rs) instead of burn-backend's default, which copies the whole gradient to swap two axes first.
     fn conv2d_bias_backward(
-        x: FloatTensor<Flex>,
+        _x: FloatTensor<Flex>,
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
@@ -129,7 +129,6 @@ impl ModuleOps<Flex> for Flex {
             _ => {}
         }
         // burn-backend's default, spelled out (it is crate-private there).
-        let _ = x;
         let s = output_grad.layout().shape();
         let [channels, positions] = [s[1], s[0] * s[2] * s[3]];
         let grad = Self::float_swap_dims(output_grad, 0, 1);
