@@ -5,8 +5,8 @@
 //! planes are added in batch order in f64, so results do not depend on the thread count.
 
 use burn::tensor::DType;
-use burn_flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, Shape};
+use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
 const LANES: usize = 16;
@@ -86,7 +86,13 @@ pub(crate) fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps
         y.set_len(xs.len());
     }
     let shape = vec![n, c, h, w];
-    Some([tensor(y, shape.clone()), tensor(x_hat, shape), tensor(inv_std, vec![c]), tensor(mean, vec![c]), tensor(var, vec![c])])
+    Some([
+        tensor(y, shape.clone()),
+        tensor(x_hat, shape),
+        tensor(inv_std, vec![c]),
+        tensor(mean, vec![c]),
+        tensor(var, vec![c]),
+    ])
 }
 
 /// dx (N×C×H×W), dγ, dβ (C each) from the output gradient and what the forward pass kept:
