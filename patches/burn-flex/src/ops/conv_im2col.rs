@@ -423,10 +423,11 @@ pub fn conv2d_forward<T: Scalar>(
     if !plan.parallel && threads() > 1 {
         // Fewer images than threads: split each image's work between the threads, by output rows where an
         // image has many positions, by output channels where it has few (the deep layers).
+        let small = SmallBatch { x: x_data, w: weight.storage(), bias: b, g: &g, c_out, n, one };
         if out_h >= threads() && p >= 32 * threads() {
-            forward_in_bands(x_data, weight.storage(), b, &g, c_out, n, &mut out, one);
+            forward_in_bands(&small, &mut out);
         } else {
-            forward_by_channels(x_data, weight.storage(), b, &g, c_out, n, &mut out, one);
+            forward_by_channels(&small, &mut out);
         }
         return FlexTensor::new(
             burn_std::Bytes::from_elems(out),
@@ -513,22 +514,25 @@ unsafe fn forward_rows_tiled<T: Scalar>(
     })
 }
 
+/// A forward pass on fewer images than threads: what its two strategies below need.
+#[cfg(feature = "rayon")]
+struct SmallBatch<'a, T> {
+    x: &'a [T],
+    w: &'a [T],
+    bias: Option<&'a [T]>,
+    g: &'a Geometry,
+    c_out: usize,
+    n: usize,
+    one: T,
+}
+
 /// The forward pass of a batch smaller than the thread pool (single-image inference): each image's output rows
 /// are cut into one band per thread, and each band runs its own im2col and single-threaded GEMM into its columns
 /// of the output. gemm's own parallel mode scaled poorly on these products (C_out of 16–64 rows).
 #[cfg(feature = "rayon")]
-#[allow(clippy::too_many_arguments)]
-fn forward_in_bands<T: Scalar>(
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    g: &Geometry,
-    c_out: usize,
-    n: usize,
-    out: &mut [T],
-    one: T,
-) {
+fn forward_in_bands<T: Scalar>(sb: &SmallBatch<'_, T>, out: &mut [T]) {
     use rayon::prelude::*;
+    let SmallBatch { x, w, bias, g, c_out, n, one } = *sb;
     let p = g.p();
     let bands = threads();
     let rows = g.out_h.div_ceil(bands);
@@ -557,18 +561,9 @@ fn forward_in_bands<T: Scalar>(
 /// The forward pass of a batch smaller than the thread pool, for images with few output positions: one im2col
 /// per image, then each thread multiplies its share of the output channels (its rows of the weight, packed once).
 #[cfg(feature = "rayon")]
-#[allow(clippy::too_many_arguments)]
-fn forward_by_channels<T: Scalar>(
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    g: &Geometry,
-    c_out: usize,
-    n: usize,
-    out: &mut [T],
-    one: T,
-) {
+fn forward_by_channels<T: Scalar>(sb: &SmallBatch<'_, T>, out: &mut [T]) {
     use rayon::prelude::*;
+    let SmallBatch { x, w, bias, g, c_out, n, one } = *sb;
     let (p, r) = (g.p(), g.r());
     let per_task = c_out.div_ceil(threads());
     for (b, out) in out.chunks_mut(c_out * p).enumerate().take(n) {
