@@ -63,7 +63,7 @@ impl<T> Scalar for T where
 /// overwritten before they are read, and allocating them afresh cost a `memset` and first-touch page faults on
 /// every call (8 % of a layer's time). At most a few [`COLS_BUDGET`]-sized buffers per thread stay allocated.
 #[cfg(feature = "std")]
-mod scratch {
+pub(crate) mod scratch {
     use alloc::vec::Vec;
     use core::cell::RefCell;
 
@@ -104,7 +104,7 @@ mod scratch {
 }
 
 #[cfg(not(feature = "std"))]
-mod scratch {
+pub(crate) mod scratch {
     use alloc::vec;
     pub fn with<T: bytemuck::Pod + Default, R>(
         lens: [usize; 2],
@@ -174,7 +174,7 @@ struct Plan {
     parallel: bool,
 }
 
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     #[cfg(feature = "rayon")]
     return rayon::current_num_threads();
     #[cfg(not(feature = "rayon"))]
@@ -345,7 +345,7 @@ fn transpose_batch<T: Scalar>(dy: &[T], b0: usize, nb: usize, c_out: usize, p: u
     }
 }
 
-fn dims4(t: &FlexTensor) -> [usize; 4] {
+pub(crate) fn dims4(t: &FlexTensor) -> [usize; 4] {
     t.layout().shape().dims()
 }
 
@@ -358,7 +358,7 @@ fn per_image_gemm(p: usize, r: usize) -> bool {
 
 /// `dst (m × n, row stride dst_rs) (+)= lhs · rhs` with explicit strides (column stride, row stride).
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into<T: Scalar>(
+pub(crate) unsafe fn gemm_into<T: Scalar>(
     (m, n, k): (usize, usize, usize),
     dst: *mut T,
     dst_rs: usize,

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_common, conv_im2col, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_common, conv_im2col, conv_transpose, conv_winograd, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -64,6 +64,10 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // pneumoscope patch 10: 3×3 stride-1 convolutions of a batch as Winograd F(2×2, 3×3) (conv_winograd.rs).
+        if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options) {
+            return conv_winograd::conv2d_forward(x, weight, bias, &options);
+        }
         // pneumoscope patch 5: whole-image im2col + GEMM where burn-flex's tiles leave gemm too little work.
         if conv_im2col::use_whole_image_forward(&x, &weight, &options) {
             match x.dtype() {
@@ -93,6 +97,10 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // pneumoscope patch 10 (conv_winograd.rs).
+        if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options) {
+            return conv_winograd::conv2d_x_backward(conv_im2col::dims4(&x), weight, output_grad, &options);
+        }
         if options.groups == 1 {
             let s = x.layout().shape();
             let shape = [s[0], s[1], s[2], s[3]];
@@ -147,6 +155,10 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let s = weight.layout().shape();
         let shape = [s[0], s[1], s[2], s[3]];
+        // pneumoscope patch 10 (conv_winograd.rs).
+        if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), shape, &options) {
+            return conv_winograd::conv2d_weight_backward(x, output_grad, shape, &options);
+        }
         match x.dtype() {
             DType::F32 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F32, 1.0f32),
             DType::F64 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F64, 1.0f64),
