@@ -254,13 +254,17 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { n: 5, cin: 8, cout: 3, h: 128, w: 128, ..base },
         // Patch 10 (Winograd F(2×2, 3×3): 3×3, stride 1, ≥ 16 channels each way, ≥ 2 images): odd and even
         // sizes (a last tile half outside the output), no padding and padding 2, bands that end mid-image and
-        // several bands per thread (the 66 × 66 case), deep layers with few positions.
+        // several bands per thread (the 66 × 66 case); deep layers (more weights than transformed data: the whole
+        // batch at once, one GEMM per transform point) in the last three.
         Case { n: 2, cin: 16, cout: 16, h: 9, w: 7, ..base },
         Case { n: 3, cin: 17, cout: 20, h: 8, w: 10, pad: 0, ..base },
         Case { n: 2, cin: 16, cout: 24, h: 5, w: 6, pad: 2, ..base },
         Case { n: 4, cin: 64, cout: 16, h: 4, w: 4, ..base },
         Case { n: 2, cin: 16, cout: 16, h: 3, w: 3, pad: 0, ..base },
         Case { n: 3, cin: 32, cout: 16, h: 66, w: 66, ..base },
+        Case { n: 2, cin: 32, cout: 48, h: 5, w: 4, ..base },
+        Case { n: 3, cin: 48, cout: 32, h: 4, w: 4, pad: 0, ..base },
+        Case { n: 2, cin: 64, cout: 64, h: 4, w: 4, ..base },
     ];
     let dev = Default::default();
     for case in cases {

@@ -67,8 +67,11 @@ pub(crate) mod scratch {
     use alloc::vec::Vec;
     use core::cell::RefCell;
 
+    type Pair = RefCell<[Vec<u64>; 2]>;
+
     std::thread_local! {
-        static BUFFERS: RefCell<[Vec<u64>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+        static BUFFERS: Pair = const { RefCell::new([Vec::new(), Vec::new()]) };
+        static HELD: Pair = const { RefCell::new([Vec::new(), Vec::new()]) };
     }
 
     fn view<T: bytemuck::Pod>(buf: &mut Vec<u64>, len: usize) -> &mut [T] {
@@ -85,8 +88,25 @@ pub(crate) mod scratch {
         lens: [usize; 2],
         f: impl FnOnce(&mut [T], &mut [T]) -> R,
     ) -> R {
+        with_in(&BUFFERS, lens, f)
+    }
+
+    /// [`with`] from a second pair of buffers, for data a caller holds while the tasks it starts (which use
+    /// [`with`]) run: a transformed weight, a whole batch's transformed input, gradient accumulators.
+    pub fn with_held<T: bytemuck::Pod + Default, R>(
+        lens: [usize; 2],
+        f: impl FnOnce(&mut [T], &mut [T]) -> R,
+    ) -> R {
+        with_in(&HELD, lens, f)
+    }
+
+    fn with_in<T: bytemuck::Pod + Default, R>(
+        key: &'static std::thread::LocalKey<Pair>,
+        lens: [usize; 2],
+        f: impl FnOnce(&mut [T], &mut [T]) -> R,
+    ) -> R {
         let mut f = Some(f);
-        let pooled = BUFFERS.with(|cell| {
+        let pooled = key.with(|cell| {
             let mut guard = cell.try_borrow_mut().ok()?;
             let [a, b] = &mut *guard;
             let f = f.take().expect("called once");
@@ -113,6 +133,7 @@ pub(crate) mod scratch {
         let (mut a, mut b) = (vec![T::default(); lens[0]], vec![T::default(); lens[1]]);
         f(&mut a, &mut b)
     }
+    pub use with as with_held;
 }
 
 struct Geometry {

@@ -21,12 +21,21 @@
 //! - weight gradient: `dU_ξ (C_out × C_in) = Σ_tiles dM_ξ · V_ξᵀ` with `dM = A dY Aᵀ` per output-gradient tile,
 //!   then `dW = Gᵀ dU G` per filter (the adjoint of the forward pass's weight transform).
 //!
-//! Work is cut into bands of tile rows (a tile row is one image's row of tiles; bands may span images), each band
-//! its own transforms and single-threaded GEMMs, bands side by side on the thread pool, sized so a band's
-//! transformed input and products stay within a few MiB. Every output element is written by one band; the weight
-//! gradient's per-band products are summed in a fixed order (a fixed, contiguous run of bands per thread, runs
-//! added in order), so results do not depend on scheduling. Used for batches of at least as many images as there
-//! are threads; a single image keeps conv_im2col.rs's banded forward pass.
+//! Two ways to share the work between threads, chosen per layer:
+//!
+//! - by band, where the transformed data outweighs the transformed weight (the early, wide layers): bands of tile
+//!   rows (a tile row is one image's row of tiles; bands may span images) sized so a band's transformed input and
+//!   products stay within a few MiB, each band its own transforms and 16 single-threaded GEMMs, bands side by side;
+//!   the weight gradient sums one partial product per thread (a fixed, contiguous run of bands each), in order;
+//! - by point, where the weight is the larger (the deep layers, few positions): the whole batch is transformed
+//!   (in parallel by bands), then the 16 GEMMs run side by side over all tiles, each reading its point's weight
+//!   once, then the output is transformed back (by bands).
+//!
+//! Every output element is written by one task and sums run in a fixed order, so results do not depend on
+//! scheduling. Used for batches of at least as many images as there are threads; a single image keeps
+//! conv_im2col.rs's banded forward pass. The transformed weights, whole-batch buffers and gradient accumulators
+//! live in per-thread buffers kept between calls (conv_im2col.rs's `scratch`): allocating them afresh cost page
+//! faults on tens of MiB per call on the deep layers.
 //!
 //! `BURN_FLEX_WINOGRAD=0` in the environment turns this path off (for measuring it against im2col).
 
@@ -129,58 +138,125 @@ impl Geometry {
     }
 }
 
-/// `U` for the GEMMs, laid out `[O][ξ][I]` (so `U_ξ` is `O × I` with row stride `16·I`): `(G f Gᵀ)` for each
-/// 3×3 filter `f` of the weight `[K, C, 3, 3]` — as is for the forward pass (`O = K`, `I = C`), or rotated by 180°
-/// with the channel axes swapped for the input gradient (`O = C`, `I = K`).
-fn weight_transform(w: &[f32], k: usize, c: usize, for_input_grad: bool) -> Vec<f32> {
-    let (no, ni) = if for_input_grad { (c, k) } else { (k, c) };
-    let mut u = vec![0f32; no * XI * ni];
-    let fill = |o: usize, block: &mut [f32]| {
-        for i in 0..ni {
-            let (kk, cc) = if for_input_grad { (i, o) } else { (o, i) };
-            let f = &w[(kk * c + cc) * 9..(kk * c + cc + 1) * 9];
-            let tap = |a: usize, b: usize| if for_input_grad { f[(2 - a) * 3 + (2 - b)] } else { f[a * 3 + b] };
-            // G f (4 × 3), one column at a time, then each of its rows times Gᵀ.
-            let mut gf = [[0f32; 3]; 4];
-            for b in 0..3 {
-                let (f0, f1, f2) = (tap(0, b), tap(1, b), tap(2, b));
-                gf[0][b] = f0;
-                gf[1][b] = 0.5 * (f0 + f1 + f2);
-                gf[2][b] = 0.5 * (f0 - f1 + f2);
-                gf[3][b] = f2;
-            }
-            for (r, [a0, a1, a2]) in gf.into_iter().enumerate() {
-                let row = [a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2];
-                for (s, v) in row.into_iter().enumerate() {
-                    block[(4 * r + s) * ni + i] = v;
-                }
-            }
-        }
-    };
+/// Runs `f` on each item, side by side where rayon is on.
+fn for_each_par<I: Send, F: Fn(I) + Send + Sync>(items: Vec<I>, f: F) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        u.par_chunks_mut(XI * ni).enumerate().for_each(|(o, block)| fill(o, block));
+        items.into_par_iter().for_each(f);
     }
     #[cfg(not(feature = "rayon"))]
-    u.chunks_mut(XI * ni).enumerate().for_each(|(o, block)| fill(o, block));
-    u
+    items.into_iter().for_each(f);
 }
 
-/// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for every tile `t` of the tile rows `rows` (`t` = row in band · TW + column) and
-/// every channel. `buf` holds 8 padded rows ([`Geometry::row_len`]).
+/// Runs `f(i, chunk)` on each `len`-sized chunk of `buf`, side by side where rayon is on.
+fn chunks_par<F: Fn(usize, &mut [f32]) + Send + Sync>(buf: &mut [f32], len: usize, f: F) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        buf.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(not(feature = "rayon"))]
+    buf.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// `U` for the GEMMs, laid out `[O][ξ][I]` (so `U_ξ` is `O × I` with row stride `16·I`): `(G f Gᵀ)` for each
+/// 3×3 filter `f` of the weight `[K, C, 3, 3]` — as is for the forward pass (`O = K`, `I = C`), or rotated by 180°
+/// with the channel axes swapped for the input gradient (`O = C`, `I = K`). Each `O` block is built from its
+/// filters' taps gathered as 9 rows over `I`, so the transform runs element-wise over contiguous rows.
+fn weight_transform(w: &[f32], k: usize, c: usize, for_input_grad: bool, u: &mut [f32]) {
+    let ni = if for_input_grad { k } else { c };
+    chunks_par(u, XI * ni, |o, block| {
+        // taps[a·3 + b][i]: tap (a, b) of the filter from input channel i to output channel o.
+        let mut taps = vec![0f32; 21 * ni];
+        let (taps, gf) = taps.split_at_mut(9 * ni);
+        for i in 0..ni {
+            let (kk, cc, rot) = if for_input_grad { (i, o, 8) } else { (o, i, 0) };
+            let f = &w[(kk * c + cc) * 9..(kk * c + cc + 1) * 9];
+            for tap in 0..9 {
+                taps[tap * ni + i] = f[tap.abs_diff(rot)];
+            }
+        }
+        // G f (4 × 3 rows over I, in `gf` as [r·3 + b]), one kernel column b at a time ...
+        for b in 0..3 {
+            let (f0, f1, f2) = (row_of(taps, b, ni), row_of(taps, 3 + b, ni), row_of(taps, 6 + b, ni));
+            for (r, dst) in [0, 1, 2, 3].into_iter().zip(gf.chunks_exact_mut(3 * ni)) {
+                let dst = &mut dst[b * ni..(b + 1) * ni];
+                for i in 0..ni {
+                    dst[i] = match r {
+                        0 => f0[i],
+                        1 => 0.5 * (f0[i] + f1[i] + f2[i]),
+                        2 => 0.5 * (f0[i] - f1[i] + f2[i]),
+                        _ => f2[i],
+                    };
+                }
+            }
+        }
+        // ... then each row of G f times Gᵀ: (a0, (a0 + a1 + a2)/2, (a0 − a1 + a2)/2, a2).
+        for r in 0..4 {
+            let (a0, a1, a2) = (row_of(gf, 3 * r, ni), row_of(gf, 3 * r + 1, ni), row_of(gf, 3 * r + 2, ni));
+            for (s, dst) in block[4 * r * ni..(4 * r + 4) * ni].chunks_exact_mut(ni).enumerate() {
+                for i in 0..ni {
+                    dst[i] = match s {
+                        0 => a0[i],
+                        1 => 0.5 * (a0[i] + a1[i] + a2[i]),
+                        2 => 0.5 * (a0[i] - a1[i] + a2[i]),
+                        _ => a2[i],
+                    };
+                }
+            }
+        }
+    });
+}
+
+/// Row `r` of `n` elements.
+fn row_of(buf: &[f32], r: usize, n: usize) -> &[f32] {
+    &buf[r * n..(r + 1) * n]
+}
+
+/// Transformed data: 16 planes `plane` elements apart, one row of `stride` tiles per channel.
+#[derive(Clone, Copy)]
+struct Planes {
+    ptr: *mut f32,
+    plane: usize,
+    stride: usize,
+}
+
+// SAFETY: tasks write disjoint tiles through `seg` (see its contract); the pointer outlives them.
+unsafe impl Send for Planes {}
+unsafe impl Sync for Planes {}
+
+impl Planes {
+    fn of(buf: &mut [f32], channels: usize, stride: usize) -> Self {
+        assert!(buf.len() >= XI * channels * stride, "transform buffer too small");
+        Self { ptr: buf.as_mut_ptr(), plane: channels * stride, stride }
+    }
+
+    /// Tiles `t .. t + len` of channel `c` in plane `xi`.
+    ///
+    /// # Safety
+    /// In bounds (`c` < channels, `t + len ≤ stride`), and no other live slice may overlap it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn seg(&self, xi: usize, c: usize, t: usize, len: usize) -> &mut [f32] {
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(xi * self.plane + c * self.stride + t), len) }
+    }
+}
+
+/// `V[ξ][c][t0 + t] = (Bᵀ d B)[ξ]` for every tile `t` of the tile rows `rows` (`t` = row in band · TW + column)
+/// and every channel. `buf` holds 8 padded rows ([`Geometry::row_len`]).
 ///
 /// Each padded input row is kept as its even columns then its odd columns, so that both stages of the transform
 /// are element-wise over contiguous runs (tile `t` reads padded columns `2t .. 2t + 4`: even `t`, `t + 1`, odd
 /// `t`, `t + 1`).
-fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, v: &mut [f32], buf: &mut [f32]) {
-    let tb = rows.len() * g.tw;
+///
+/// # Safety
+/// `v` must have room for the band's tiles, and no other task may write them.
+unsafe fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, t0: usize, v: Planes, buf: &mut [f32]) {
     let (wl, half, tw) = (g.row_len(), g.row_len() / 2, g.tw);
     let plane = g.h * g.w;
-    let cs = g.c * tb;
     let (d, e) = buf[..8 * wl].split_at_mut(4 * wl);
-    // Where input column 0 lands: padded column pw, in the even half if pw is even.
-    let first = [g.pw % 2, 1 - g.pw % 2]; // first input column that lands in the even / odd half
+    // The first input column that lands in the even / the odd half (input column iw is padded column iw + pw).
+    let first = [g.pw % 2, 1 - g.pw % 2];
     for c in 0..g.c {
         for (i, gr) in rows.clone().enumerate() {
             let (b, t) = g.locate(gr);
@@ -214,16 +290,14 @@ fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, v: &mut [f32], b
             }
             // ... then · B along the columns: q0 − q2, q1 + q2, q2 − q1, q1 − q3 with q0 = even[t], q1 = odd[t],
             // q2 = even[t + 1], q3 = odd[t + 1].
-            let at = c * tb + i * tw;
+            let at = t0 + i * tw;
             for (r, er) in e.chunks_exact(wl).enumerate() {
                 let (ev, od) = er.split_at(half);
                 let (q0, q1, q2, q3) = (&ev[..tw], &od[..tw], &ev[1..=tw], &od[1..=tw]);
-                let planes = &mut v[4 * r * cs..(4 * r + 4) * cs];
-                let (v0, rest) = planes.split_at_mut(cs);
-                let (v1, rest) = rest.split_at_mut(cs);
-                let (v2, v3) = rest.split_at_mut(cs);
-                let (v0, v1) = (&mut v0[at..at + tw], &mut v1[at..at + tw]);
-                let (v2, v3) = (&mut v2[at..at + tw], &mut v3[at..at + tw]);
+                // SAFETY: this band's tiles of channel c in four distinct planes (the caller's contract).
+                let (v0, v1, v2, v3) = unsafe {
+                    (v.seg(4 * r, c, at, tw), v.seg(4 * r + 1, c, at, tw), v.seg(4 * r + 2, c, at, tw), v.seg(4 * r + 3, c, at, tw))
+                };
                 for j in 0..tw {
                     v0[j] = q0[j] - q2[j];
                     v1[j] = q1[j] + q2[j];
@@ -235,32 +309,90 @@ fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, v: &mut [f32], b
     }
 }
 
-/// `M_ξ (K × T) = U_ξ (K × C) · V_ξ (C × T)` for the 16 points, single-threaded (bands run side by side).
-fn products(u: &[f32], v: &[f32], m: &mut [f32], g: &Geometry, tb: usize) {
-    for xi in 0..XI {
-        let (dst, lhs, rhs) = (m[xi * g.k * tb..].as_mut_ptr(), u[xi * g.c..].as_ptr(), v[xi * g.c * tb..].as_ptr());
-        // SAFETY: `m` holds 16 planes of K × T, `u` is [K][16][C] (row stride 16·C), `v` 16 planes of C × T.
-        unsafe {
-            gemm_into((g.k, tb, g.c), dst, tb, false, lhs, (1, XI * g.c), rhs, (1, tb), 1.0f32, gemm::Parallelism::None)
-        };
+/// `dM[ξ][k][t0 + t] = (A y Aᵀ)[ξ]` for each 2×2 output-gradient tile `y` of the band (zero past an odd last row
+/// or column). `buf` holds 6 rows of `TW`.
+///
+/// # Safety
+/// As [`input_transform`].
+unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0: usize, dm: Planes, buf: &mut [f32]) {
+    let tw = g.tw;
+    let oplane = g.oh * g.ow;
+    let (y, u) = buf[..6 * tw].split_at_mut(4 * tw);
+    for k in 0..g.k {
+        for (i, gr) in rows.clone().enumerate() {
+            let (b, t) = g.locate(gr);
+            let plane = &dy[(b * g.k + k) * oplane..(b * g.k + k + 1) * oplane];
+            // The tile row's two output rows as even and odd columns: y = [y0 even, y0 odd, y1 even, y1 odd].
+            y.fill(0.0);
+            for (a, halves) in y.chunks_exact_mut(2 * tw).enumerate() {
+                let oy = 2 * t + a;
+                if oy >= g.oh {
+                    continue;
+                }
+                let orow = &plane[oy * g.ow..(oy + 1) * g.ow];
+                let (even, odd) = halves.split_at_mut(tw);
+                even.iter_mut().zip(orow.iter().step_by(2)).for_each(|(d, &s)| *d = s);
+                odd.iter_mut().zip(orow.iter().skip(1).step_by(2)).for_each(|(d, &s)| *d = s);
+            }
+            let (y0e, y0o, y1e, y1o) = (&y[..tw], &y[tw..2 * tw], &y[2 * tw..3 * tw], &y[3 * tw..]);
+            let at = t0 + i * tw;
+            // A y: the rows (y0, y0 + y1, y0 − y1, −y1); each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
+            for r in 0..4 {
+                let (u0, u1) = u.split_at_mut(tw);
+                for j in 0..tw {
+                    (u0[j], u1[j]) = match r {
+                        0 => (y0e[j], y0o[j]),
+                        1 => (y0e[j] + y1e[j], y0o[j] + y1o[j]),
+                        2 => (y0e[j] - y1e[j], y0o[j] - y1o[j]),
+                        _ => (-y1e[j], -y1o[j]),
+                    };
+                }
+                // SAFETY: this band's tiles of channel k in four distinct planes (the caller's contract).
+                let (m0, m1, m2, m3) = unsafe {
+                    (dm.seg(4 * r, k, at, tw), dm.seg(4 * r + 1, k, at, tw), dm.seg(4 * r + 2, k, at, tw), dm.seg(4 * r + 3, k, at, tw))
+                };
+                for j in 0..tw {
+                    m0[j] = u0[j];
+                    m1[j] = u0[j] + u1[j];
+                    m2[j] = u0[j] - u1[j];
+                    m3[j] = -u1[j];
+                }
+            }
+        }
     }
 }
 
-/// The output tiles of the band's tile rows from `M`: `Aᵀ m A` per tile, plus the bias, written into `out`
-/// (`[N, K, OH, OW]`), clipped at an odd last row or column. `buf` holds 8 rows of `TW`.
+/// `M_ξ (K × T) = U_ξ (K × C) · V_ξ (C × T)` for one point, single-threaded; `v` and `m` hold 16 planes of
+/// `C × T` and `K × T`.
+fn product(xi: usize, g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32], t: usize) {
+    let m = &mut m[..g.k * t];
+    let v = &v[xi * g.c * t..(xi + 1) * g.c * t];
+    let u = &u[xi * g.c..];
+    assert!(u.len() > (g.k - 1) * XI * g.c + g.c - 1);
+    // SAFETY: the slices above cover the operands: U_ξ rows are 16·C apart in `u`.
+    unsafe {
+        gemm_into((g.k, t, g.c), m.as_mut_ptr(), t, false, u.as_ptr(), (1, XI * g.c), v.as_ptr(), (1, t), 1.0f32, gemm::Parallelism::None)
+    };
+}
+
+/// The output tiles of the band's tile rows from `M` (16 planes of `K × stride`, the band's tiles from `t0`):
+/// `Aᵀ m A` per tile, plus the bias, written into `out` (`[N, K, OH, OW]`), clipped at an odd last row or column.
+/// `buf` holds 8 rows of `TW`.
 ///
 /// # Safety
 /// `out` must be valid for writes of the whole output, and no other thread may write this band's output rows.
+#[allow(clippy::too_many_arguments)]
 unsafe fn output_transform(
     m: &[f32],
+    stride: usize,
+    t0: usize,
     g: &Geometry,
     rows: Range<usize>,
     bias: Option<&[f32]>,
     out: *mut f32,
     buf: &mut [f32],
 ) {
-    let tb = rows.len() * g.tw;
-    let ks = g.k * tb;
+    let ks = g.k * stride;
     let tw = g.tw;
     let (r0, r1) = buf[..8 * tw].split_at_mut(4 * tw);
     let pairs = g.ow / 2;
@@ -268,7 +400,7 @@ unsafe fn output_transform(
         let bv = bias.map_or(0.0, |b| b[k]);
         for (i, gr) in rows.clone().enumerate() {
             let (b, t) = g.locate(gr);
-            let at = k * tb + i * tw;
+            let at = k * stride + t0 + i * tw;
             // Aᵀ m along the rows of the tile: r0 = m0 + m1 + m2, r1 = m1 − m2 − m3, for each column s.
             for s in 0..4 {
                 let row = |r: usize| &m[(4 * r + s) * ks + at..(4 * r + s) * ks + at + tw];
@@ -300,29 +432,58 @@ unsafe fn output_transform(
     }
 }
 
-/// The convolution of `x` (`[n, C, H, W]`) with the transformed weight `u` (see [`weight_transform`]), plus the
-/// bias: `[n, K, OH, OW]`.
-fn convolve(x: &[f32], n: usize, g: &Geometry, u: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Whether the deep-layer split applies: the transformed weight (16·K·C) at least as large as the whole batch's
+/// transformed input and products (16·(C + K)·T).
+fn by_point(g: &Geometry, n: usize) -> bool {
+    g.k * g.c >= (g.c + g.k) * n * g.th * g.tw
+}
+
+/// The convolution of `x` (`[n, C, H, W]`) with the weight `[K, C, 3, 3]` (rotated and channel-swapped for the
+/// input gradient), plus the bias: `[n, K, OH, OW]`.
+fn convolve(x: &[f32], n: usize, g: &Geometry, w: &[f32], for_input_grad: bool, bias: Option<&[f32]>) -> Vec<f32> {
     let mut out = vec![0f32; n * g.k * g.oh * g.ow];
     let out_at = out.as_mut_ptr() as usize;
-    let band = |rows: Range<usize>| {
-        let tb = rows.len() * g.tw;
-        scratch::with::<f32, _>([XI * g.c * tb + 8 * g.row_len(), XI * g.k * tb], |v, m| {
-            let (v, buf) = v.split_at_mut(XI * g.c * tb);
-            input_transform(x, g, rows.clone(), v, buf);
-            products(u, v, m, g, tb);
-            // SAFETY: `out` outlives the bands, and bands own disjoint output rows.
-            unsafe { output_transform(m, g, rows, bias, out_at as *mut f32, buf) };
-        })
-    };
-    let bands = g.bands(n, BAND_ELEMS);
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        bands.into_par_iter().for_each(band);
-    }
-    #[cfg(not(feature = "rayon"))]
-    bands.into_iter().for_each(band);
+    let (tw, total) = (g.tw, n * g.th * g.tw);
+    let (wk, wc) = if for_input_grad { (g.c, g.k) } else { (g.k, g.c) };
+    scratch::with_held::<f32, _>([XI * g.k * g.c, 0], |u, _| {
+        weight_transform(w, wk, wc, for_input_grad, u);
+        let u = &*u;
+        if !by_point(g, n) {
+            // By band: each band transforms its tiles, multiplies and transforms back on its own.
+            for_each_par(g.bands(n, BAND_ELEMS), |rows| {
+                let tb = rows.len() * tw;
+                scratch::with::<f32, _>([XI * g.c * tb + 8 * g.row_len(), XI * g.k * tb], |v, m| {
+                    let (v, buf) = v.split_at_mut(XI * g.c * tb);
+                    // SAFETY: the band's own buffers; `out` outlives the bands, which own disjoint output rows.
+                    unsafe { input_transform(x, g, rows.clone(), 0, Planes::of(v, g.c, tb), buf) };
+                    for xi in 0..XI {
+                        product(xi, g, u, v, &mut m[xi * g.k * tb..], tb);
+                    }
+                    unsafe { output_transform(m, tb, 0, g, rows, bias, out_at as *mut f32, buf) };
+                })
+            });
+            return;
+        }
+        // By point: the whole batch transformed, one GEMM per point side by side, then transformed back.
+        let bands = g.bands(n, BAND_ELEMS);
+        scratch::with_held::<f32, _>([0, XI * (g.c + g.k) * total], |_, vm| {
+            let (v, m) = vm.split_at_mut(XI * g.c * total);
+            let planes = Planes::of(v, g.c, total);
+            for_each_par(bands.clone(), |rows| {
+                let mut buf = vec![0f32; 8 * g.row_len()];
+                // SAFETY: bands write disjoint tiles of `v`.
+                unsafe { input_transform(x, g, rows.clone(), rows.start * tw, planes, &mut buf) };
+            });
+            let v = &*v;
+            chunks_par(m, g.k * total, |xi, m| product(xi, g, u, v, m, total));
+            let m = &*m;
+            for_each_par(bands, |rows| {
+                let mut buf = vec![0f32; 8 * tw];
+                // SAFETY: `out` outlives the bands, which own disjoint output rows.
+                unsafe { output_transform(m, total, rows.start * tw, g, rows, bias, out_at as *mut f32, &mut buf) };
+            });
+        });
+    });
     out
 }
 
@@ -336,9 +497,8 @@ pub fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor
     let [n, c, h, w] = dims4(&x);
     let k = dims4(&weight)[0];
     let g = Geometry::new(c, k, [h, w], options.padding);
-    let u = weight_transform(contiguous_f32(&weight), k, c, false);
     let bias = bias.map(|b| b.to_contiguous());
-    let out = convolve(contiguous_f32(&x), n, &g, &u, bias.as_ref().map(contiguous_f32));
+    let out = convolve(contiguous_f32(&x), n, &g, contiguous_f32(&weight), false, bias.as_ref().map(contiguous_f32));
     FlexTensor::new(
         burn_std::Bytes::from_elems(out),
         Layout::contiguous(Shape::from(vec![n, k, g.oh, g.ow])),
@@ -360,62 +520,8 @@ pub fn conv2d_x_backward(
     let [ph, pw] = options.padding;
     let g = Geometry::new(k, c, [oh, ow], [2 - ph, 2 - pw]);
     debug_assert_eq!([g.oh, g.ow], [h, w]);
-    let u = weight_transform(contiguous_f32(&weight), k, c, true);
-    let dx = convolve(contiguous_f32(&dy), n, &g, &u, None);
+    let dx = convolve(contiguous_f32(&dy), n, &g, contiguous_f32(&weight), true, None);
     FlexTensor::new(burn_std::Bytes::from_elems(dx), Layout::contiguous(Shape::from(x_shape.to_vec())), DType::F32)
-}
-
-/// `dM[ξ][k][t] = (A y Aᵀ)[ξ]` for each 2×2 output-gradient tile `y` of the band (zero past an odd last row or
-/// column). `buf` holds 6 rows of `TW`.
-fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, dm: &mut [f32], buf: &mut [f32]) {
-    let (tw, tb) = (g.tw, rows.len() * g.tw);
-    let ks = g.k * tb;
-    let oplane = g.oh * g.ow;
-    let (y, u) = buf[..6 * tw].split_at_mut(4 * tw);
-    for k in 0..g.k {
-        for (i, gr) in rows.clone().enumerate() {
-            let (b, t) = g.locate(gr);
-            let plane = &dy[(b * g.k + k) * oplane..(b * g.k + k + 1) * oplane];
-            // The tile row's two output rows as even and odd columns: y = [y0 even, y0 odd, y1 even, y1 odd].
-            y.fill(0.0);
-            for (a, halves) in y.chunks_exact_mut(2 * tw).enumerate() {
-                let oy = 2 * t + a;
-                if oy >= g.oh {
-                    continue;
-                }
-                let orow = &plane[oy * g.ow..(oy + 1) * g.ow];
-                let (even, odd) = halves.split_at_mut(tw);
-                even.iter_mut().zip(orow.iter().step_by(2)).for_each(|(d, &s)| *d = s);
-                odd.iter_mut().zip(orow.iter().skip(1).step_by(2)).for_each(|(d, &s)| *d = s);
-            }
-            let (y0e, y0o, y1e, y1o) = (&y[..tw], &y[tw..2 * tw], &y[2 * tw..3 * tw], &y[3 * tw..]);
-            let at = k * tb + i * tw;
-            // A y: the rows (y0, y0 + y1, y0 − y1, −y1); each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
-            for r in 0..4 {
-                let (u0, u1) = u.split_at_mut(tw);
-                for j in 0..tw {
-                    (u0[j], u1[j]) = match r {
-                        0 => (y0e[j], y0o[j]),
-                        1 => (y0e[j] + y1e[j], y0o[j] + y1o[j]),
-                        2 => (y0e[j] - y1e[j], y0o[j] - y1o[j]),
-                        _ => (-y1e[j], -y1o[j]),
-                    };
-                }
-                let planes = &mut dm[4 * r * ks..(4 * r + 4) * ks];
-                let (m0, rest) = planes.split_at_mut(ks);
-                let (m1, rest) = rest.split_at_mut(ks);
-                let (m2, m3) = rest.split_at_mut(ks);
-                let (m0, m1) = (&mut m0[at..at + tw], &mut m1[at..at + tw]);
-                let (m2, m3) = (&mut m2[at..at + tw], &mut m3[at..at + tw]);
-                for j in 0..tw {
-                    m0[j] = u0[j];
-                    m1[j] = u0[j] + u1[j];
-                    m2[j] = u0[j] - u1[j];
-                    m3[j] = -u1[j];
-                }
-            }
-        }
-    }
 }
 
 /// Weight gradient (see [`applies`]); shape `[C_out, C_in, 3, 3]`.
@@ -430,62 +536,106 @@ pub fn conv2d_weight_backward(
     let k = weight_shape[0];
     let g = Geometry::new(c, k, [h, w], options.padding);
     let (x, dy) = (contiguous_f32(&x), contiguous_f32(&dy));
-    let len = k * XI * c;
-    // dU laid out [K][ξ][C]: dU_ξ (K × C, row stride 16·C) += dM_ξ (K × T) · V_ξᵀ (T × C), band by band.
-    let run = |bands: &[Range<usize>]| -> Vec<f32> {
-        let mut du = vec![0f32; len];
-        for rows in bands {
-            let tb = rows.len() * g.tw;
-            scratch::with::<f32, _>([XI * c * tb + 8 * g.row_len(), XI * k * tb], |v, dm| {
-                let (v, buf) = v.split_at_mut(XI * c * tb);
-                input_transform(x, &g, rows.clone(), v, buf);
-                grad_output_transform(dy, &g, rows.clone(), dm, buf);
-                for xi in 0..XI {
-                    let (dst, lhs) = (du[xi * c..].as_mut_ptr(), dm[xi * k * tb..].as_ptr());
-                    let rhs = v[xi * c * tb..].as_ptr();
-                    // SAFETY: `du` is [K][16][C]; `dm` 16 planes of K × T; `v` 16 planes of C × T, read transposed.
-                    unsafe {
-                        gemm_into((k, c, tb), dst, XI * c, true, lhs, (1, tb), rhs, (tb, 1), 1.0f32, gemm::Parallelism::None)
-                    };
+    let (tw, total) = (g.tw, n * g.th * g.tw);
+    let len = XI * k * c;
+    // dU_ξ (K × C) = Σ_tiles dM_ξ (K × T) · V_ξᵀ (T × C), laid out [ξ][K][C].
+    let grad_product = |xi: usize, du: &mut [f32], dm: &[f32], v: &[f32], t: usize, accumulate: bool| {
+        let (dm, v) = (&dm[xi * k * t..(xi + 1) * k * t], &v[xi * c * t..(xi + 1) * c * t]);
+        let du = &mut du[..k * c];
+        // SAFETY: the slices above are the operands, `V_ξ` read transposed.
+        unsafe { gemm_into((k, c, t), du.as_mut_ptr(), c, accumulate, dm.as_ptr(), (1, t), v.as_ptr(), (t, 1), 1.0f32, gemm::Parallelism::None) };
+    };
+    let mut dw = vec![0f32; k * c * 9];
+    let finish = |du: &[f32], dw: &mut [f32]| weight_grad_transform(du, k, c, dw);
+    if !by_point(&g, n) {
+        // By band: one partial dU per thread over a fixed, contiguous run of bands, the runs added in order.
+        let bands = g.bands(n, GRAD_BAND_ELEMS);
+        let per_thread = bands.len().div_ceil(threads()).max(1);
+        let runs: Vec<Vec<Range<usize>>> = bands.chunks(per_thread).map(|r| r.to_vec()).collect();
+        scratch::with_held::<f32, _>([runs.len() * len, 0], |acc, _| {
+            chunks_par(acc, len, |run, du| {
+                for (b, rows) in runs[run].iter().enumerate() {
+                    let tb = rows.len() * tw;
+                    scratch::with::<f32, _>([XI * c * tb + 8 * g.row_len(), XI * k * tb], |v, dm| {
+                        let (v, buf) = v.split_at_mut(XI * c * tb);
+                        // SAFETY: the band's own buffers.
+                        unsafe {
+                            input_transform(x, &g, rows.clone(), 0, Planes::of(v, c, tb), buf);
+                            grad_output_transform(dy, &g, rows.clone(), 0, Planes::of(dm, k, tb), buf);
+                        }
+                        for xi in 0..XI {
+                            grad_product(xi, &mut du[xi * k * c..], dm, v, tb, b > 0);
+                        }
+                    });
                 }
             });
-        }
-        du
-    };
-    let bands = g.bands(n, GRAD_BAND_ELEMS);
-    let per_thread = bands.len().div_ceil(threads()).max(1);
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-        a
-    };
-    // A fixed, contiguous run of bands per thread, the runs added in order: the same sums every time.
-    #[cfg(feature = "rayon")]
-    let runs: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        bands.par_chunks(per_thread).map(run).collect()
-    };
-    #[cfg(not(feature = "rayon"))]
-    let runs: Vec<Vec<f32>> = bands.chunks(per_thread).map(run).collect();
-    let du = runs.into_iter().reduce(add).unwrap_or_else(|| vec![0f32; len]);
-    // dW = Gᵀ dU G per filter; Gᵀ q = (q0 + (q1 + q2)/2, (q1 − q2)/2, (q1 + q2)/2 + q3).
-    let gt = |q: [f32; 4]| [q[0] + 0.5 * (q[1] + q[2]), 0.5 * (q[1] - q[2]), 0.5 * (q[1] + q[2]) + q[3]];
-    let mut dw = vec![0f32; k * c * 9];
-    for (block, out) in du.chunks_exact(XI * c).zip(dw.chunks_exact_mut(c * 9)) {
-        for ci in 0..c {
-            let at = |r: usize, s: usize| block[(4 * r + s) * c + ci];
-            // Along s for each row r, then along r.
-            let rows: [[f32; 3]; 4] = core::array::from_fn(|r| gt([at(r, 0), at(r, 1), at(r, 2), at(r, 3)]));
-            for b in 0..3 {
-                let col = gt([rows[0][b], rows[1][b], rows[2][b], rows[3][b]]);
-                for a in 0..3 {
-                    out[ci * 9 + a * 3 + b] = col[a];
-                }
+            let (first, rest) = acc.split_at_mut(len);
+            for other in rest.chunks_exact(len) {
+                first.iter_mut().zip(other).for_each(|(a, b)| *a += b);
             }
-        }
+            finish(first, &mut dw);
+        });
+    } else {
+        // By point: the whole batch transformed, then one GEMM per point side by side.
+        let bands = g.bands(n, GRAD_BAND_ELEMS);
+        scratch::with_held::<f32, _>([XI * (c + k) * total, len], |vm, du| {
+            let (v, dm) = vm.split_at_mut(XI * c * total);
+            let (vp, dmp) = (Planes::of(v, c, total), Planes::of(dm, k, total));
+            for_each_par(bands, |rows| {
+                let mut buf = vec![0f32; 8 * g.row_len()];
+                // SAFETY: bands write disjoint tiles of `v` and `dm`.
+                unsafe {
+                    input_transform(x, &g, rows.clone(), rows.start * tw, vp, &mut buf);
+                    grad_output_transform(dy, &g, rows.clone(), rows.start * tw, dmp, &mut buf);
+                }
+            });
+            let (v, dm) = (&*v, &*dm);
+            chunks_par(du, k * c, |xi, du| grad_product(xi, du, dm, v, total, false));
+            finish(du, &mut dw);
+        });
     }
     FlexTensor::new(
         burn_std::Bytes::from_elems(dw),
         Layout::contiguous(Shape::from(weight_shape.to_vec())),
         DType::F32,
     )
+}
+
+/// `dW = Gᵀ dU G` per filter, from `dU` laid out `[ξ][K][C]`, into `dw` (`[K, C, 3, 3]`), element-wise over the
+/// input channels; `Gᵀ q = (q0 + (q1 + q2)/2, (q1 − q2)/2, (q1 + q2)/2 + q3)`.
+fn weight_grad_transform(du: &[f32], k: usize, c: usize, dw: &mut [f32]) {
+    chunks_par(dw, c * 9, |kk, out| {
+        let plane = |r: usize, s: usize| &du[(4 * r + s) * k * c + kk * c..(4 * r + s) * k * c + (kk + 1) * c];
+        // Along s for each row r (4 × 3 rows over C), then along r for each column b.
+        let mut tmp = vec![0f32; 21 * c];
+        let (half, taps) = tmp.split_at_mut(12 * c);
+        let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
+            let [d0, d1, d2] = dst;
+            for i in 0..c {
+                let (q0, q1, q2, q3) = (q[0][i], q[1][i], q[2][i], q[3][i]);
+                d0[i] = q0 + 0.5 * (q1 + q2);
+                d1[i] = 0.5 * (q1 - q2);
+                d2[i] = 0.5 * (q1 + q2) + q3;
+            }
+        };
+        for (r, dst) in half.chunks_exact_mut(3 * c).enumerate() {
+            let (d0, rest) = dst.split_at_mut(c);
+            let (d1, d2) = rest.split_at_mut(c);
+            gt([plane(r, 0), plane(r, 1), plane(r, 2), plane(r, 3)], [d0, d1, d2]);
+        }
+        let half = &*half;
+        let at = |r: usize, b: usize| &half[(3 * r + b) * c..(3 * r + b + 1) * c];
+        for b in 0..3 {
+            // taps laid out [a][b] rows over C.
+            let (t0, rest) = taps.split_at_mut(3 * c);
+            let (t1, t2) = rest.split_at_mut(3 * c);
+            let (d0, d1, d2) = (&mut t0[b * c..(b + 1) * c], &mut t1[b * c..(b + 1) * c], &mut t2[b * c..(b + 1) * c]);
+            gt([at(0, b), at(1, b), at(2, b), at(3, b)], [d0, d1, d2]);
+        }
+        for ci in 0..c {
+            for tap in 0..9 {
+                out[ci * 9 + tap] = taps[tap * c + ci];
+            }
+        }
+    });
 }
