@@ -160,53 +160,57 @@ fn chunks_par<F: Fn(usize, &mut [f32]) + Send + Sync>(buf: &mut [f32], len: usiz
     buf.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-/// `U` for the GEMMs, laid out `[O][ξ][I]` (so `U_ξ` is `O × I` with row stride `16·I`): `(G f Gᵀ)` for each
-/// 3×3 filter `f` of the weight `[K, C, 3, 3]` — as is for the forward pass (`O = K`, `I = C`), or rotated by 180°
-/// with the channel axes swapped for the input gradient (`O = C`, `I = K`). Each `O` block is built from its
-/// filters' taps gathered as 9 rows over `I`, so the transform runs element-wise over contiguous rows.
-fn weight_transform(w: &[f32], k: usize, c: usize, for_input_grad: bool, u: &mut [f32]) {
-    let ni = if for_input_grad { k } else { c };
-    chunks_par(u, XI * ni, |o, block| {
-        // taps[a·3 + b][i]: tap (a, b) of the filter from input channel i to output channel o.
-        let mut taps = vec![0f32; 21 * ni];
-        let (taps, gf) = taps.split_at_mut(9 * ni);
-        for i in 0..ni {
-            let (kk, cc, rot) = if for_input_grad { (i, o, 8) } else { (o, i, 0) };
-            let f = &w[(kk * c + cc) * 9..(kk * c + cc + 1) * 9];
-            for tap in 0..9 {
-                taps[tap * ni + i] = f[tap.abs_diff(rot)];
-            }
-        }
-        // G f (4 × 3 rows over I, in `gf` as [r·3 + b]), one kernel column b at a time ...
-        for b in 0..3 {
-            let (f0, f1, f2) = (row_of(taps, b, ni), row_of(taps, 3 + b, ni), row_of(taps, 6 + b, ni));
-            for (r, dst) in [0, 1, 2, 3].into_iter().zip(gf.chunks_exact_mut(3 * ni)) {
-                let dst = &mut dst[b * ni..(b + 1) * ni];
-                for i in 0..ni {
-                    dst[i] = match r {
-                        0 => f0[i],
-                        1 => 0.5 * (f0[i] + f1[i] + f2[i]),
-                        2 => 0.5 * (f0[i] - f1[i] + f2[i]),
-                        _ => f2[i],
-                    };
+/// `U` for the GEMMs, laid out `[K][ξ][C]` (so `U_ξ` is `K × C` with row stride `16·C`): `(G f Gᵀ)` for each
+/// 3×3 filter `f` of the weight `[K, C, 3, 3]`. Each `K` block is built from its filters' taps gathered as 9 rows
+/// over `C`, so the transform runs element-wise over contiguous rows.
+///
+/// The input gradient needs the transform of the filters rotated by 180° with the channel axes swapped; since
+/// `G J = P G` (`J` reverses the three taps, `P` swaps the first and last of the four points), that is
+/// `U_{p(ξ)}ᵀ`: the same `U`, read transposed at the permuted point (see [`WeightView`]).
+fn weight_transform(w: &[f32], c: usize, u: &mut [f32]) {
+    chunks_par(u, XI * c, |o, block| {
+        scratch::with::<f32, _>([21 * c, 0], |taps, _| {
+            // taps[a·3 + b][i]: tap (a, b) of the filter from input channel i to output channel o.
+            let (taps, gf) = taps.split_at_mut(9 * c);
+            for (i, f) in w[o * c * 9..(o + 1) * c * 9].chunks_exact(9).enumerate() {
+                for (tap, &v) in f.iter().enumerate() {
+                    taps[tap * c + i] = v;
                 }
             }
-        }
-        // ... then each row of G f times Gᵀ: (a0, (a0 + a1 + a2)/2, (a0 − a1 + a2)/2, a2).
-        for r in 0..4 {
-            let (a0, a1, a2) = (row_of(gf, 3 * r, ni), row_of(gf, 3 * r + 1, ni), row_of(gf, 3 * r + 2, ni));
-            for (s, dst) in block[4 * r * ni..(4 * r + 4) * ni].chunks_exact_mut(ni).enumerate() {
-                for i in 0..ni {
-                    dst[i] = match s {
-                        0 => a0[i],
-                        1 => 0.5 * (a0[i] + a1[i] + a2[i]),
-                        2 => 0.5 * (a0[i] - a1[i] + a2[i]),
-                        _ => a2[i],
-                    };
-                }
+            // G f (4 × 3 rows over C, in `gf` as [r·3 + b]), one kernel column b at a time: rows f0,
+            // (f0 + f1 + f2)/2, (f0 − f1 + f2)/2, f2 ...
+            let (g0, rest) = gf.split_at_mut(3 * c);
+            let (g1, rest) = rest.split_at_mut(3 * c);
+            let (g2, g3) = rest.split_at_mut(3 * c);
+            for b in 0..3 {
+                let (f0, f1, f2) = (row_of(taps, b, c), row_of(taps, 3 + b, c), row_of(taps, 6 + b, c));
+                let cols = b * c..(b + 1) * c;
+                let (d0, d1) = (&mut g0[cols.clone()], &mut g1[cols.clone()]);
+                let (d2, d3) = (&mut g2[cols.clone()], &mut g3[cols]);
+                four_rows([f0, f1, f2], [d0, d1, d2, d3]);
             }
-        }
+            // ... then each row of G f times Gᵀ, the same combination along the other axis.
+            for (r, gr) in [&*g0, &*g1, &*g2, &*g3].into_iter().enumerate() {
+                let (a0, a1, a2) = (row_of(gr, 0, c), row_of(gr, 1, c), row_of(gr, 2, c));
+                let (d0, rest) = block[4 * r * c..(4 * r + 4) * c].split_at_mut(c);
+                let (d1, rest) = rest.split_at_mut(c);
+                let (d2, d3) = rest.split_at_mut(c);
+                four_rows([a0, a1, a2], [d0, d1, d2, d3]);
+            }
+        });
     });
+}
+
+/// `G q` element-wise over rows: `(q0, (q0 + q1 + q2)/2, (q0 − q1 + q2)/2, q2)`.
+fn four_rows([q0, q1, q2]: [&[f32]; 3], [d0, d1, d2, d3]: [&mut [f32]; 4]) {
+    let n = q0.len();
+    let (q1, q2, d0, d1, d2, d3) = (&q1[..n], &q2[..n], &mut d0[..n], &mut d1[..n], &mut d2[..n], &mut d3[..n]);
+    for i in 0..n {
+        d0[i] = q0[i];
+        d1[i] = 0.5 * (q0[i] + q1[i] + q2[i]);
+        d2[i] = 0.5 * (q0[i] - q1[i] + q2[i]);
+        d3[i] = q2[i];
+    }
 }
 
 /// Row `r` of `n` elements.
@@ -339,13 +343,24 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
             // A y: the rows (y0, y0 + y1, y0 − y1, −y1); each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
             for r in 0..4 {
                 let (u0, u1) = u.split_at_mut(tw);
-                for j in 0..tw {
-                    (u0[j], u1[j]) = match r {
-                        0 => (y0e[j], y0o[j]),
-                        1 => (y0e[j] + y1e[j], y0o[j] + y1o[j]),
-                        2 => (y0e[j] - y1e[j], y0o[j] - y1o[j]),
-                        _ => (-y1e[j], -y1o[j]),
-                    };
+                match r {
+                    0 => {
+                        u0.copy_from_slice(y0e);
+                        u1.copy_from_slice(y0o);
+                    }
+                    1 | 2 => {
+                        let sign = if r == 1 { 1.0 } else { -1.0 };
+                        for j in 0..tw {
+                            u0[j] = y0e[j] + sign * y1e[j];
+                            u1[j] = y0o[j] + sign * y1o[j];
+                        }
+                    }
+                    _ => {
+                        for j in 0..tw {
+                            u0[j] = -y1e[j];
+                            u1[j] = -y1o[j];
+                        }
+                    }
                 }
                 // SAFETY: this band's tiles of channel k in four distinct planes (the caller's contract).
                 let (m0, m1, m2, m3) = unsafe {
@@ -362,16 +377,38 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
     }
 }
 
-/// `M_ξ (K × T) = U_ξ (K × C) · V_ξ (C × T)` for one point, single-threaded; `v` and `m` hold 16 planes of
-/// `C × T` and `K × T`.
-fn product(xi: usize, g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32], t: usize) {
+/// The transformed weight as the GEMMs read it: `U_ξ` (`[K][ξ][C]`, see [`weight_transform`]) for the forward
+/// pass, `U_{p(ξ)}ᵀ` for the input gradient (whose convolution has the forward pass's channels swapped).
+#[derive(Clone, Copy)]
+struct WeightView<'a> {
+    u: &'a [f32],
+    transposed: bool,
+}
+
+impl WeightView<'_> {
+    /// Offset of the point's matrix and its (column, row) strides, for a convolution with `c` input channels
+    /// and `k` output channels (`U` itself was built for the forward pass).
+    fn point(&self, xi: usize, c: usize, k: usize) -> (usize, (usize, usize)) {
+        if self.transposed {
+            // U was built as [c][ξ][k]; the point p(ξ) swaps the first and last rows and columns of the 4×4.
+            let p = |i: usize| [3, 1, 2, 0][i];
+            ((p(xi / 4) * 4 + p(xi % 4)) * k, (XI * k, 1))
+        } else {
+            (xi * c, (1, XI * c))
+        }
+    }
+}
+
+/// `M_ξ (K × T) = U_ξ (K × C) · V_ξ (C × T)` for one point, single-threaded; `v` holds 16 planes of `C × T`, `m`
+/// is the point's `K × T`.
+fn product(xi: usize, g: &Geometry, u: WeightView<'_>, v: &[f32], m: &mut [f32], t: usize) {
     let m = &mut m[..g.k * t];
     let v = &v[xi * g.c * t..(xi + 1) * g.c * t];
-    let u = &u[xi * g.c..];
-    assert!(u.len() > (g.k - 1) * XI * g.c + g.c - 1);
-    // SAFETY: the slices above cover the operands: U_ξ rows are 16·C apart in `u`.
+    let (at, strides) = u.point(xi, g.c, g.k);
+    assert_eq!(u.u.len(), XI * g.c * g.k, "transformed weight of the wrong size");
+    // SAFETY: the point's matrix lies inside `u` (16·C·K elements) for either layout; `m` and `v` as sliced.
     unsafe {
-        gemm_into((g.k, t, g.c), m.as_mut_ptr(), t, false, u.as_ptr(), (1, XI * g.c), v.as_ptr(), (1, t), 1.0f32, gemm::Parallelism::None)
+        gemm_into((g.k, t, g.c), m.as_mut_ptr(), t, false, u.u[at..].as_ptr(), strides, v.as_ptr(), (1, t), 1.0f32, gemm::Parallelism::None)
     };
 }
 
@@ -444,11 +481,13 @@ fn convolve(x: &[f32], n: usize, g: &Geometry, w: &[f32], for_input_grad: bool, 
     let mut out = vec![0f32; n * g.k * g.oh * g.ow];
     let out_at = out.as_mut_ptr() as usize;
     let (tw, total) = (g.tw, n * g.th * g.tw);
-    let (wk, wc) = if for_input_grad { (g.c, g.k) } else { (g.k, g.c) };
-    scratch::with_held::<f32, _>([XI * g.k * g.c, 0], |u, _| {
-        weight_transform(w, wk, wc, for_input_grad, u);
-        let u = &*u;
-        if !by_point(g, n) {
+    let whole_batch = by_point(g, n);
+    let vm_len = if whole_batch { XI * (g.c + g.k) * total } else { 0 };
+    scratch::with_held::<f32, _>([XI * g.k * g.c, vm_len], |u, vm| {
+        // The weight is [K, C, 3, 3] of the forward pass: for the input gradient its C is this convolution's K.
+        weight_transform(w, if for_input_grad { g.k } else { g.c }, u);
+        let u = WeightView { u: &*u, transposed: for_input_grad };
+        if !whole_batch {
             // By band: each band transforms its tiles, multiplies and transforms back on its own.
             for_each_par(g.bands(n, BAND_ELEMS), |rows| {
                 let tb = rows.len() * tw;
@@ -466,22 +505,22 @@ fn convolve(x: &[f32], n: usize, g: &Geometry, w: &[f32], for_input_grad: bool, 
         }
         // By point: the whole batch transformed, one GEMM per point side by side, then transformed back.
         let bands = g.bands(n, BAND_ELEMS);
-        scratch::with_held::<f32, _>([0, XI * (g.c + g.k) * total], |_, vm| {
-            let (v, m) = vm.split_at_mut(XI * g.c * total);
-            let planes = Planes::of(v, g.c, total);
-            for_each_par(bands.clone(), |rows| {
-                let mut buf = vec![0f32; 8 * g.row_len()];
+        let (v, m) = vm.split_at_mut(XI * g.c * total);
+        let planes = Planes::of(v, g.c, total);
+        for_each_par(bands.clone(), |rows| {
+            scratch::with::<f32, _>([8 * g.row_len(), 0], |buf, _| {
                 // SAFETY: bands write disjoint tiles of `v`.
-                unsafe { input_transform(x, g, rows.clone(), rows.start * tw, planes, &mut buf) };
-            });
-            let v = &*v;
-            chunks_par(m, g.k * total, |xi, m| product(xi, g, u, v, m, total));
-            let m = &*m;
-            for_each_par(bands, |rows| {
-                let mut buf = vec![0f32; 8 * tw];
+                unsafe { input_transform(x, g, rows.clone(), rows.start * tw, planes, buf) };
+            })
+        });
+        let v = &*v;
+        chunks_par(m, g.k * total, |xi, m| product(xi, g, u, v, m, total));
+        let m = &*m;
+        for_each_par(bands, |rows| {
+            scratch::with::<f32, _>([8 * tw, 0], |buf, _| {
                 // SAFETY: `out` outlives the bands, which own disjoint output rows.
-                unsafe { output_transform(m, total, rows.start * tw, g, rows, bias, out_at as *mut f32, &mut buf) };
-            });
+                unsafe { output_transform(m, total, rows.start * tw, g, rows, bias, out_at as *mut f32, buf) };
+            })
         });
     });
     out
@@ -582,12 +621,13 @@ pub fn conv2d_weight_backward(
             let (v, dm) = vm.split_at_mut(XI * c * total);
             let (vp, dmp) = (Planes::of(v, c, total), Planes::of(dm, k, total));
             for_each_par(bands, |rows| {
-                let mut buf = vec![0f32; 8 * g.row_len()];
-                // SAFETY: bands write disjoint tiles of `v` and `dm`.
-                unsafe {
-                    input_transform(x, &g, rows.clone(), rows.start * tw, vp, &mut buf);
-                    grad_output_transform(dy, &g, rows.clone(), rows.start * tw, dmp, &mut buf);
-                }
+                scratch::with::<f32, _>([8 * g.row_len(), 0], |buf, _| {
+                    // SAFETY: bands write disjoint tiles of `v` and `dm`.
+                    unsafe {
+                        input_transform(x, &g, rows.clone(), rows.start * tw, vp, buf);
+                        grad_output_transform(dy, &g, rows.clone(), rows.start * tw, dmp, buf);
+                    }
+                })
             });
             let (v, dm) = (&*v, &*dm);
             chunks_par(du, k * c, |xi, du| grad_product(xi, du, dm, v, total, false));
@@ -607,7 +647,7 @@ fn weight_grad_transform(du: &[f32], k: usize, c: usize, dw: &mut [f32]) {
     chunks_par(dw, c * 9, |kk, out| {
         let plane = |r: usize, s: usize| &du[(4 * r + s) * k * c + kk * c..(4 * r + s) * k * c + (kk + 1) * c];
         // Along s for each row r (4 × 3 rows over C), then along r for each column b.
-        let mut tmp = vec![0f32; 21 * c];
+        scratch::with::<f32, _>([21 * c, 0], |tmp, _| {
         let (half, taps) = tmp.split_at_mut(12 * c);
         let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
             let [d0, d1, d2] = dst;
@@ -637,5 +677,6 @@ fn weight_grad_transform(du: &[f32], k: usize, c: usize, dw: &mut [f32]) {
                 out[ci * 9 + tap] = taps[tap * c + ci];
             }
         }
+        });
     });
 }
