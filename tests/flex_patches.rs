@@ -381,26 +381,29 @@ fn max_pool2d_matches_the_definition() {
 }
 
 /// Patch 8's chunks run side by side; the weight gradient's per-chunk partial sums must be added in the same order
-/// every time, or training stops being reproducible. Sixteen images large enough for several chunks per thread.
+/// every time, or training stops being reproducible. Sixteen images large enough for several chunks per thread;
+/// the same for patch 10 (Winograd, 16 channels: several bands per thread, one partial sum per thread).
 #[test]
 fn conv2d_weight_gradient_is_bit_reproducible() {
     use burn::backend::Autodiff;
     use burn::tensor::module::conv2d;
     type A = Autodiff<Flex>;
     let dev = Default::default();
-    let case = Case { n: 16, cin: 8, cout: 8, h: 64, w: 64, kh: 3, kw: 3, stride: 1, pad: 1, dil: 1, groups: 1 };
-    let x = tensor([case.n, case.cin, case.h, case.w], 0.5);
-    let wt = tensor([case.cout, case.cin, case.kh, case.kw], -0.25);
-    let grad = || {
-        let xa = Tensor::<A, 4>::from_data(x.clone().into_data(), &dev).require_grad();
-        let wa = Tensor::<A, 4>::from_data(wt.clone().into_data(), &dev).require_grad();
-        let y = conv2d(xa, wa.clone(), None, case.options());
-        let grads = (y.clone() * y).sum().backward();
-        let g: Vec<f32> = wa.grad(&grads).unwrap().into_data().to_vec().unwrap();
-        g.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-    };
-    let first = grad();
-    for round in 1..8 {
-        assert_eq!(grad(), first, "round {round} differs from the first");
+    let im2col = Case { n: 16, cin: 8, cout: 8, h: 64, w: 64, kh: 3, kw: 3, stride: 1, pad: 1, dil: 1, groups: 1 };
+    for case in [im2col, Case { cin: 16, cout: 16, h: 96, w: 96, ..im2col }] {
+        let x = tensor([case.n, case.cin, case.h, case.w], 0.5);
+        let wt = tensor([case.cout, case.cin, case.kh, case.kw], -0.25);
+        let grad = || {
+            let xa = Tensor::<A, 4>::from_data(x.clone().into_data(), &dev).require_grad();
+            let wa = Tensor::<A, 4>::from_data(wt.clone().into_data(), &dev).require_grad();
+            let y = conv2d(xa, wa.clone(), None, case.options());
+            let grads = (y.clone() * y).sum().backward();
+            let g: Vec<f32> = wa.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            g.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let first = grad();
+        for round in 1..8 {
+            assert_eq!(grad(), first, "{case:?}: round {round} differs from the first");
+        }
     }
 }
