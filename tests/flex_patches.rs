@@ -252,19 +252,18 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { n: 3, stride: 3, pad: 1, kh: 2, kw: 4, ..base },
         // 72 × 16384 im2col entries per image: several chunks of the 16 MiB budget, the last one shorter.
         Case { n: 5, cin: 8, cout: 3, h: 128, w: 128, ..base },
-        // Patch 10 (Winograd F(2×2, 3×3): 3×3, stride 1, ≥ 16 channels each way, ≥ 2 images): odd and even
-        // sizes (a last tile half outside the output), no padding and padding 2, bands that end mid-image and
-        // several bands per thread (the 66 × 66 case); deep layers (more weights than transformed data: the whole
-        // batch at once, one GEMM per transform point) in the last three.
-        Case { n: 2, cin: 16, cout: 16, h: 9, w: 7, ..base },
-        Case { n: 3, cin: 17, cout: 20, h: 8, w: 10, pad: 0, ..base },
-        Case { n: 2, cin: 16, cout: 24, h: 5, w: 6, pad: 2, ..base },
-        Case { n: 4, cin: 64, cout: 16, h: 4, w: 4, ..base },
-        Case { n: 2, cin: 16, cout: 16, h: 3, w: 3, pad: 0, ..base },
+        // Patch 10 (Winograd F(2×2, 3×3): 3×3, stride 1, ≥ 16 channels each way, ≥ 64 output tiles of 2×2):
+        // odd and even sizes (a last tile half outside the output), no padding and padding 2, one image, bands
+        // that end mid-image and several bands per thread (the 66 × 66 case); deep layers (more weights than
+        // transformed data: the whole batch at once, one GEMM per transform point) in the last three.
+        Case { n: 4, cin: 16, cout: 16, h: 9, w: 7, ..base },
+        Case { n: 6, cin: 17, cout: 20, h: 8, w: 10, pad: 0, ..base },
+        Case { n: 4, cin: 16, cout: 24, h: 5, w: 6, pad: 2, ..base },
+        Case { n: 1, cin: 16, cout: 16, h: 17, w: 15, ..base },
         Case { n: 3, cin: 32, cout: 16, h: 66, w: 66, ..base },
-        Case { n: 2, cin: 32, cout: 48, h: 5, w: 4, ..base },
-        Case { n: 3, cin: 48, cout: 32, h: 4, w: 4, pad: 0, ..base },
-        Case { n: 2, cin: 64, cout: 64, h: 4, w: 4, ..base },
+        Case { n: 4, cin: 128, cout: 128, h: 8, w: 8, ..base },
+        Case { n: 4, cin: 128, cout: 160, h: 7, w: 8, ..base },
+        Case { n: 16, cin: 128, cout: 128, h: 6, w: 6, pad: 0, ..base },
     ];
     let dev = Default::default();
     for case in cases {
@@ -406,4 +405,24 @@ fn conv2d_weight_gradient_is_bit_reproducible() {
             assert_eq!(grad(), first, "{case:?}: round {round} differs from the first");
         }
     }
+}
+
+/// Patch 10 is what runs the models' 3×3 layers: ResNet-34's stride-1 layers and the CNNs' layers from 16
+/// channels take the Winograd path for a training batch at 128 px; stride 2, the 3-channel first layers, and one
+/// image's small deep maps do not. (The values are checked above; this guards the dispatch.)
+#[test]
+fn winograd_takes_the_models_stride_1_layers() {
+    use burn::tensor::ops::ConvOptions;
+    use burn_flex::ops::conv_winograd::applies;
+    let same = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let strided = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+    for (c, hw) in [(64, 32), (128, 16), (256, 8), (512, 4)] {
+        assert!(applies([16, c, hw, hw], [c, c, 3, 3], &same), "ResNet-34 {c} channels at {hw}×{hw}");
+    }
+    assert!(applies([16, 16, 64, 64], [32, 16, 3, 3], &same), "the CNNs' 16 → 32 layer");
+    assert!(!applies([16, 3, 128, 128], [16, 3, 3, 3], &same), "3 input channels");
+    assert!(!applies([16, 64, 32, 32], [128, 64, 3, 3], &strided), "stride 2");
+    assert!(!applies([16, 64, 32, 32], [64, 64, 1, 1], &same), "1×1");
+    assert!(!applies([1, 512, 4, 4], [512, 512, 3, 3], &same), "one image's 4×4 map: 4 tiles");
+    assert!(applies([1, 64, 32, 32], [64, 64, 3, 3], &same), "one image's 32×32 map: 256 tiles");
 }

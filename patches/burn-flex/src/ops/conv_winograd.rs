@@ -32,8 +32,8 @@
 //!   once, then the output is transformed back (by bands).
 //!
 //! Every output element is written by one task and sums run in a fixed order, so results do not depend on
-//! scheduling. Used for batches of at least as many images as there are threads; a single image keeps
-//! conv_im2col.rs's banded forward pass. The transformed weights, whole-batch buffers and gradient accumulators
+//! scheduling. Used where the batch has enough output tiles ([`MIN_TILES`]) to pay for transforming the weight:
+//! a single image's small deep layers keep conv_im2col.rs's forward pass. The transformed weights, whole-batch buffers and gradient accumulators
 //! live in per-thread buffers kept between calls (conv_im2col.rs's `scratch`): allocating them afresh cost page
 //! faults on tens of MiB per call on the deep layers.
 //!
@@ -56,6 +56,11 @@ const XI: usize = 16;
 /// thin and im2col wins).
 const MIN_CHANNELS: usize = 16;
 
+/// Fewest output tiles (2×2 blocks of outputs, over the whole batch) for which the transforms pay for themselves:
+/// transforming the weight costs about as much as the GEMMs save on a few dozen tiles (one 128 px image's 8×8
+/// ResNet-34 layer, 16 tiles: 0.9–1.1 ms against im2col's 0.6–0.7; its 16×16 layer, 64 tiles: 0.4 against 0.5).
+const MIN_TILES: usize = 64;
+
 /// Transformed input plus products per band, in elements (4 MiB of f32), forward pass and input gradient.
 const BAND_ELEMS: usize = 1 << 20;
 
@@ -76,7 +81,7 @@ fn enabled() -> bool {
 
 /// Whether this path takes a convolution of input `[N, C_in, H, W]` with weight `[C_out, C_in / groups, KH, KW]`:
 /// f32 is the caller's check; here 3×3, stride 1, no dilation, no groups, padding ≤ 2, at least
-/// [`MIN_CHANNELS`] channels each way and at least as many images as threads.
+/// [`MIN_CHANNELS`] channels each way and [`MIN_TILES`] output tiles.
 pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> bool {
     let [n, c_in, h, w] = x;
     let [c_out, c_in_w, kh, kw] = weight;
@@ -93,7 +98,7 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && w + 2 * pw >= 3
         && c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
-        && n >= threads()
+        && n * (h + 2 * ph - 2).div_ceil(2) * (w + 2 * pw - 2).div_ceil(2) >= MIN_TILES
 }
 
 /// One convolution's shape as the transforms see it: input `[C, H, W]` padded by `ph`, `pw`; output `[K, OH, OW]`
