@@ -53,7 +53,7 @@ use crate::{FlexTensor, Layout};
 const XI: usize = 16;
 
 /// Fewest input and output channels taken. The models' 3-channel first layers stay with im2col and burn-flex's
-/// small-channel kernel; GEMMs thinner than 16 were not measured (the CNNs' 16 → 32 layer gains 10–15 %).
+/// small-channel kernel; GEMMs thinner than 16 were not measured (the CNNs’ 16 → 32 layer gains 6–16 %).
 const MIN_CHANNELS: usize = 16;
 
 /// Fewest output tiles (2×2 blocks of outputs, over the whole batch) for which the transforms pay for themselves:
