@@ -305,7 +305,12 @@ unsafe fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, t0: usize
                 let (q0, q1, q2, q3) = (&ev[..tw], &od[..tw], &ev[1..=tw], &od[1..=tw]);
                 // SAFETY: this band's tiles of channel c in four distinct planes (the caller's contract).
                 let (v0, v1, v2, v3) = unsafe {
-                    (v.seg(4 * r, c, at, tw), v.seg(4 * r + 1, c, at, tw), v.seg(4 * r + 2, c, at, tw), v.seg(4 * r + 3, c, at, tw))
+                    (
+                        v.seg(4 * r, c, at, tw),
+                        v.seg(4 * r + 1, c, at, tw),
+                        v.seg(4 * r + 2, c, at, tw),
+                        v.seg(4 * r + 3, c, at, tw),
+                    )
                 };
                 for j in 0..tw {
                     v0[j] = q0[j] - q2[j];
@@ -369,7 +374,12 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
                 }
                 // SAFETY: this band's tiles of channel k in four distinct planes (the caller's contract).
                 let (m0, m1, m2, m3) = unsafe {
-                    (dm.seg(4 * r, k, at, tw), dm.seg(4 * r + 1, k, at, tw), dm.seg(4 * r + 2, k, at, tw), dm.seg(4 * r + 3, k, at, tw))
+                    (
+                        dm.seg(4 * r, k, at, tw),
+                        dm.seg(4 * r + 1, k, at, tw),
+                        dm.seg(4 * r + 2, k, at, tw),
+                        dm.seg(4 * r + 3, k, at, tw),
+                    )
                 };
                 for j in 0..tw {
                     m0[j] = u0[j];
@@ -413,7 +423,18 @@ fn product(xi: usize, g: &Geometry, u: WeightView<'_>, v: &[f32], m: &mut [f32],
     assert_eq!(u.u.len(), XI * g.c * g.k, "transformed weight of the wrong size");
     // SAFETY: the point's matrix lies inside `u` (16·C·K elements) for either layout; `m` and `v` as sliced.
     unsafe {
-        gemm_into((g.k, t, g.c), m.as_mut_ptr(), t, false, u.u[at..].as_ptr(), strides, v.as_ptr(), (1, t), 1.0f32, gemm::Parallelism::None)
+        gemm_into(
+            (g.k, t, g.c),
+            m.as_mut_ptr(),
+            t,
+            false,
+            u.u[at..].as_ptr(),
+            strides,
+            v.as_ptr(),
+            (1, t),
+            1.0f32,
+            gemm::Parallelism::None,
+        )
     };
 }
 
@@ -460,7 +481,8 @@ unsafe fn output_transform(
                     continue;
                 }
                 // SAFETY: row `oy` of plane (b, k) lies inside the output and belongs to this band only.
-                let orow = unsafe { core::slice::from_raw_parts_mut(out.add(((b * g.k + k) * g.oh + oy) * g.ow), g.ow) };
+                let orow =
+                    unsafe { core::slice::from_raw_parts_mut(out.add(((b * g.k + k) * g.oh + oy) * g.ow), g.ow) };
                 let (s0, s1, s2, s3) = (&rr[..tw], &rr[tw..2 * tw], &rr[2 * tw..3 * tw], &rr[3 * tw..]);
                 for (j, o) in orow[..2 * pairs].chunks_exact_mut(2).enumerate() {
                     o[0] = s0[j] + s1[j] + s2[j] + bv;
@@ -536,7 +558,12 @@ fn contiguous_f32(t: &FlexTensor) -> &[f32] {
 }
 
 /// Forward `conv2d` (see [`applies`]).
-pub fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: &ConvOptions<2>) -> FlexTensor {
+pub fn conv2d_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let [n, c, h, w] = dims4(&x);
     let k = dims4(&weight)[0];
@@ -587,10 +614,22 @@ pub fn conv2d_weight_backward(
         let (dm, v) = (&dm[xi * k * t..(xi + 1) * k * t], &v[xi * c * t..(xi + 1) * c * t]);
         let du = &mut du[..k * c];
         // SAFETY: the slices above are the operands, `V_ξ` read transposed.
-        unsafe { gemm_into((k, c, t), du.as_mut_ptr(), c, accumulate, dm.as_ptr(), (1, t), v.as_ptr(), (t, 1), 1.0f32, gemm::Parallelism::None) };
+        unsafe {
+            gemm_into(
+                (k, c, t),
+                du.as_mut_ptr(),
+                c,
+                accumulate,
+                dm.as_ptr(),
+                (1, t),
+                v.as_ptr(),
+                (t, 1),
+                1.0f32,
+                gemm::Parallelism::None,
+            )
+        };
     };
     let mut dw = vec![0f32; k * c * 9];
-    let finish = |du: &[f32], dw: &mut [f32]| weight_grad_transform(du, k, c, dw);
     if !by_point(&g, n) {
         // By band: one partial dU per thread over a fixed, contiguous run of bands, the runs added in order.
         let bands = g.bands(n, GRAD_BAND_ELEMS);
@@ -617,7 +656,7 @@ pub fn conv2d_weight_backward(
             for other in rest.chunks_exact(len) {
                 first.iter_mut().zip(other).for_each(|(a, b)| *a += b);
             }
-            finish(first, &mut dw);
+            weight_grad_transform(first, k, c, &mut dw);
         });
     } else {
         // By point: the whole batch transformed, then one GEMM per point side by side.
@@ -636,14 +675,10 @@ pub fn conv2d_weight_backward(
             });
             let (v, dm) = (&*v, &*dm);
             chunks_par(du, k * c, |xi, du| grad_product(xi, du, dm, v, total, false));
-            finish(du, &mut dw);
+            weight_grad_transform(du, k, c, &mut dw);
         });
     }
-    FlexTensor::new(
-        burn_std::Bytes::from_elems(dw),
-        Layout::contiguous(Shape::from(weight_shape.to_vec())),
-        DType::F32,
-    )
+    FlexTensor::new(burn_std::Bytes::from_elems(dw), Layout::contiguous(Shape::from(weight_shape.to_vec())), DType::F32)
 }
 
 /// `dW = Gᵀ dU G` per filter, from `dU` laid out `[ξ][K][C]`, into `dw` (`[K, C, 3, 3]`), element-wise over the
@@ -653,35 +688,36 @@ fn weight_grad_transform(du: &[f32], k: usize, c: usize, dw: &mut [f32]) {
         let plane = |r: usize, s: usize| &du[(4 * r + s) * k * c + kk * c..(4 * r + s) * k * c + (kk + 1) * c];
         // Along s for each row r (4 × 3 rows over C), then along r for each column b.
         scratch::with::<f32, _>([21 * c, 0], |tmp, _| {
-        let (half, taps) = tmp.split_at_mut(12 * c);
-        let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
-            let [d0, d1, d2] = dst;
-            for i in 0..c {
-                let (q0, q1, q2, q3) = (q[0][i], q[1][i], q[2][i], q[3][i]);
-                d0[i] = q0 + 0.5 * (q1 + q2);
-                d1[i] = 0.5 * (q1 - q2);
-                d2[i] = 0.5 * (q1 + q2) + q3;
+            let (half, taps) = tmp.split_at_mut(12 * c);
+            let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
+                let [d0, d1, d2] = dst;
+                for i in 0..c {
+                    let (q0, q1, q2, q3) = (q[0][i], q[1][i], q[2][i], q[3][i]);
+                    d0[i] = q0 + 0.5 * (q1 + q2);
+                    d1[i] = 0.5 * (q1 - q2);
+                    d2[i] = 0.5 * (q1 + q2) + q3;
+                }
+            };
+            for (r, dst) in half.chunks_exact_mut(3 * c).enumerate() {
+                let (d0, rest) = dst.split_at_mut(c);
+                let (d1, d2) = rest.split_at_mut(c);
+                gt([plane(r, 0), plane(r, 1), plane(r, 2), plane(r, 3)], [d0, d1, d2]);
             }
-        };
-        for (r, dst) in half.chunks_exact_mut(3 * c).enumerate() {
-            let (d0, rest) = dst.split_at_mut(c);
-            let (d1, d2) = rest.split_at_mut(c);
-            gt([plane(r, 0), plane(r, 1), plane(r, 2), plane(r, 3)], [d0, d1, d2]);
-        }
-        let half = &*half;
-        let at = |r: usize, b: usize| &half[(3 * r + b) * c..(3 * r + b + 1) * c];
-        for b in 0..3 {
-            // taps laid out [a][b] rows over C.
-            let (t0, rest) = taps.split_at_mut(3 * c);
-            let (t1, t2) = rest.split_at_mut(3 * c);
-            let (d0, d1, d2) = (&mut t0[b * c..(b + 1) * c], &mut t1[b * c..(b + 1) * c], &mut t2[b * c..(b + 1) * c]);
-            gt([at(0, b), at(1, b), at(2, b), at(3, b)], [d0, d1, d2]);
-        }
-        for ci in 0..c {
-            for tap in 0..9 {
-                out[ci * 9 + tap] = taps[tap * c + ci];
+            let half = &*half;
+            let at = |r: usize, b: usize| &half[(3 * r + b) * c..(3 * r + b + 1) * c];
+            for b in 0..3 {
+                // taps laid out [a][b] rows over C.
+                let (t0, rest) = taps.split_at_mut(3 * c);
+                let (t1, t2) = rest.split_at_mut(3 * c);
+                let (d0, d1, d2) =
+                    (&mut t0[b * c..(b + 1) * c], &mut t1[b * c..(b + 1) * c], &mut t2[b * c..(b + 1) * c]);
+                gt([at(0, b), at(1, b), at(2, b), at(3, b)], [d0, d1, d2]);
             }
-        }
+            for ci in 0..c {
+                for tap in 0..9 {
+                    out[ci * 9 + tap] = taps[tap * c + ci];
+                }
+            }
         });
     });
 }
