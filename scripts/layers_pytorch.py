@@ -3,6 +3,9 @@
 
   layers_pytorch.py conv SIZE      per-convolution forward and forward+backward times of ResNet-34's distinct
                                    conv shapes (MODEL=simple: the simple CNN's), as examples/conv_layers.rs
+  layers_pytorch.py phases SIZE [MODEL]
+                                   one training step's forward (with the loss), backward and optimiser (Adam, weight
+                                   decay, clipping by value) times of one model (resnet34), as examples/step_phases.rs
   layers_pytorch.py ops SIZE       the simple CNN's non-convolution ops (bias gradient, ReLU and its gradient,
                                    2×2 max pooling with and without indices, its gradient) and ResNet-34's 3×3/2
                                    stem pool, as examples/simple_ops.rs
@@ -90,7 +93,42 @@ def ops(s):
     print(f"ResNet-34 stem pool 3x3/2 on 64x{s // 2}: {pool:6.2f} ms, with indices {pool_idx:6.2f} ms")
 
 
+def phases(s, model="resnet34"):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_pytorch import MODELS
+    m = MODELS[model]()
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4, eps=1e-8, weight_decay=1e-4)
+    x = torch.randn(BATCH, 3, s, s)
+    y = torch.tensor([0 if i % 3 == 0 else 1 for i in range(BATCH)])
+    f, b, o = [], [], []
+    for step in range(int(os.environ.get("STEPS", 8))):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_value_(m.parameters(), 0.1)
+        opt.step()
+        float(loss.detach())
+        t3 = time.perf_counter()
+        if os.environ.get("VERBOSE"):
+            print(f"step {step}: {(t1 - t0) * 1e3:.1f} {(t2 - t1) * 1e3:.1f} {(t3 - t2) * 1e3:.1f}")
+        if step >= 2:
+            f.append((t1 - t0) * 1e3)
+            b.append((t2 - t1) * 1e3)
+            o.append((t3 - t2) * 1e3)
+    med = lambda v: sorted(v)[len(v) // 2]
+    f, b, o = med(f), med(b), med(o)
+    print(f"{model} {s}px batch {BATCH}: forward {f:.1f} ms  backward {b:.1f} ms  optimiser {o:.1f} ms  "
+          f"total {f + b + o:.1f} ms")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "conv"
     size = int(sys.argv[2]) if len(sys.argv) > 2 else 128
-    {"conv": conv, "ops": ops}[what](size)
+    if what == "phases":
+        phases(size, *sys.argv[3:4])
+    else:
+        {"conv": conv, "ops": ops}[what](size)

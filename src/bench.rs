@@ -330,7 +330,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm>(args: &OneArgs, device: B::Devi
     };
     let mut model: Model<AD<B>> = Model::new(kind, 0.5, &device);
     let params = crate::model::trainable_params::<AD<B>, _>(&model);
-    let mut optim = crate::train::engine::optimizer_config(&cfg).init::<AD<B>, Model<AD<B>>>();
+    let mut optim = crate::train::engine::init_optimizer::<AD<B>, _>(&cfg, &model, None);
     let mut it = batches(ds.clone(), &spec, 0);
     let mut timed = std::time::Duration::ZERO;
     let mut waited = std::time::Duration::ZERO;

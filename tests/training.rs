@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData, Tolerance};
 use pneumoscope::config::Config;
 use pneumoscope::model::{Model, ModelKind};
 use pneumoscope::train::checkpoint::{self, CheckpointMeta};
-use pneumoscope::train::engine::optimizer_config;
+use pneumoscope::train::engine::{init_optimizer, optimizer_config};
 use pneumoscope::train::infer::{cross_entropy, probabilities};
 
 type B = burn::backend::Flex;
@@ -56,6 +56,67 @@ fn loss_decreases_on_a_tiny_fixed_batch_for_every_model() {
         let last = *losses.last().unwrap();
         assert!(last < first * 0.7, "{kind}: loss {first} → {last} ({losses:?})");
     }
+}
+
+/// Every float parameter's values, in visiting order.
+fn param_data(model: &Model<AD>) -> Vec<TensorData> {
+    struct Collect(Vec<TensorData>);
+    impl burn::module::ModuleVisitor<AD> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<AD, D>>) {
+            self.0.push(p.val().into_data());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    burn::module::Module::visit(model, &mut c);
+    c.0
+}
+
+#[test]
+fn adam_moments_allocated_up_front_give_the_lazy_updates_bit_for_bit() {
+    let device = Default::default();
+    let (x, y) = fixed_batch(4, 32);
+    let xs = Tensor::<AD, 4>::from_data(TensorData::new(x, [4, 3, 32, 32]), &device);
+    let ys = Tensor::<AD, 1, Int>::from_data(TensorData::new(y, [4]), &device);
+    // Weight decay and clipping on, as the defaults; no dropout, so both runs see the same forward passes.
+    let cfg = Config::default();
+    assert!(cfg.training.weight_decay > 0.0 && cfg.training.grad_clip > 0.0);
+    let start: Model<AD> = Model::new(ModelKind::Regularized, 0.0, &device);
+    let mut lazy = optimizer_config(&cfg).init::<AD, Model<AD>>();
+    let mut eager = init_optimizer::<AD, _>(&cfg, &start, None);
+    assert!(lazy.to_record().is_empty());
+    let held = eager.to_record();
+    // One zero-state record per trainable tensor.
+    let mut ids = Vec::new();
+    struct Ids<'a>(&'a mut Vec<burn::module::ParamId>);
+    impl burn::module::ModuleVisitor<AD> for Ids<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<AD, D>>) {
+            if p.val().is_require_grad() {
+                self.0.push(p.id);
+            }
+        }
+    }
+    burn::module::Module::visit(&start, &mut Ids(&mut ids));
+    assert_eq!(held.len(), ids.len());
+    assert!(ids.iter().all(|id| held.contains_key(id)));
+    let (mut a, mut b) = (start.clone(), start);
+    for step in 0..3 {
+        let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+        let ga = GradientsParams::from_grads(la.backward(), &a);
+        a = lazy.step(1e-3, a, ga);
+        let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+        let gb = GradientsParams::from_grads(lb.backward(), &b);
+        b = eager.step(1e-3, b, gb);
+        assert!(
+            param_data(&a) == param_data(&b),
+            "step {step}: parameters differ between lazy and up-front Adam moments"
+        );
+    }
+    // Only the named parameters: a frozen backbone gets no moments until it trains.
+    let model: Model<AD> = Model::new(ModelKind::Resnet34, 0.5, &device);
+    let head = model.head_param_ids();
+    let only = init_optimizer::<AD, _>(&cfg, &model, Some(&head)).to_record();
+    assert_eq!(only.len(), head.len());
+    assert!(head.iter().all(|id| only.contains_key(id)));
 }
 
 #[test]

@@ -581,6 +581,46 @@ pub fn optimizer_config(cfg: &Config) -> AdamConfig {
         .with_grad_clipping(clip)
 }
 
+/// The Adam optimiser of [`optimizer_config`] with its moments already allocated (zeros at time 0) for the
+/// parameters that `only` names (all trainable ones when `None`). The first update is then bit for bit burn's lazy
+/// first step (`β·0 + (1−β)·g` is `(1−β)·g`), but the moments take their memory before the first forward pass
+/// instead of the memory the first batch's activations leave behind; lazily created, they push the second step's
+/// activations onto fresh pages, and first-touch page faults made that step up to 1.6× a steady one
+/// (docs/benchmarks.md, "Warm-up").
+pub fn init_optimizer<B: burn::tensor::backend::AutodiffBackend, M: AutodiffModule<B>>(
+    cfg: &Config,
+    model: &M,
+    only: Option<&[burn::module::ParamId]>,
+) -> burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B> {
+    use burn::module::{ModuleVisitor, Param, ParamId};
+    use burn::optim::adaptor::OptimizerAdaptor;
+    use burn::optim::{AdamState, AdaptiveMomentumState};
+    use burn::tensor::Tensor;
+    type Records<B> = Vec<(ParamId, burn::optim::record::AdaptorRecord<burn::optim::Adam, B>)>;
+    struct Zeros<'a, B: burn::tensor::backend::AutodiffBackend> {
+        only: Option<&'a [ParamId]>,
+        records: Records<B>,
+    }
+    impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for Zeros<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let value = param.val();
+            if !value.is_require_grad() || self.only.is_some_and(|ids| !ids.contains(&param.id)) {
+                return;
+            }
+            let inner = value.inner();
+            let zeros = || inner.zeros_like();
+            let state = AdamState::new(AdaptiveMomentumState::new(0, zeros(), zeros()));
+            self.records.push((param.id, burn::optim::record::AdaptorRecord::from_state(state)));
+        }
+    }
+    let mut zeros = Zeros { only, records: Records::<B>::new() };
+    model.visit(&mut zeros);
+    let optim: OptimizerAdaptor<burn::optim::Adam, M, B> = optimizer_config(cfg).init();
+    let mut records = optim.to_record();
+    records.extend(zeros.records);
+    optim.load_record(records)
+}
+
 fn meta_for(
     setup: &RunSetup,
     kind: ModelKind,
@@ -648,7 +688,10 @@ fn train_model<B: crate::model::FusedBatchNorm>(
         _ => "scratch".into(),
     };
     result.params = crate::model::trainable_params::<AD<B>, _>(&model);
-    let mut optim = optimizer_config(cfg).init::<AD<B>, Model<AD<B>>>();
+    // The moments of what the first epoch trains (the head alone while a pretrained backbone is frozen).
+    let head = model.head_param_ids();
+    let first_trained = (pretrained && t.freeze_epochs > 0).then_some(head.as_slice());
+    let mut optim = init_optimizer::<AD<B>, _>(cfg, &model, first_trained);
     let steps_per_epoch = epoch_batches(&data.train, &spec, 0).len().max(1);
     let total_steps = steps_per_epoch * t.epochs;
     let schedule = OneCycle::new(t.max_lr, total_steps, t.warmup_fraction);

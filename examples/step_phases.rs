@@ -1,0 +1,83 @@
+//! Times the phases of one training step — forward with the loss, backward, optimiser (Adam with weight decay and
+//! clipping, as `train_step`) — for one model at one size, batch 16, on the CPU backend, for comparison with
+//! `scripts/layers_pytorch.py phases SIZE`. A profiling aid, not a test:
+//! `cargo run --release --example step_phases -- [SIZE] [MODEL]` (128, resnet34). Env: BATCH (16), STEPS (8; the
+//! first two are not timed), VERBOSE=1 (each step's times and page faults), LAZY=1 (Adam's moments created by its
+//! first step, as burn does, instead of `init_optimizer`'s up-front zeros).
+use burn::backend::{Autodiff, Flex};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use pneumoscope::model::{Model, ModelKind};
+use pneumoscope::train::infer::cross_entropy;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+type A = Autodiff<Flex>;
+
+fn main() {
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
+    let kind = ModelKind::parse(&std::env::args().nth(2).unwrap_or("resnet34".into())).expect("a model name");
+    let bs: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
+    let dev = Default::default();
+    let cfg = pneumoscope::config::Config::default();
+    let mut model: Model<A> = Model::new(kind, 0.5, &dev);
+    let mut optim = if std::env::var("LAZY").is_ok() {
+        pneumoscope::train::engine::optimizer_config(&cfg).init::<A, Model<A>>()
+    } else {
+        pneumoscope::train::engine::init_optimizer::<A, _>(&cfg, &model, None)
+    };
+    let x = Tensor::<A, 4>::random([bs, 3, s, s], Distribution::Normal(0.0, 1.0), &dev);
+    let labels: Vec<i64> = (0..bs).map(|i| if i % 3 == 0 { 0 } else { 1 }).collect();
+    let y = Tensor::<A, 1, Int>::from_data(TensorData::new(labels, [bs]), &dev);
+    let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    let steps: usize = std::env::var("STEPS").ok().and_then(|b| b.parse().ok()).unwrap_or(8);
+    for step in 0..steps {
+        let m0 = minflt();
+        let t0 = Instant::now();
+        let loss = cross_entropy(model.forward(x.clone()), y.clone(), [1.0, 1.0]);
+        let t1 = Instant::now();
+        let m1 = minflt();
+        let grads = loss.backward();
+        let t2 = Instant::now();
+        let m2 = minflt();
+        let grads = GradientsParams::from_grads(grads, &model);
+        model = optim.step(1e-4, model, grads);
+        let _ = loss.into_scalar();
+        let t3 = Instant::now();
+        let m3 = minflt();
+        if std::env::var("VERBOSE").is_ok() {
+            println!(
+                "step {step}: {:.1} {:.1} {:.1}",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                (t3 - t2).as_secs_f64() * 1e3
+            );
+            println!("   minor page faults {} {} {}", m1 - m0, m2 - m1, m3 - m2);
+        }
+        if step >= 2 {
+            f.push((t1 - t0).as_secs_f64() * 1e3);
+            b.push((t2 - t1).as_secs_f64() * 1e3);
+            o.push((t3 - t2).as_secs_f64() * 1e3);
+        }
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, b, o) = (med(f), med(b), med(o));
+    println!(
+        "{} {s}px batch {bs}: forward {f:.1} ms  backward {b:.1} ms  optimiser {o:.1} ms  total {:.1} ms",
+        kind.name(),
+        f + b + o
+    );
+}
+
+/// Minor page faults of this process so far (/proc/self/stat, field 10).
+fn minflt() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    after.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
