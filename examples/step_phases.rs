@@ -2,8 +2,8 @@
 //! clipping, as `train_step`) — for one model at one size, batch 16, on the CPU backend, for comparison with
 //! `scripts/layers_pytorch.py phases SIZE`. A profiling aid, not a test:
 //! `cargo run --release --example step_phases -- [SIZE] [MODEL]` (128, resnet34). Env: BATCH (16), STEPS (8; the
-//! first two are not timed), VERBOSE=1 (each step's times and page faults), LAZY=1 (Adam's moments created by its
-//! first step, as burn does, instead of `init_optimizer`'s up-front zeros).
+//! first two are not timed), VERBOSE=1 (each step's times and page faults), BURN_ADAM=1 (burn's Adam, moments created by
+//! its first step, instead of the training optimiser, `init_optimizer`).
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
@@ -23,12 +23,18 @@ fn main() {
     let bs: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
     let dev = Default::default();
     let cfg = pneumoscope::config::Config::default();
-    let mut model: Model<A> = Model::new(kind, 0.5, &dev);
-    let mut optim = if std::env::var("LAZY").is_ok() {
-        pneumoscope::train::engine::optimizer_config(&cfg).init::<A, Model<A>>()
+    let model: Model<A> = Model::new(kind, 0.5, &dev);
+    if std::env::var("BURN_ADAM").is_ok() {
+        let optim = pneumoscope::train::engine::optimizer_config(&cfg).init::<A, Model<A>>();
+        run(kind, s, bs, model, optim);
     } else {
-        pneumoscope::train::engine::init_optimizer::<A, _>(&cfg, &model, None)
-    };
+        let optim = pneumoscope::train::engine::init_optimizer::<A, _>(&cfg, &model, None);
+        run(kind, s, bs, model, optim);
+    }
+}
+
+fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut model: Model<A>, mut optim: O) {
+    let dev = Default::default();
     let x = Tensor::<A, 4>::random([bs, 3, s, s], Distribution::Normal(0.0, 1.0), &dev);
     let labels: Vec<i64> = (0..bs).map(|i| if i % 3 == 0 { 0 } else { 1 }).collect();
     let y = Tensor::<A, 1, Int>::from_data(TensorData::new(labels, [bs]), &dev);

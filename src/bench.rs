@@ -287,7 +287,10 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
     Ok(figures)
 }
 
-fn model_one_on<B: crate::model::FusedBatchNorm>(args: &OneArgs, device: B::Device) -> Result<ModelFigures> {
+fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel>(
+    args: &OneArgs,
+    device: B::Device,
+) -> Result<ModelFigures> {
     use crate::data::image::Prepared;
     use crate::data::loader::{batches, Dataset};
     use crate::data::{Class, Sample};

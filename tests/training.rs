@@ -6,7 +6,7 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData, Tolerance};
-use pneumoscope::config::Config;
+use pneumoscope::config::{ClipMode, Config};
 use pneumoscope::model::{Model, ModelKind};
 use pneumoscope::train::checkpoint::{self, CheckpointMeta};
 use pneumoscope::train::engine::{init_optimizer, optimizer_config};
@@ -72,46 +72,53 @@ fn param_data(model: &Model<AD>) -> Vec<TensorData> {
 }
 
 #[test]
-fn adam_moments_allocated_up_front_give_the_lazy_updates_bit_for_bit() {
+fn the_training_optimiser_matches_burns_adam_bit_for_bit() {
     let device = Default::default();
     let (x, y) = fixed_batch(4, 32);
     let xs = Tensor::<AD, 4>::from_data(TensorData::new(x, [4, 3, 32, 32]), &device);
     let ys = Tensor::<AD, 1, Int>::from_data(TensorData::new(y, [4]), &device);
     // Weight decay and clipping on, as the defaults; no dropout, so both runs see the same forward passes.
-    let cfg = Config::default();
-    assert!(cfg.training.weight_decay > 0.0 && cfg.training.grad_clip > 0.0);
-    let start: Model<AD> = Model::new(ModelKind::Regularized, 0.0, &device);
-    let mut lazy = optimizer_config(&cfg).init::<AD, Model<AD>>();
-    let mut eager = init_optimizer::<AD, _>(&cfg, &start, None);
-    assert!(lazy.to_record().is_empty());
-    let held = eager.to_record();
-    // One zero-state record per trainable tensor.
-    let mut ids = Vec::new();
-    struct Ids<'a>(&'a mut Vec<burn::module::ParamId>);
-    impl burn::module::ModuleVisitor<AD> for Ids<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<AD, D>>) {
-            if p.val().is_require_grad() {
-                self.0.push(p.id);
+    for mode in [ClipMode::Value, ClipMode::Norm] {
+        let mut cfg = Config::default();
+        cfg.training.grad_clip_mode = mode;
+        // A threshold that clips some of this model's gradients (by value) and some of its tensors (by norm).
+        cfg.training.grad_clip = if mode == ClipMode::Value { 0.01 } else { 0.05 };
+        assert!(cfg.training.weight_decay > 0.0);
+        let start: Model<AD> = Model::new(ModelKind::Regularized, 0.0, &device);
+        let mut reference = optimizer_config(&cfg).init::<AD, Model<AD>>();
+        let mut ours = init_optimizer::<AD, _>(&cfg, &start, None);
+        assert!(reference.to_record().is_empty());
+        // The moments exist before the first step: one zero-state record per trainable tensor.
+        let held = ours.to_record();
+        let mut ids = Vec::new();
+        struct Ids<'a>(&'a mut Vec<burn::module::ParamId>);
+        impl burn::module::ModuleVisitor<AD> for Ids<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<AD, D>>) {
+                if p.val().is_require_grad() {
+                    self.0.push(p.id);
+                }
             }
         }
-    }
-    burn::module::Module::visit(&start, &mut Ids(&mut ids));
-    assert_eq!(held.len(), ids.len());
-    assert!(ids.iter().all(|id| held.contains_key(id)));
-    let (mut a, mut b) = (start.clone(), start);
-    for step in 0..3 {
-        let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-        let ga = GradientsParams::from_grads(la.backward(), &a);
-        a = lazy.step(1e-3, a, ga);
-        let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-        let gb = GradientsParams::from_grads(lb.backward(), &b);
-        b = eager.step(1e-3, b, gb);
-        assert!(
-            param_data(&a) == param_data(&b),
-            "step {step}: parameters differ between lazy and up-front Adam moments"
-        );
+        burn::module::Module::visit(&start, &mut Ids(&mut ids));
+        assert_eq!(held.len(), ids.len());
+        assert!(ids.iter().all(|id| held.contains_key(id)));
+        let (mut a, mut b) = (start.clone(), start.clone());
+        for step in 0..3 {
+            let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            let ga = GradientsParams::from_grads(la.backward(), &a);
+            a = reference.step(1e-3, a, ga);
+            let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            let gb = GradientsParams::from_grads(lb.backward(), &b);
+            b = ours.step(1e-3, b, gb);
+            assert!(param_data(&a) != param_data(&start), "{mode:?} step {step}: nothing was trained");
+            assert!(
+                param_data(&a) == param_data(&b),
+                "{mode:?} step {step}: parameters differ between burn's Adam and the training optimiser"
+            );
+        }
     }
     // Only the named parameters: a frozen backbone gets no moments until it trains.
+    let cfg = Config::default();
     let model: Model<AD> = Model::new(ModelKind::Resnet34, 0.5, &device);
     let head = model.head_param_ids();
     let only = init_optimizer::<AD, _>(&cfg, &model, Some(&head)).to_record();

@@ -13,9 +13,10 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
+use super::adam::{AdamKernel, FusedAdam, Optim};
 use super::backend::Resolved;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
@@ -309,7 +310,7 @@ pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
     }
 }
 
-fn run<B: crate::model::FusedBatchNorm>(
+fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
     setup: &RunSetup,
     device: B::Device,
     emit: &Emitter,
@@ -568,7 +569,9 @@ pub fn eval_spec(cfg: &Config) -> BatchSpec {
     }
 }
 
-/// The Adam optimiser of the config (PyTorch's epsilon; weight decay as L2 on the gradient).
+/// burn's Adam with the config's settings (PyTorch's epsilon and betas; weight decay as L2 on the gradient;
+/// clipping by value or per-parameter norm). Training runs [`init_optimizer`]'s fused version of it; this is the
+/// reference the tests hold that one to.
 pub fn optimizer_config(cfg: &Config) -> AdamConfig {
     let t = &cfg.training;
     let clip = (t.grad_clip > 0.0).then_some(match t.grad_clip_mode {
@@ -581,27 +584,27 @@ pub fn optimizer_config(cfg: &Config) -> AdamConfig {
         .with_grad_clipping(clip)
 }
 
-/// The Adam optimiser of [`optimizer_config`] with its moments already allocated (zeros at time 0) for the
-/// parameters that `only` names (all trainable ones when `None`). The first update is then bit for bit burn's lazy
-/// first step (`β·0 + (1−β)·g` is `(1−β)·g`), but the moments take their memory before the first forward pass
-/// instead of the memory the first batch's activations leave behind; lazily created, they push the second step's
-/// activations onto fresh pages, and first-touch page faults made that step up to 1.6× a steady one
-/// (docs/benchmarks.md, "Warm-up").
-pub fn init_optimizer<B: burn::tensor::backend::AutodiffBackend, M: AutodiffModule<B>>(
+/// The optimiser pneumoscope trains with: Adam as [`optimizer_config`] describes it, run as one pass per
+/// parameter ([`super::adam::FusedAdam`]), with its moments already allocated (zeros at time 0) for the parameters
+/// that `only` names (all trainable ones when `None`). The first update is then bit for bit the lazy first step
+/// (`β·0 + (1−β)·g` is `(1−β)·g`), but the moments take their memory before the first forward pass instead of the
+/// memory the first batch's activations leave behind; created lazily, they pushed the second step's activations
+/// onto fresh pages, and first-touch page faults made that step up to 1.6× a steady one (docs/benchmarks.md).
+pub fn init_optimizer<B: AutodiffBackend<InnerBackend: AdamKernel>, M: AutodiffModule<B>>(
     cfg: &Config,
     model: &M,
     only: Option<&[burn::module::ParamId]>,
-) -> burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B> {
+) -> Optim<M, B> {
     use burn::module::{ModuleVisitor, Param, ParamId};
-    use burn::optim::adaptor::OptimizerAdaptor;
+    use burn::optim::record::AdaptorRecord;
     use burn::optim::{AdamState, AdaptiveMomentumState};
     use burn::tensor::Tensor;
-    type Records<B> = Vec<(ParamId, burn::optim::record::AdaptorRecord<burn::optim::Adam, B>)>;
-    struct Zeros<'a, B: burn::tensor::backend::AutodiffBackend> {
+    type Records<B> = Vec<(ParamId, AdaptorRecord<FusedAdam, B>)>;
+    struct Zeros<'a, B: AutodiffBackend<InnerBackend: AdamKernel>> {
         only: Option<&'a [ParamId]>,
         records: Records<B>,
     }
-    impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for Zeros<'_, B> {
+    impl<B: AutodiffBackend<InnerBackend: AdamKernel>> ModuleVisitor<B> for Zeros<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let value = param.val();
             if !value.is_require_grad() || self.only.is_some_and(|ids| !ids.contains(&param.id)) {
@@ -610,12 +613,21 @@ pub fn init_optimizer<B: burn::tensor::backend::AutodiffBackend, M: AutodiffModu
             let inner = value.inner();
             let zeros = || inner.zeros_like();
             let state = AdamState::new(AdaptiveMomentumState::new(0, zeros(), zeros()));
-            self.records.push((param.id, burn::optim::record::AdaptorRecord::from_state(state)));
+            self.records.push((param.id, AdaptorRecord::from_state(state)));
         }
     }
     let mut zeros = Zeros { only, records: Records::<B>::new() };
     model.visit(&mut zeros);
-    let optim: OptimizerAdaptor<burn::optim::Adam, M, B> = optimizer_config(cfg).init();
+    let t = &cfg.training;
+    let clip = (t.grad_clip > 0.0).then_some(t.grad_clip as f32);
+    let adam = FusedAdam {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: (t.weight_decay > 0.0).then_some(t.weight_decay as f32),
+        clip_value: clip.filter(|_| t.grad_clip_mode == ClipMode::Value),
+    };
+    let optim: Optim<M, B> = super::adam::build(adam, clip.filter(|_| t.grad_clip_mode == ClipMode::Norm));
     let mut records = optim.to_record();
     records.extend(zeros.records);
     optim.load_record(records)
@@ -651,7 +663,7 @@ fn meta_for(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn train_model<B: crate::model::FusedBatchNorm>(
+fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
     setup: &RunSetup,
     device: &B::Device,
     data: &RunData,

@@ -1,6 +1,7 @@
 //! Training: the engine that runs on a background thread, the events it emits and the commands it takes,
 //! the one-cycle schedule, checkpoints and run reports. Must not depend on any front-end (tui, headless, cli).
 
+pub mod adam;
 pub mod backend;
 pub mod checkpoint;
 pub mod engine;
