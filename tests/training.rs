@@ -116,6 +116,20 @@ fn the_training_optimiser_matches_burns_adam_bit_for_bit() {
                 "{mode:?} step {step}: parameters differ between burn's Adam and the training optimiser"
             );
         }
+        // Checkpoints keep burn's record: moments saved from burn's Adam (as checkpoints written before the
+        // fused optimiser hold them) resume in the training optimiser as they would in burn's.
+        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let bytes = Recorder::<AD>::record(&recorder, reference.to_record(), ()).expect("serialise");
+        let mut resumed =
+            init_optimizer::<AD, _>(&cfg, &b, None).load_record(recorder.load(bytes, &device).expect("load"));
+        let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+        let ga = GradientsParams::from_grads(la.backward(), &a);
+        a = reference.step(1e-3, a, ga);
+        let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+        let gb = GradientsParams::from_grads(lb.backward(), &b);
+        b = resumed.step(1e-3, b, gb);
+        assert!(param_data(&a) == param_data(&b), "{mode:?}: burn's saved moments resume differently");
     }
     // Only the named parameters: a frozen backbone gets no moments until it trains.
     let cfg = Config::default();
