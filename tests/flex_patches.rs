@@ -426,3 +426,49 @@ fn winograd_takes_the_models_stride_1_layers() {
     assert!(!applies([1, 512, 4, 4], [512, 512, 3, 3], &same), "one image's 4×4 map: 4 tiles");
     assert!(applies([1, 64, 32, 32], [64, 64, 3, 3], &same), "one image's 32×32 map: 256 tiles");
 }
+
+/// Patch 11 (conv_small.rs): the forward pass of few-input-channel, stride-1 convolutions against the definition
+/// — square and rectangular kernels, padding 0–3, widths that end mid-block, output channels that end mid-block,
+/// one image, bias — in both builds of the kernel (AVX2 + FMA where the CPU has them, and the baseline one).
+#[test]
+fn small_channel_convolution_matches_the_definition() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::TensorPrimitive;
+    use burn_flex::ops::conv_small::{applies, conv2d_forward_baseline};
+    let case = |n, cin, cout, h, w, kh, kw, pad| Case { n, cin, cout, h, w, kh, kw, stride: 1, pad, dil: 1, groups: 1 };
+    for c in [
+        case(3, 3, 16, 13, 21, 3, 3, 1),
+        case(1, 1, 5, 6, 9, 5, 5, 2),
+        case(2, 4, 17, 10, 8, 3, 1, 0),
+        case(2, 2, 9, 7, 7, 7, 7, 3),
+        case(1, 3, 8, 5, 3, 3, 3, 0),
+        case(2, 3, 24, 9, 17, 2, 4, 1),
+    ] {
+        let x = tensor([c.n, c.cin, c.h, c.w], 0.5);
+        let wt = tensor([c.cout, c.cin, c.kh, c.kw], -0.25);
+        let bv: Vec<f32> = (0..c.cout).map(|i| 0.1 * i as f32 - 0.3).collect();
+        let bias = Tensor::<B, 1>::from_floats(bv.as_slice(), &Default::default());
+        assert!(applies(x.dims(), wt.dims(), &c.options()), "{c:?} takes this path");
+        let (xv, wv) = (values(&x), values(&wt));
+        let (oh, ow) = c.out();
+        let mut want = vec![0f32; c.n * c.cout * oh * ow];
+        for (i, v) in want.iter_mut().enumerate() {
+            *v = bv[(i / (oh * ow)) % c.cout];
+        }
+        c.for_each_tap(|b, co, oy, ox, ci, ky, kx, xi| {
+            want[((b * c.cout + co) * oh + oy) * ow + ox] += xv[xi] * wv[((co * c.cin + ci) * c.kh + ky) * c.kw + kx];
+        });
+        let got = values(&conv2d(x.clone(), wt.clone(), Some(bias.clone()), c.options()));
+        assert_close_scaled(&got, &want, &format!("{c:?}"));
+        let prim = |t: Tensor<B, 4>| t.into_primitive().tensor();
+        let base = conv2d_forward_baseline(prim(x), prim(wt), Some(bias.into_primitive().tensor()), &c.options());
+        let base = values(&Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(base)));
+        assert_close_scaled(&base, &want, &format!("{c:?}, baseline build"));
+    }
+    let same = burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    assert!(applies([16, 3, 128, 128], [16, 3, 3, 3], &same), "the CNNs' first layer");
+    assert!(applies([1, 3, 128, 128], [16, 3, 3, 3], &same), "the CNNs' first layer, one image");
+    let stem = burn::tensor::ops::ConvOptions::new([2, 2], [3, 3], [1, 1], 1);
+    assert!(!applies([16, 3, 128, 128], [64, 3, 7, 7], &stem), "ResNet-34's stem: stride 2");
+    assert!(!applies([16, 5, 32, 32], [16, 5, 3, 3], &same), "5 input channels");
+}

@@ -99,6 +99,7 @@ mod conv_common;
 pub mod conv;
 pub mod conv_transpose;
 pub mod conv_im2col;
+pub mod conv_small;
 pub mod conv_winograd;
 pub mod cumulative;
 pub mod deform_conv;
