@@ -9,9 +9,9 @@ use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions,
-        FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions, MaxPool2dBackward, MaxPool2dWithIndices,
-        ModuleOps,
+        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
@@ -19,7 +19,10 @@ use burn_std::{Bytes, Shape};
 use bytemuck::Pod;
 
 /// Cast a tensor from half-precision type E to f32.
-pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(tensor: FlexTensor, to_f32: fn(E) -> f32) -> FlexTensor {
+pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
+    tensor: FlexTensor,
+    to_f32: fn(E) -> f32,
+) -> FlexTensor {
     let tensor = tensor.to_contiguous();
     let shape = tensor.layout().shape().clone();
     let data: &[E] = tensor.storage();
@@ -29,7 +32,10 @@ pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(tensor: FlexTensor, to_f32: f
 }
 
 /// Cast a tensor from f32 back to half-precision type E.
-pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(tensor: FlexTensor, from_f32: fn(f32) -> E) -> FlexTensor {
+pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
+    tensor: FlexTensor,
+    from_f32: fn(f32) -> E,
+) -> FlexTensor {
     let tensor = tensor.to_contiguous();
     let shape = tensor.layout().shape().clone();
     let data: &[f32] = tensor.storage();
@@ -61,14 +67,11 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         // pneumoscope patch 10: 3×3 stride-1 convolutions of a batch as Winograd F(2×2, 3×3) (conv_winograd.rs).
-        if x.dtype() == DType::F32
-            && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options)
-        {
+        if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options) {
             return conv_winograd::conv2d_forward(x, weight, bias, &options);
         }
         // pneumoscope patch 11: few input channels (the RGB first layer) as a register-blocked direct convolution.
-        if x.dtype() == DType::F32 && conv_small::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options)
-        {
+        if x.dtype() == DType::F32 && conv_small::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options) {
             return conv_small::conv2d_forward(x, weight, bias, &options);
         }
         // pneumoscope patch 5: whole-image im2col + GEMM where burn-flex's tiles leave gemm too little work.
@@ -101,9 +104,7 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         // pneumoscope patch 10 (conv_winograd.rs).
-        if x.dtype() == DType::F32
-            && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options)
-        {
+        if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), conv_im2col::dims4(&weight), &options) {
             return conv_winograd::conv2d_x_backward(conv_im2col::dims4(&x), weight, output_grad, &options);
         }
         if options.groups == 1 {
@@ -123,22 +124,9 @@ impl ModuleOps<Flex> for Flex {
         use burn_backend::ops::conv::calculate_padding_out;
         let (xs, ws, ys) = (x.layout().shape(), weight.layout().shape(), output_grad.layout().shape());
         let pad_out = |i: usize| {
-            calculate_padding_out(
-                ws[2 + i],
-                options.stride[i],
-                options.padding[i],
-                options.dilation[i],
-                xs[2 + i],
-                ys[2 + i],
-            )
+            calculate_padding_out(ws[2 + i], options.stride[i], options.padding[i], options.dilation[i], xs[2 + i], ys[2 + i])
         };
-        let t = ConvTransposeOptions::new(
-            options.stride,
-            options.padding,
-            [pad_out(0), pad_out(1)],
-            options.dilation,
-            options.groups,
-        );
+        let t = ConvTransposeOptions::new(options.stride, options.padding, [pad_out(0), pad_out(1)], options.dilation, options.groups);
         Self::conv_transpose2d(output_grad, weight, None, t)
     }
 
@@ -437,10 +425,38 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
         match x.dtype() {
-            DType::F32 => pool::avg_pool2d_f32(x, kernel_size, stride, padding, count_include_pad, ceil_mode),
-            DType::F64 => pool::avg_pool2d_f64(x, kernel_size, stride, padding, count_include_pad, ceil_mode),
-            DType::F16 => pool::avg_pool2d_f16(x, kernel_size, stride, padding, count_include_pad, ceil_mode),
-            DType::BF16 => pool::avg_pool2d_bf16(x, kernel_size, stride, padding, count_include_pad, ceil_mode),
+            DType::F32 => pool::avg_pool2d_f32(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+                ceil_mode,
+            ),
+            DType::F64 => pool::avg_pool2d_f64(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+                ceil_mode,
+            ),
+            DType::F16 => pool::avg_pool2d_f16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+                ceil_mode,
+            ),
+            DType::BF16 => pool::avg_pool2d_bf16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+                ceil_mode,
+            ),
             dtype => panic!("avg_pool2d: unsupported dtype {:?}", dtype),
         }
     }
@@ -455,10 +471,38 @@ impl ModuleOps<Flex> for Flex {
         _divisor_override: bool,
     ) -> FloatTensor<Flex> {
         match x.dtype() {
-            DType::F32 => pool::avg_pool2d_backward_f32(x, grad, kernel_size, stride, padding, count_include_pad),
-            DType::F64 => pool::avg_pool2d_backward_f64(x, grad, kernel_size, stride, padding, count_include_pad),
-            DType::F16 => pool::avg_pool2d_backward_f16(x, grad, kernel_size, stride, padding, count_include_pad),
-            DType::BF16 => pool::avg_pool2d_backward_bf16(x, grad, kernel_size, stride, padding, count_include_pad),
+            DType::F32 => pool::avg_pool2d_backward_f32(
+                x,
+                grad,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+            ),
+            DType::F64 => pool::avg_pool2d_backward_f64(
+                x,
+                grad,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+            ),
+            DType::F16 => pool::avg_pool2d_backward_f16(
+                x,
+                grad,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+            ),
+            DType::BF16 => pool::avg_pool2d_backward_bf16(
+                x,
+                grad,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+            ),
             dtype => panic!("avg_pool2d_backward: unsupported dtype {:?}", dtype),
         }
     }
@@ -473,13 +517,19 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
-    fn adaptive_avg_pool2d_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    fn adaptive_avg_pool2d_backward(
+        x: FloatTensor<Flex>,
+        grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
         match x.dtype() {
             DType::F32 => pool::adaptive_avg_pool2d_backward_f32(x, grad),
             DType::F64 => pool::adaptive_avg_pool2d_backward_f64(x, grad),
             DType::F16 => pool::adaptive_avg_pool2d_backward_f16(x, grad),
             DType::BF16 => pool::adaptive_avg_pool2d_backward_bf16(x, grad),
-            dtype => panic!("adaptive_avg_pool2d_backward: unsupported dtype {:?}", dtype),
+            dtype => panic!(
+                "adaptive_avg_pool2d_backward: unsupported dtype {:?}",
+                dtype
+            ),
         }
     }
 
@@ -492,10 +542,18 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
         match x.dtype() {
-            DType::F32 => pool::max_pool2d_f32(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::F64 => pool::max_pool2d_f64(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::F16 => pool::max_pool2d_f16(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::BF16 => pool::max_pool2d_bf16(x, kernel_size, stride, padding, dilation, ceil_mode),
+            DType::F32 => {
+                pool::max_pool2d_f32(x, kernel_size, stride, padding, dilation, ceil_mode)
+            }
+            DType::F64 => {
+                pool::max_pool2d_f64(x, kernel_size, stride, padding, dilation, ceil_mode)
+            }
+            DType::F16 => {
+                pool::max_pool2d_f16(x, kernel_size, stride, padding, dilation, ceil_mode)
+            }
+            DType::BF16 => {
+                pool::max_pool2d_bf16(x, kernel_size, stride, padding, dilation, ceil_mode)
+            }
             dtype => panic!("max_pool2d: unsupported dtype {:?}", dtype),
         }
     }
@@ -509,10 +567,38 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
     ) -> MaxPool2dWithIndices<Flex> {
         let (output, indices) = match x.dtype() {
-            DType::F32 => pool::max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::F64 => pool::max_pool2d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::F16 => pool::max_pool2d_with_indices_f16(x, kernel_size, stride, padding, dilation, ceil_mode),
-            DType::BF16 => pool::max_pool2d_with_indices_bf16(x, kernel_size, stride, padding, dilation, ceil_mode),
+            DType::F32 => pool::max_pool2d_with_indices_f32(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::F64 => pool::max_pool2d_with_indices_f64(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::F16 => pool::max_pool2d_with_indices_f16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
+            DType::BF16 => pool::max_pool2d_with_indices_bf16(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            ),
             dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
         };
         MaxPool2dWithIndices::new(output, indices)
@@ -533,12 +619,19 @@ impl ModuleOps<Flex> for Flex {
             DType::F64 => pool::max_pool2d_backward_f64(x, output_grad, indices),
             DType::F16 => pool::max_pool2d_backward_f16(x, output_grad, indices),
             DType::BF16 => pool::max_pool2d_backward_bf16(x, output_grad, indices),
-            dtype => panic!("max_pool2d_with_indices_backward: unsupported dtype {:?}", dtype),
+            dtype => panic!(
+                "max_pool2d_with_indices_backward: unsupported dtype {:?}",
+                dtype
+            ),
         };
         MaxPool2dBackward::new(x_grad)
     }
 
-    fn interpolate(x: FloatTensor<Flex>, output_size: [usize; 2], options: InterpolateOptions) -> FloatTensor<Flex> {
+    fn interpolate(
+        x: FloatTensor<Flex>,
+        output_size: [usize; 2],
+        options: InterpolateOptions,
+    ) -> FloatTensor<Flex> {
         match (options.mode, x.dtype()) {
             (InterpolateMode::Nearest, DType::F32) => {
                 interpolate::interpolate_nearest_f32(x, output_size, options.align_corners)
@@ -588,7 +681,10 @@ impl ModuleOps<Flex> for Flex {
             (InterpolateMode::Lanczos3, DType::BF16) => {
                 interpolate::interpolate_lanczos3_bf16(x, output_size, options.align_corners)
             }
-            (mode, dtype) => panic!("interpolate: unsupported mode {:?} / dtype {:?}", mode, dtype),
+            (mode, dtype) => panic!(
+                "interpolate: unsupported mode {:?} / dtype {:?}",
+                mode, dtype
+            ),
         }
     }
 
@@ -600,43 +696,106 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         match (options.mode, x.dtype()) {
             (InterpolateMode::Nearest, DType::F32) => {
-                interpolate::interpolate_nearest_backward_f32(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_nearest_backward_f32(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Nearest, DType::F64) => {
-                interpolate::interpolate_nearest_backward_f64(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_nearest_backward_f64(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Nearest, DType::F16) => {
-                interpolate::interpolate_nearest_backward_f16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_nearest_backward_f16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Nearest, DType::BF16) => {
-                interpolate::interpolate_nearest_backward_bf16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_nearest_backward_bf16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bilinear, DType::F32) => {
-                interpolate::interpolate_bilinear_backward_f32(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bilinear_backward_f32(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bilinear, DType::F64) => {
-                interpolate::interpolate_bilinear_backward_f64(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bilinear_backward_f64(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bilinear, DType::F16) => {
-                interpolate::interpolate_bilinear_backward_f16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bilinear_backward_f16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bilinear, DType::BF16) => {
-                interpolate::interpolate_bilinear_backward_bf16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bilinear_backward_bf16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bicubic, DType::F32) => {
-                interpolate::interpolate_bicubic_backward_f32(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bicubic_backward_f32(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bicubic, DType::F64) => {
-                interpolate::interpolate_bicubic_backward_f64(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bicubic_backward_f64(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bicubic, DType::F16) => {
-                interpolate::interpolate_bicubic_backward_f16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bicubic_backward_f16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (InterpolateMode::Bicubic, DType::BF16) => {
-                interpolate::interpolate_bicubic_backward_bf16(x, grad, output_size, options.align_corners)
+                interpolate::interpolate_bicubic_backward_bf16(
+                    x,
+                    grad,
+                    output_size,
+                    options.align_corners,
+                )
             }
             (mode, dtype) => {
-                panic!("interpolate_backward: unsupported mode {:?} / dtype {:?}", mode, dtype)
+                panic!(
+                    "interpolate_backward: unsupported mode {:?} / dtype {:?}",
+                    mode, dtype
+                )
             }
         }
     }
@@ -652,7 +811,11 @@ impl ModuleOps<Flex> for Flex {
         crate::ops::attention::attention(query, key, value, mask, attn_bias, options)
     }
 
-    fn rfft(signal: FloatTensor<Flex>, dim: usize, n: Option<usize>) -> (FloatTensor<Flex>, FloatTensor<Flex>) {
+    fn rfft(
+        signal: FloatTensor<Flex>,
+        dim: usize,
+        n: Option<usize>,
+    ) -> (FloatTensor<Flex>, FloatTensor<Flex>) {
         match signal.dtype() {
             DType::F32 => crate::ops::fft::rfft_f32(signal, dim, n),
             DType::F64 => crate::ops::fft::rfft_f64(signal, dim, n),
@@ -683,7 +846,10 @@ impl ModuleOps<Flex> for Flex {
 
         let indices = Flex::int_reshape(indices, Shape::from(alloc::vec![batch_size * seq_length]));
         let output = Flex::float_select(weights, 0, indices);
-        Flex::float_reshape(output, Shape::from(alloc::vec![batch_size, seq_length, d_model]))
+        Flex::float_reshape(
+            output,
+            Shape::from(alloc::vec![batch_size, seq_length, d_model]),
+        )
     }
 
     fn layer_norm(
@@ -705,9 +871,15 @@ impl ModuleOps<Flex> for Flex {
         let dtype = output_grad.dtype();
 
         let indices = Flex::int_reshape(indices, Shape::from(alloc::vec![batch_size * seq_length]));
-        let output_grad = Flex::float_reshape(output_grad, Shape::from(alloc::vec![batch_size * seq_length, d_model]));
-        let grad =
-            Flex::float_zeros(Shape::from(alloc::vec![n_embeddings, d_model]), &Default::default(), dtype.into());
+        let output_grad = Flex::float_reshape(
+            output_grad,
+            Shape::from(alloc::vec![batch_size * seq_length, d_model]),
+        );
+        let grad = Flex::float_zeros(
+            Shape::from(alloc::vec![n_embeddings, d_model]),
+            &Default::default(),
+            dtype.into(),
+        );
         Flex::float_select_add(grad, 0, indices, output_grad)
     }
 }
