@@ -264,6 +264,12 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { n: 4, cin: 128, cout: 128, h: 8, w: 8, ..base },
         Case { n: 4, cin: 128, cout: 160, h: 7, w: 8, ..base },
         Case { n: 16, cin: 128, cout: 128, h: 6, w: 6, pad: 0, ..base },
+        // Patch 11 (conv_small.rs: ≤ 4 input channels, stride 1): the CNNs' RGB first layer; blocks of 8 columns
+        // and 8 output channels ending mid-block; 5×5, 3×1 and 7×7 kernels; one image.
+        Case { n: 3, cin: 3, cout: 16, h: 13, w: 21, ..base },
+        Case { n: 1, cin: 1, cout: 5, h: 6, w: 9, kh: 5, kw: 5, pad: 2, ..base },
+        Case { n: 2, cin: 4, cout: 17, h: 10, w: 8, kw: 1, pad: 0, ..base },
+        Case { n: 2, cin: 2, cout: 9, h: 7, w: 7, kh: 7, kw: 7, pad: 3, ..base },
     ];
     let dev = Default::default();
     for case in cases {
@@ -434,7 +440,7 @@ fn winograd_takes_the_models_stride_1_layers() {
 fn small_channel_convolution_matches_the_definition() {
     use burn::tensor::module::conv2d;
     use burn::tensor::TensorPrimitive;
-    use burn_flex::ops::conv_small::{applies, conv2d_forward_baseline};
+    use burn_flex::ops::conv_small::{applies, conv2d_forward_baseline, conv2d_weight_backward_baseline};
     let case = |n, cin, cout, h, w, kh, kw, pad| Case { n, cin, cout, h, w, kh, kw, stride: 1, pad, dil: 1, groups: 1 };
     for c in [
         case(3, 3, 16, 13, 21, 3, 3, 1),
@@ -464,6 +470,18 @@ fn small_channel_convolution_matches_the_definition() {
         let base = conv2d_forward_baseline(prim(x), prim(wt), Some(bias.into_primitive().tensor()), &c.options());
         let base = values(&Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(base)));
         assert_close_scaled(&base, &want, &format!("{c:?}, baseline build"));
+        // The weight gradient's baseline build (the other build runs in conv2d_forward_and_gradients_match_…).
+        let dy = tensor([c.n, c.cout, oh, ow], 0.1);
+        let dyv = values(&dy);
+        let mut want_dw = vec![0f32; wv.len()];
+        c.for_each_tap(|b, co, oy, ox, ci, ky, kx, xi| {
+            want_dw[((co * c.cin + ci) * c.kh + ky) * c.kw + kx] +=
+                dyv[((b * c.cout + co) * oh + oy) * ow + ox] * xv[xi];
+        });
+        let x = tensor([c.n, c.cin, c.h, c.w], 0.5);
+        let dw = conv2d_weight_backward_baseline(prim(x), prim(dy), [c.cout, c.cin, c.kh, c.kw], &c.options());
+        let dw = values(&Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(dw)));
+        assert_close_scaled(&dw, &want_dw, &format!("{c:?}, weight gradient, baseline build"));
     }
     let same = burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     assert!(applies([16, 3, 128, 128], [16, 3, 3, 3], &same), "the CNNs' first layer");

@@ -1,5 +1,6 @@
-//! pneumoscope patch 11: the forward pass of stride-1 convolutions with few input channels (f32, ungrouped, no
-//! dilation) — the models' first layer, RGB → 16 channels, 3×3 — as a register-blocked direct convolution.
+//! pneumoscope patch 11: the forward pass and the weight gradient of stride-1 convolutions with few input channels
+//! (f32, ungrouped, no dilation) — the models' first layer, RGB → 16 channels, 3×3 — as register-blocked direct
+//! convolutions.
 //!
 //! burn-flex's small-channel kernel adds one weight times one input row into an output row per tap, so every
 //! output element is loaded and stored `C_in · KH · KW` times (27 for a 3×3 RGB layer), and im2col + GEMM gives the
@@ -8,9 +9,15 @@
 //! (detected at run time) that is one fused multiply-add per 8 outputs and tap; elsewhere the same code in the
 //! baseline instruction set.
 //!
+//! The weight gradient (`dW[co, t] = Σ dY[co, y, x] · X[y + ky, x + kx]` over images and positions; im2col would
+//! write a 27-row copy of the input first) keeps, per tap, 8 output channels × 8 columns of partial sums: per
+//! column block, one load of 8 inputs, 8 loads of output-gradient rows (from a row buffer in L1) and 8
+//! multiply-adds.
+//!
 //! Work is split by image and block of 8 output channels (contiguous in the output), so each output element is
-//! written by one task and summed in a fixed order (input channel, kernel row, kernel column): results do not
-//! depend on scheduling. `BURN_FLEX_SMALL_CONV=0` in the environment turns this path off.
+//! written by one task and summed in a fixed order (input channel, kernel row, kernel column); the weight
+//! gradient's per-image partial sums are added in image order: results do not depend on scheduling.
+//! `BURN_FLEX_SMALL_CONV=0` in the environment turns this path off.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -100,6 +107,159 @@ fn forward_tensor(
     )
 }
 
+/// Weight gradient (see [`applies`]); shape `[C_out, C_in, KH, KW]`.
+pub fn conv2d_weight_backward(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    weight_shape: [usize; 4],
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    weight_grad_tensor(x, output_grad, weight_shape, options, false)
+}
+
+/// [`conv2d_weight_backward`] in the baseline instruction set (for tests, as [`conv2d_forward_baseline`]).
+pub fn conv2d_weight_backward_baseline(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    weight_shape: [usize; 4],
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    weight_grad_tensor(x, output_grad, weight_shape, options, true)
+}
+
+fn weight_grad_tensor(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    weight_shape: [usize; 4],
+    options: &ConvOptions<2>,
+    baseline: bool,
+) -> FlexTensor {
+    let (x, dy) = (x.to_contiguous(), output_grad.to_contiguous());
+    let [n, c, h, w] = dims4(&x);
+    let [k, _, kh, kw] = weight_shape;
+    let [ph, pw] = options.padding;
+    let g = Geometry { c, h, w, kh, kw, ph, pw, oh: h + 2 * ph + 1 - kh, ow: w + 2 * pw + 1 - kw };
+    debug_assert_eq!(dims4(&dy), [n, k, g.oh, g.ow]);
+    let dw = weight_grad(x.storage(), dy.storage(), n, k, &g, baseline);
+    FlexTensor::new(burn_std::Bytes::from_elems(dw), Layout::contiguous(Shape::from(weight_shape.to_vec())), DType::F32)
+}
+
+fn weight_grad(x: &[f32], dy: &[f32], n: usize, k: usize, g: &Geometry, baseline: bool) -> Vec<f32> {
+    let plane = g.oh * g.ow;
+    let blocks = k.div_ceil(CO);
+    let taps = g.c * g.kh * g.kw;
+    // One task: image `b`, output channels `co0 .. co0 + nco`; its partial sums `[nco][taps]`.
+    let task = |i: usize| -> Vec<f32> {
+        let (b, co0) = (i / blocks, (i % blocks) * CO);
+        let nco = CO.min(k - co0);
+        let pad = padded(x, b, g);
+        let dyb = &dy[(b * k + co0) * plane..][..nco * plane];
+        let partial = grad_rows(&pad, dyb, nco, g, baseline);
+        let mut out = vec![0f32; nco * taps];
+        for t in 0..taps {
+            for j in 0..nco {
+                // The 8 column lanes, added in a fixed order.
+                out[j * taps + t] = partial[t][j].iter().sum();
+            }
+        }
+        out
+    };
+    #[cfg(feature = "rayon")]
+    let parts: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        (0..n * blocks).into_par_iter().map(task).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let parts: Vec<Vec<f32>> = (0..n * blocks).map(task).collect();
+    let mut dw = vec![0f32; k * taps];
+    for (i, part) in parts.iter().enumerate() {
+        let co0 = (i % blocks) * CO;
+        for (d, p) in dw[co0 * taps..][..part.len()].iter_mut().zip(part) {
+            *d += p;
+        }
+    }
+    dw
+}
+
+/// Image `b` of `x`, zero-padded: one row of `g.row()` per padded input row and channel.
+fn padded(x: &[f32], b: usize, g: &Geometry) -> Vec<f32> {
+    let (rows, row) = (g.rows(), g.row());
+    let mut pad = vec![0f32; g.c * rows * row];
+    let img = &x[b * g.c * g.h * g.w..][..g.c * g.h * g.w];
+    for ci in 0..g.c {
+        for y in 0..g.h {
+            let dst = &mut pad[(ci * rows + y + g.ph) * row + g.pw..][..g.w];
+            dst.copy_from_slice(&img[(ci * g.h + y) * g.w..][..g.w]);
+        }
+    }
+    pad
+}
+
+/// Partial weight-gradient sums of one image and block of `nco` channels (`dy`: their `nco` planes):
+/// `[tap][channel][column lane]`.
+fn grad_rows(pad: &[f32], dy: &[f32], nco: usize, g: &Geometry, baseline: bool) -> Vec<[[f32; XB]; CO]> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        if !baseline && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { grad_rows_fma(pad, dy, nco, g) };
+        }
+    }
+    let _ = baseline;
+    grad_rows_with(pad, dy, nco, g, |a, b, acc| a * b + acc)
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grad_rows_fma(pad: &[f32], dy: &[f32], nco: usize, g: &Geometry) -> Vec<[[f32; XB]; CO]> {
+    grad_rows_with(pad, dy, nco, g, |a, b, acc| a.mul_add(b, acc))
+}
+
+#[inline(always)]
+fn grad_rows_with(
+    pad: &[f32],
+    dy: &[f32],
+    nco: usize,
+    g: &Geometry,
+    madd: impl Fn(f32, f32, f32) -> f32 + Copy,
+) -> Vec<[[f32; XB]; CO]> {
+    let (rows, row, plane) = (g.rows(), g.row(), g.oh * g.ow);
+    let owp = g.ow.div_ceil(XB) * XB;
+    let mut acc = vec![[[0f32; XB]; CO]; g.c * g.kh * g.kw];
+    // One output row of the block's gradient, column block by column block (`[block][channel][lane]`, so each
+    // block's 8 channel vectors are adjacent), zero past the row's end and past the last channel.
+    let mut dyrow = vec![0f32; owp * CO];
+    for oy in 0..g.oh {
+        for j in 0..nco {
+            let src = &dy[j * plane + oy * g.ow..][..g.ow];
+            for (b, part) in src.chunks(XB).enumerate() {
+                dyrow[(b * CO + j) * XB..][..part.len()].copy_from_slice(part);
+            }
+        }
+        let mut t = 0;
+        for ci in 0..g.c {
+            for ky in 0..g.kh {
+                let src = &pad[(ci * rows + oy + ky) * row..][..row];
+                for kx in 0..g.kw {
+                    let mut a = acc[t];
+                    for (b, ds) in dyrow.chunks_exact(CO * XB).enumerate() {
+                        let ds: &[f32; CO * XB] = ds.try_into().unwrap();
+                        let xs: [f32; XB] = src[b * XB + kx..][..XB].try_into().unwrap();
+                        for (j, aj) in a.iter_mut().enumerate() {
+                            for i in 0..XB {
+                                aj[i] = madd(ds[j * XB + i], xs[i], aj[i]);
+                            }
+                        }
+                    }
+                    acc[t] = a;
+                    t += 1;
+                }
+            }
+        }
+    }
+    acc
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
     c: usize,
@@ -140,16 +300,7 @@ fn forward(
     let task = |(i, chunk): (usize, &mut [core::mem::MaybeUninit<f32>])| {
         let (b, co0) = (i / blocks, (i % blocks) * CO);
         let nco = chunk.len() / plane;
-        // The image, zero-padded, one row of `g.row()` per padded input row and channel.
-        let (rows, row) = (g.rows(), g.row());
-        let mut pad = vec![0f32; g.c * rows * row];
-        let img = &x[b * g.c * g.h * g.w..][..g.c * g.h * g.w];
-        for ci in 0..g.c {
-            for y in 0..g.h {
-                let dst = &mut pad[(ci * rows + y + g.ph) * row + g.pw..][..g.w];
-                dst.copy_from_slice(&img[(ci * g.h + y) * g.w..][..g.w]);
-            }
-        }
+        let pad = padded(x, b, g);
         // The block's weights, tap-major: `wb[t * CO + j]` for tap t = (ci, ky, kx), channel co0 + j (zero past
         // the last channel).
         let mut wb = vec![0f32; taps * CO];

@@ -165,6 +165,10 @@ impl ModuleOps<Flex> for Flex {
         if x.dtype() == DType::F32 && conv_winograd::applies(conv_im2col::dims4(&x), shape, &options) {
             return conv_winograd::conv2d_weight_backward(x, output_grad, shape, &options);
         }
+        // pneumoscope patch 11 (conv_small.rs).
+        if x.dtype() == DType::F32 && conv_small::applies(conv_im2col::dims4(&x), shape, &options) {
+            return conv_small::conv2d_weight_backward(x, output_grad, shape, &options);
+        }
         match x.dtype() {
             DType::F32 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F32, 1.0f32),
             DType::F64 => conv_im2col::conv2d_weight_backward(x, output_grad, shape, &options, DType::F64, 1.0f64),
