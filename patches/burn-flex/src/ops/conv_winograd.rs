@@ -52,8 +52,8 @@ use crate::{FlexTensor, Layout};
 /// Points of the 4×4 transform.
 const XI: usize = 16;
 
-/// Fewest input and output channels taken. The models' 3-channel first layers stay with im2col and burn-flex's
-/// small-channel kernel; GEMMs thinner than 16 were not measured (the CNNs’ 16 → 32 layer gains 6–16 %).
+/// Fewest input and output channels taken. The models' 3-channel first layers take conv_small.rs (patch 11);
+/// GEMMs thinner than 16 were not measured (the CNNs’ 16 → 32 layer gains 6–16 %).
 const MIN_CHANNELS: usize = 16;
 
 /// Fewest output tiles (2×2 blocks of outputs, over the whole batch) for which the transforms pay for themselves:
