@@ -95,10 +95,8 @@ fn forward_tensor(
 ) -> FlexTensor {
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
-    let [n, c, h, w] = dims4(&x);
-    let [k, _, kh, kw] = dims4(&weight);
-    let [ph, pw] = options.padding;
-    let g = Geometry { c, h, w, kh, kw, ph, pw, oh: h + 2 * ph + 1 - kh, ow: w + 2 * pw + 1 - kw };
+    let (n, k) = (dims4(&x)[0], dims4(&weight)[0]);
+    let g = Geometry::new(dims4(&x), dims4(&weight), options);
     let out = forward(x.storage(), n, k, weight.storage(), bias.as_ref().map(|b| b.storage()), &g, baseline);
     FlexTensor::new(
         burn_std::Bytes::from_elems(out),
@@ -135,10 +133,8 @@ fn weight_grad_tensor(
     baseline: bool,
 ) -> FlexTensor {
     let (x, dy) = (x.to_contiguous(), output_grad.to_contiguous());
-    let [n, c, h, w] = dims4(&x);
-    let [k, _, kh, kw] = weight_shape;
-    let [ph, pw] = options.padding;
-    let g = Geometry { c, h, w, kh, kw, ph, pw, oh: h + 2 * ph + 1 - kh, ow: w + 2 * pw + 1 - kw };
+    let (n, k) = (dims4(&x)[0], weight_shape[0]);
+    let g = Geometry::new(dims4(&x), weight_shape, options);
     debug_assert_eq!(dims4(&dy), [n, k, g.oh, g.ow]);
     let dw = weight_grad(x.storage(), dy.storage(), n, k, &g, baseline);
     FlexTensor::new(burn_std::Bytes::from_elems(dw), Layout::contiguous(Shape::from(weight_shape.to_vec())), DType::F32)
@@ -274,6 +270,12 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// Input `[N, C, H, W]`, weight `[K, C, KH, KW]`, stride 1 (see [`applies`]).
+    fn new(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> Self {
+        let ([_, c, h, w], [_, _, kh, kw], [ph, pw]) = (x, weight, options.padding);
+        Self { c, h, w, kh, kw, ph, pw, oh: h + 2 * ph + 1 - kh, ow: w + 2 * pw + 1 - kw }
+    }
+
     /// Padded row length: the padded image plus room for the last block's columns past the output's end.
     fn row(&self) -> usize {
         self.ow.div_ceil(XB) * XB + self.kw - 1
