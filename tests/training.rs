@@ -71,6 +71,18 @@ fn param_data(model: &Model<AD>) -> Vec<TensorData> {
     c.0
 }
 
+/// One training step of `model` on a fixed batch with `optim` (learning rate 1e-3).
+fn adam_step<O: Optimizer<Model<AD>, AD>>(
+    model: Model<AD>,
+    optim: &mut O,
+    xs: &Tensor<AD, 4>,
+    ys: &Tensor<AD, 1, Int>,
+) -> Model<AD> {
+    let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    optim.step(1e-3, model, grads)
+}
+
 #[test]
 fn the_training_optimiser_matches_burns_adam_bit_for_bit() {
     let device = Default::default();
@@ -104,12 +116,8 @@ fn the_training_optimiser_matches_burns_adam_bit_for_bit() {
         assert!(ids.iter().all(|id| held.contains_key(id)));
         let (mut a, mut b) = (start.clone(), start.clone());
         for step in 0..3 {
-            let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-            let ga = GradientsParams::from_grads(la.backward(), &a);
-            a = reference.step(1e-3, a, ga);
-            let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-            let gb = GradientsParams::from_grads(lb.backward(), &b);
-            b = ours.step(1e-3, b, gb);
+            a = adam_step(a, &mut reference, &xs, &ys);
+            b = adam_step(b, &mut ours, &xs, &ys);
             assert!(param_data(&a) != param_data(&start), "{mode:?} step {step}: nothing was trained");
             assert!(
                 param_data(&a) == param_data(&b),
@@ -123,12 +131,8 @@ fn the_training_optimiser_matches_burns_adam_bit_for_bit() {
         let bytes = Recorder::<AD>::record(&recorder, reference.to_record(), ()).expect("serialise");
         let mut resumed =
             init_optimizer::<AD, _>(&cfg, &b, None).load_record(recorder.load(bytes, &device).expect("load"));
-        let la = cross_entropy(a.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-        let ga = GradientsParams::from_grads(la.backward(), &a);
-        a = reference.step(1e-3, a, ga);
-        let lb = cross_entropy(b.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
-        let gb = GradientsParams::from_grads(lb.backward(), &b);
-        b = resumed.step(1e-3, b, gb);
+        a = adam_step(a, &mut reference, &xs, &ys);
+        b = adam_step(b, &mut resumed, &xs, &ys);
         assert!(param_data(&a) == param_data(&b), "{mode:?}: burn's saved moments resume differently");
     }
     // Only the named parameters: a frozen backbone gets no moments until it trains.
