@@ -258,6 +258,9 @@ pub struct ModelFigures {
     pub peak_rss_mb: f64,
     /// Share of the timed training time spent waiting for the data loader (prefetching, rotation ±90°).
     pub loader_wait_share: f64,
+    /// Every training step's time in seconds, the untimed warm-up step first.
+    #[serde(default)]
+    pub step_secs: Vec<f64>,
 }
 
 fn peak_rss_mb() -> f64 {
@@ -339,6 +342,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
     let mut waited = std::time::Duration::ZERO;
     let mut done = 0;
     let mut step = 0;
+    let mut step_secs = Vec::new();
     loop {
         let t = Instant::now();
         let Some(batch) = it.next() else { break };
@@ -352,6 +356,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
             &device,
         );
         model = m;
+        step_secs.push(t.elapsed().as_secs_f64());
         if step > 0 {
             // The first step warms caches and allocations up.
             timed += t.elapsed();
@@ -398,6 +403,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
         single_image_ms: lat[lat.len() / 2],
         peak_rss_mb: peak_rss_mb(),
         loader_wait_share: waited.as_secs_f64() / timed.as_secs_f64().max(1e-9),
+        step_secs,
     })
 }
 

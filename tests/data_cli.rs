@@ -206,6 +206,12 @@ fn bench_models_measures_each_model_in_its_own_process() {
             assert!(f[k].as_f64().unwrap() > 0.0, "{k} in {f}");
         }
         assert!((0.0..=1.0).contains(&f["loader_wait_share"].as_f64().unwrap()));
+        // Every step's time, the untimed warm-up first; the timed ones make up the mean step time.
+        let steps: Vec<f64> = f["step_secs"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+        assert_eq!(steps.len(), 2, "{f}");
+        assert!(steps.iter().all(|&s| s > 0.0), "{f}");
+        let mean = f["train_step_secs"].as_f64().unwrap();
+        assert!((steps[1] - mean).abs() <= 1e-3 * mean, "{f}");
     }
     let out = run_in(tmp.path(), &["bench", "models", "--models", "vgg"]);
     assert_eq!(out.status.code(), Some(2));
