@@ -6,6 +6,7 @@
 # Usage: scripts/bench_compare.sh [REPS] [SIZES] [MODELS]      defaults: 3 "64,128,256" "simple,regularized,resnet34"
 # Env: STEPS (timed steps per measurement, default 3), BATCH (default 16), DEVICE (cpu, or cuda / cuda:N to compare
 # on a GPU: ours is then built with --features cuda, and PyTorch's wheel from PyPI is its CUDA build).
+# Each run's JSON line: target/bench-compare/{ours,torch}.jsonl (replaced by the next run).
 # Installs PyTorch CPU into .venv-torch with ../shared/pytorch-cpu-venv.sh when missing (PyPI, ~2.5 GB of wheels).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,8 +21,10 @@ threads=$(nproc)
 py=$(bash "$root/../shared/pytorch-cpu-venv.sh" "$root/.venv-torch" | tail -n 1)
 if [ "$device" = cpu ]; then cargo build --release -q; else cargo build --release -q --features cuda; fi
 bin="$root/target/release/pneumoscope"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# Every run's JSON (per-step times included) stays in target/bench-compare/ for a look at what the medians hide.
+out="$root/target/bench-compare"
+mkdir -p "$out"
+rm -f "$out/ours.jsonl" "$out/torch.jsonl"
 echo "parameters (PyTorch):"; "$py" scripts/bench_pytorch.py --params | sed 's/^/  /'
 echo "date $(date -u +%Y-%m-%dT%H:%MZ) · device $device · $threads threads · batch $batch · $steps timed steps · $reps repetitions"
 for m in ${models//,/ }; do
