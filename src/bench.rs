@@ -338,10 +338,8 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
     let params = crate::model::trainable_params::<AD<B>, _>(&model);
     let mut optim = crate::train::engine::init_optimizer::<AD<B>, _>(&cfg, &model, None);
     let mut it = batches(ds.clone(), &spec, 0);
-    let mut timed = std::time::Duration::ZERO;
     let mut waited = std::time::Duration::ZERO;
     let mut done = 0;
-    let mut step = 0;
     let mut step_secs = Vec::new();
     loop {
         let t = Instant::now();
@@ -357,14 +355,13 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
         );
         model = m;
         step_secs.push(t.elapsed().as_secs_f64());
-        if step > 0 {
-            // The first step warms caches and allocations up.
-            timed += t.elapsed();
+        if step_secs.len() > 1 {
             waited += wait;
             done += batch.len();
         }
-        step += 1;
     }
+    // The first step warms caches and allocations up: the figures time the others.
+    let timed: f64 = step_secs.iter().skip(1).sum();
     drop(it);
     let valid = model.valid();
     let first = crate::data::loader::assemble(
@@ -397,12 +394,12 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
         batch_size: bs,
         threads: rayon::current_num_threads(),
         params,
-        train_images_per_sec: done as f64 / timed.as_secs_f64().max(1e-9),
-        train_step_secs: timed.as_secs_f64() / (step.max(2) - 1) as f64,
+        train_images_per_sec: done as f64 / timed.max(1e-9),
+        train_step_secs: timed / (step_secs.len().max(2) - 1) as f64,
         infer_images_per_sec: infer,
         single_image_ms: lat[lat.len() / 2],
         peak_rss_mb: peak_rss_mb(),
-        loader_wait_share: waited.as_secs_f64() / timed.as_secs_f64().max(1e-9),
+        loader_wait_share: waited.as_secs_f64() / timed.max(1e-9),
         step_secs,
     })
 }
