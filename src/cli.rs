@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DeviceChoice, IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES};
+use crate::config::{Config, DataConfig, DeviceChoice, IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES};
 use crate::data::{stats, synth};
 use crate::error::{exit, exit_code, ConfigError, Result};
 
@@ -16,9 +16,9 @@ use crate::error::{exit, exit_code, ConfigError, Result};
     version,
     about = "Train, compare and run chest X-ray pneumonia classifiers (simple CNN, regularized CNN, ResNet-34).",
     long_about = "Train, compare and run chest X-ray pneumonia classifiers (simple CNN, regularized CNN, ResNet-34).\n\n\
-        With no command, `pneumoscope` trains (same as `pneumoscope train`). When the configured data folder does \
-        not exist it generates and trains on a SYNTHETIC demo data set. Point it at the Kaggle \"Chest X-Ray Images \
-        (Pneumonia)\" download with --data or data.root in config.toml.\n\n\
+        With no command, `pneumoscope` trains (same as `pneumoscope train`). Without a data folder (no --data, and \
+        no ./chest_xray) it trains on a small real subset of the Kaggle training radiographs built into it. Point it \
+        at the Kaggle \"Chest X-Ray Images (Pneumonia)\" download with --data or data.root in config.toml.\n\n\
         Exit codes: 0 success, 1 runtime error, 2 usage or configuration error, 130 interrupted (work saved).",
     args_conflicts_with_subcommands = true
 )]
@@ -94,6 +94,24 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Count images per split and class, channel mix, size range and unreadable files.
     Stats(StatsArgs),
+    /// Write the train/validation/test split a run would use (JSON), e.g. for scripts/train_pytorch.py.
+    Split(SplitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// Data folder (default: data.root from the config).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Config file (default: ./config.toml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Seed of the split (overrides data.seed), as `train --seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the JSON ("-" for standard output).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -189,8 +207,8 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
 #[derive(Debug, Clone)]
 pub struct TrainPlan {
     pub config: Config,
-    /// True when the data folder was missing and the synthetic demo set is used.
-    pub synthetic_default: bool,
+    /// True when the default data folder is missing and the built-in demo data is used.
+    pub demo_default: bool,
     pub no_tui: bool,
     /// The run folder to continue, with the data folder it used.
     pub resume: Option<(PathBuf, PathBuf)>,
@@ -244,9 +262,19 @@ impl TrainArgs {
         if let Some(v) = &self.pretrained {
             cfg.training.pretrained = v.clone();
         }
-        // The demo profile applies when the data folder does not exist, unless the flags say otherwise.
-        let synthetic_default = !cfg.data.root.exists();
-        if synthetic_default {
+        // The built-in demo data (and its small profile, unless the flags say otherwise) replaces the default data
+        // folder when that does not exist; a folder the user named must exist.
+        let demo_default =
+            self.data.is_none() && cfg.data.root == DataConfig::default().root && !cfg.data.root.exists();
+        if !demo_default && !cfg.data.root.exists() {
+            let key = if self.data.is_some() { "`--data`" } else { "`data.root`" };
+            return Err(ConfigError::new(format!(
+                "invalid value for {key}: data folder {} does not exist",
+                cfg.data.root.display()
+            ))
+            .into());
+        }
+        if demo_default {
             if self.image_size.is_none() {
                 cfg.data.image_size = cfg.demo.image_size;
             }
@@ -278,7 +306,7 @@ impl TrainArgs {
             }
         }
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan { config: cfg, synthetic_default, no_tui, resume: None })
+        Ok(TrainPlan { config: cfg, demo_default, no_tui, resume: None })
     }
 
     /// `--resume RUN_DIR`: the run's saved config and data folder; other settings cannot change mid-run.
@@ -321,38 +349,8 @@ impl TrainArgs {
         }
         let data_root = cfg.data.root.clone();
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan { config: cfg, synthetic_default: false, no_tui, resume: Some((run.to_path_buf(), data_root)) })
+        Ok(TrainPlan { config: cfg, demo_default: false, no_tui, resume: Some((run.to_path_buf(), data_root)) })
     }
-}
-
-/// Generates (once) the synthetic demo data set for `cfg` in the cache folder and returns its path.
-pub fn ensure_demo_data(cfg: &Config, say: &dyn Fn(&str)) -> Result<PathBuf> {
-    let spec = synth::SynthSpec::new(cfg.demo.train_images, cfg.demo.test_images, cfg.demo.seed);
-    let dir = cfg.cache_dir().join(format!(
-        "synthetic-v{}-seed{}-{}x{}",
-        synth::GENERATOR_VERSION,
-        spec.seed,
-        spec.train,
-        spec.test
-    ));
-    if dir.join(synth::MARKER).is_file() {
-        say(&format!("using the SYNTHETIC demo data set in {}", dir.display()));
-        return Ok(dir);
-    }
-    say(&format!(
-        "data folder {} not found: generating a SYNTHETIC demo data set ({} train+val, {} test images) in {}",
-        cfg.data.root.display(),
-        spec.train,
-        spec.test,
-        dir.display()
-    ));
-    // Write into a temporary sibling and rename, so an interrupted generation is never taken as complete.
-    let tmp = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    synth::generate(&tmp, &spec, &|_, _| {})?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir)?;
-    Ok(dir)
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -440,6 +438,33 @@ fn run(cli: Cli) -> Result<i32> {
                 "wrote {} SYNTHETIC chest X-rays ({} patients, {} saved as RGB) to {}\n  train  NORMAL {:>5}  PNEUMONIA {:>5}\n  val    NORMAL {:>5}  PNEUMONIA {:>5}\n  test   NORMAL {:>5}  PNEUMONIA {:>5}",
                 s.files, s.patients, s.rgb_files, a.out.display(), s.train[0], s.train[1], s.val[0], s.val[1], s.test[0], s.test[1]
             );
+            Ok(exit::OK)
+        }
+        Some(Command::Data(DataCommand::Split(a))) => {
+            let mut cfg = load_config(a.config.as_deref())?;
+            if let Some(d) = &a.data {
+                cfg.data.root = d.clone();
+            }
+            if let Some(seed) = a.seed {
+                cfg.data.seed = seed;
+            }
+            let layout = crate::data::layout::Layout::scan(&cfg.data.root)?;
+            let plan = crate::data::split::plan(&layout, &cfg.data);
+            let json = serde_json::to_string_pretty(&plan.to_json(&layout.root, &cfg.data))?;
+            if a.out.as_os_str() == "-" {
+                println!("{json}");
+            } else {
+                crate::train::checkpoint::write_atomic(&a.out, json.as_bytes())?;
+                let c = |v: &[crate::data::Sample]| crate::data::ClassCounts::of(v);
+                eprintln!(
+                    "wrote {}: train {} · validation {} · test {} images (test: {})",
+                    a.out.display(),
+                    c(&plan.train).total(),
+                    c(&plan.validation).total(),
+                    c(&plan.test).total(),
+                    plan.test_source.describe()
+                );
+            }
             Ok(exit::OK)
         }
         Some(Command::Data(DataCommand::Stats(a))) => {

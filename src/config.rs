@@ -41,6 +41,8 @@ pub struct DataConfig {
     pub split: SplitMode,
     /// Share of the merged train+val images held out for validation.
     pub val_fraction: f64,
+    /// Share of train/ held out by patient as the test split when the data folder has no `test/`.
+    pub test_fraction: f64,
     /// Seed of the split, the shuffling and the augmentation.
     pub seed: u64,
     /// Per-channel normalisation mean (RGB); ImageNet's by default.
@@ -53,11 +55,23 @@ pub struct DataConfig {
     pub max_image_side: u32,
 }
 
-/// The synthetic demo data set used when `data.root` does not exist, and the smaller
-/// training profile that trains all three models on it in minutes on a laptop CPU.
+/// Which built-in data set `pneumoscope` trains on when the default data folder does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoSource {
+    /// The small real subset of the Kaggle training radiographs built into the binary.
+    Real,
+    /// The SYNTHETIC generator (`train_images`, `test_images`, `seed`).
+    Synthetic,
+}
+
+/// The data set used when `data.root` is the default and does not exist, and the smaller training profile
+/// that trains all three models on it in minutes on a laptop CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
+    /// `real` (the built-in subset of Kaggle training films) or `synthetic`.
+    pub source: DemoSource,
     /// Number of synthetic training images (train/ + val/ together).
     pub train_images: usize,
     /// Number of synthetic test images.
@@ -202,6 +216,7 @@ impl Default for DataConfig {
             image_size: 256,
             split: SplitMode::Patient,
             val_fraction: 0.2,
+            test_fraction: 0.15,
             seed: 42,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
@@ -213,7 +228,7 @@ impl Default for DataConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self { train_images: 1000, test_images: 250, seed: 2018, image_size: 64, epochs: 3 }
+        Self { source: DemoSource::Real, train_images: 1000, test_images: 250, seed: 2018, image_size: 64, epochs: 3 }
     }
 }
 
@@ -304,6 +319,9 @@ impl Config {
         }
         if !(d.val_fraction > 0.0 && d.val_fraction < 0.9) {
             return bad("data.val_fraction", format!("{} (allowed: more than 0 and less than 0.9)", d.val_fraction));
+        }
+        if !(d.test_fraction > 0.0 && d.test_fraction <= 0.5) {
+            return bad("data.test_fraction", format!("{} (allowed: more than 0, at most 0.5)", d.test_fraction));
         }
         if d.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return bad("data.std", format!("{:?} (every value must be a positive number)", d.std));
@@ -485,6 +503,7 @@ mod tests {
             ("[training]\nepochs = 0\n", "training.epochs"),
             ("[data]\nimage_size = 8\n", "data.image_size"),
             ("[data]\nval_fraction = 1.5\n", "data.val_fraction"),
+            ("[data]\ntest_fraction = 0.0\n", "data.test_fraction"),
             ("[data]\nstd = [0.2, 0.0, 0.2]\n", "data.std"),
             ("[training]\nmodels = [\"vgg\"]\n", "training.models"),
             ("[training]\nmodels = []\n", "training.models"),

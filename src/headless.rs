@@ -24,7 +24,10 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
     for ev in handle.events.iter() {
         match ev {
             TrainEvent::RunStarted { info } => {
-                let source = if info.synthetic { " (SYNTHETIC demo data, not real radiographs)" } else { "" };
+                let source = match info.source.label() {
+                    "" => String::new(),
+                    label => format!(" ({label})"),
+                };
                 say(&bar, format!("run folder {}", info.run_dir.display()));
                 say(&bar, format!("data {}{source}", info.data_root.display()));
                 say(
@@ -61,7 +64,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     say(&bar, format!("decoding images {done}/{total}"));
                 }
             }
-            TrainEvent::DataReady { counts, skipped, seconds } => {
+            TrainEvent::DataReady { counts, skipped, seconds, test_source } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
@@ -77,6 +80,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 say(&bar, line("train", counts.train));
                 say(&bar, line("validation", counts.validation));
                 say(&bar, line("test", counts.test));
+                say(&bar, format!("test images: {}", test_source.describe()));
             }
             TrainEvent::Skipped { path, error } => say(&bar, format!("skipped {}: {error}", path.display())),
             TrainEvent::Warning { message } => say(&bar, format!("warning: {message}")),
@@ -254,8 +258,8 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
     }
     let report = handle.thread.join().map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
     println!("\n{}", report.table());
-    if report.info.synthetic {
-        println!("(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)");
+    if let Some(caveat) = report.data_caveat() {
+        println!("{caveat}");
     }
     Ok(report)
 }

@@ -22,13 +22,13 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let say = |m: &str| eprintln!("{m}");
     let data_root = match &plan.resume {
         Some((_, root)) => root.clone(),
-        None if plan.synthetic_default => cli::ensure_demo_data(&cfg, &say)?,
+        None if plan.demo_default => data::demo::ensure(&cfg, &say)?,
         None => cfg.data.root.clone(),
     };
     // Fail early, before any folder is created, on a data folder that cannot be used.
     data::layout::resolve_root(&data_root)?;
     let data_root = std::fs::canonicalize(&data_root).unwrap_or(data_root);
-    let synthetic = data::synth::is_synthetic(&data_root);
+    let source = data::demo::DataSource::of(&data_root);
     // The saved config names the folder actually used (the generated one for the demo), so --resume finds it.
     let mut cfg = cfg;
     cfg.data.root = data_root.clone();
@@ -52,8 +52,9 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         None => new_run_dir(&cfg.output.runs_dir)?,
     };
     let data_root_for_tui = data_root.clone();
+    let cfg_for_tui = cfg.data.clone();
     let setup =
-        train::engine::RunSetup { config: cfg, data_root, synthetic, run_dir, device, resume: plan.resume.is_some() };
+        train::engine::RunSetup { config: cfg, data_root, source, run_dir, device, resume: plan.resume.is_some() };
     let models: Vec<model::ModelKind> =
         setup.config.training.models.iter().filter_map(|m| model::ModelKind::parse(m)).collect();
     let log_file = setup.run_dir.join("pneumoscope.log");
@@ -62,17 +63,17 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let report = if plan.no_tui {
         headless::run(handle)?
     } else {
+        // The predict pane browses the run's test split (the test/ folder or the split held out from train/).
         let layout = data::layout::Layout::scan(&data_root_for_tui)?;
-        let test_items = layout.test.iter().map(|s| (s.path.clone(), s.label)).collect();
+        let plan = data::split::plan(&layout, &cfg_for_tui);
+        let test_items = plan.test.iter().map(|s| (s.path.clone(), s.label)).collect();
         let outcome = tui::run(handle, &models, test_items, &log_file, &stop_signals)?;
         match outcome.report {
             Some(r) => {
                 let r = r?;
                 println!("{}", r.table());
-                if r.info.synthetic {
-                    println!(
-                        "(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)"
-                    );
+                if let Some(caveat) = r.data_caveat() {
+                    println!("{caveat}");
                 }
                 println!("results in {}", r.info.run_dir.display());
                 if outcome.quit_early && !stop_signals.fired() {
@@ -118,9 +119,16 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     use train::backend::Cpu;
     let cfg = cli::load_config(None)?;
     let device = Default::default();
-    let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
+    let predictor = train::predictor::Predictor::<Cpu>::load(&args.checkpoint, &device)?;
+    if args.heatmap.is_some() && predictor.kind == model::ModelKind::Ensemble {
+        return Err(error::ConfigError::new(
+            "`--heatmap` needs one model's checkpoint: Grad-CAM explains a single network, not an ensemble",
+        )
+        .into());
+    }
+    let meta = predictor.meta();
     let (files, problems) = train::infer::collect_images(&args.inputs);
-    let results = train::infer::predict_files::<Cpu>(&model, &meta, &files, cfg.data.max_image_side, &device);
+    let results = predictor.predict_files(&files, cfg.data.max_image_side, &device);
     let mut failures = problems.len();
     for (path, why) in &problems {
         eprintln!("warning: {}: {why}", path.display());
@@ -150,6 +158,8 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     }
     if meta.synthetic_data && !args.json {
         eprintln!("note: this checkpoint was trained on SYNTHETIC data");
+    } else if meta.data_source == data::demo::DataSource::RealSubset && !args.json {
+        eprintln!("note: this checkpoint was trained on the small real demo subset, not the full data set");
     }
     Ok(if failures > 0 { error::exit::RUNTIME } else { error::exit::OK })
 }
@@ -195,6 +205,32 @@ fn write_heatmaps(
     Ok(failures)
 }
 
+/// The test images `eval` uses: the folder's test/ split, or, when it has none, the split held out from train/
+/// exactly as the checkpoint's run held it out (its recorded seed and fractions).
+fn test_split(
+    layout: &data::layout::Layout,
+    data_cfg: &config::DataConfig,
+    recorded: Option<&data::split::SplitSettings>,
+    checkpoint: &std::path::Path,
+) -> error::Result<(Vec<data::Sample>, data::split::TestSource)> {
+    use data::split::TestSource;
+    if !layout.test.is_empty() {
+        return Ok((layout.test.clone(), TestSource::Folder));
+    }
+    match recorded {
+        Some(s) if matches!(s.test_source, TestSource::HeldOut { .. }) => {
+            let plan = data::split::plan(layout, &s.apply(data_cfg));
+            Ok((plan.test, plan.test_source))
+        }
+        _ => anyhow::bail!(
+            "no test images under {}, and checkpoint {} was not trained with a test split held out from this \
+             folder's train/: evaluating on train/ would test on images the model learnt from",
+            layout.root.join("test").display(),
+            checkpoint.display()
+        ),
+    }
+}
+
 /// `pneumoscope eval`: the checkpoint's metrics on a data folder's test split.
 pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     use train::backend::Cpu;
@@ -204,12 +240,12 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     }
     init_threads(cfg.threads());
     let device = Default::default();
-    let (meta, model) = train::checkpoint::load::<Cpu>(&args.checkpoint, &device)?;
+    let predictor = train::predictor::Predictor::<Cpu>::load(&args.checkpoint, &device)?;
+    let meta = predictor.meta();
+    let threshold = predictor.threshold;
     let layout = data::layout::Layout::scan(&cfg.data.root)?;
-    if layout.test.is_empty() {
-        anyhow::bail!("no test images under {}", layout.root.join("test").display());
-    }
-    let (ds, skipped) = data::loader::preload(&layout.test, meta.image_size, cfg.data.max_image_side, &|_, _| {});
+    let (test, test_source) = test_split(&layout, &cfg.data, meta.split.as_ref(), &args.checkpoint)?;
+    let (ds, skipped) = data::loader::preload(&test, meta.image_size, cfg.data.max_image_side, &|_, _| {});
     for s in &skipped {
         eprintln!("warning: skipped {}: {}", s.path.display(), s.error);
     }
@@ -225,26 +261,28 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
         balanced: false,
     };
     let truth = ds.truth();
-    let (m, scores) =
-        train::infer::evaluate::<Cpu>(&model, std::sync::Arc::new(ds), &spec, [1.0, 1.0], meta.threshold, &device);
+    let (scores, loss) = predictor.scores(std::sync::Arc::new(ds), &spec, &device);
+    let m = metrics::Metrics::from_scores(&scores, &truth, loss, threshold);
     // The checkpoint's operating point (chosen on validation when it was trained), with 95 % CIs; and 0.5.
     let at_half = metrics::Metrics::from_scores(&scores, &truth, m.loss, 0.5);
     let resamples = cfg.evaluation.bootstrap_resamples;
-    let ci = analysis::bootstrap(&scores, &truth, meta.threshold, resamples, cfg.data.seed);
+    let ci = analysis::bootstrap(&scores, &truth, threshold, resamples, cfg.data.seed);
     let ece = analysis::calibration(&scores, &truth, 10).ece;
     let synthetic = data::synth::is_synthetic(&layout.root);
     if args.json {
         let out = serde_json::json!({
-            "checkpoint": args.checkpoint, "model": meta.model, "data": layout.root, "synthetic_data": synthetic,
+            "checkpoint": args.checkpoint, "model": predictor.kind, "members": predictor.members.iter().map(|(m, _)| m.model).collect::<Vec<_>>(), "data": layout.root, "synthetic_data": synthetic,
+            "test_source": test_source,
             "skipped": skipped.len(), "metrics": m, "ci95": ci, "metrics_at_0_5": at_half, "ece": ece,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let c = m.confusion;
         println!(
-            "{} on {}{} (threshold {:.2})",
-            meta.model.title(),
-            layout.root.join("test").display(),
+            "{} on {} ({}){} (threshold {:.2})",
+            predictor.describe(),
+            layout.root.display(),
+            test_source.describe(),
             if synthetic { " — SYNTHETIC data" } else { "" },
             m.threshold
         );

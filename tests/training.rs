@@ -209,10 +209,12 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
             val_loss: Some(0.25),
             val_accuracy: Some(0.9),
             synthetic_data: true,
+            data_source: pneumoscope::data::demo::DataSource::Synthetic,
             init: "scratch".into(),
             pneumoscope_version: "test".into(),
             created: "now".into(),
             train_state: None,
+            split: None,
         };
         let path = dir.path().join(format!("{kind}.ckpt"));
         checkpoint::save(&path, &meta, &model).unwrap();

@@ -26,7 +26,7 @@ fn app() -> App {
             info: RunInfo {
                 run_dir: PathBuf::from("runs/20261125-120000"),
                 data_root: PathBuf::from("/data/chest_xray"),
-                synthetic: true,
+                source: pneumoscope::data::demo::DataSource::Synthetic,
                 models: models.to_vec(),
                 device: "cpu (burn-flex, 2 threads)".into(),
                 image_size: 64,
@@ -43,6 +43,7 @@ fn app() -> App {
             },
             skipped: 2,
             seconds: 1.0,
+            test_source: Default::default(),
         },
         TrainEvent::ModelStarted {
             model: ModelKind::Simple,

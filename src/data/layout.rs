@@ -92,8 +92,13 @@ impl Layout {
         for split in SplitName::ALL {
             let dir = root.join(split.folder());
             if !dir.is_dir() {
-                if split != SplitName::Train {
-                    layout.warnings.push(format!("split folder {} is missing", dir.display()));
+                // val/ is optional (it is merged into train/); without test/, training holds one out.
+                if split == SplitName::Test {
+                    layout.warnings.push(format!(
+                        "no test/ folder ({} is missing): training holds out data.test_fraction of train/ by \
+                         patient as the test split",
+                        dir.display()
+                    ));
                 }
                 continue;
             }

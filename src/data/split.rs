@@ -8,8 +8,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
+use super::layout::Layout;
 use super::{Class, Sample};
-use crate::config::SplitMode;
+use crate::config::{DataConfig, SplitMode};
 
 /// The patient a file belongs to, from the Kaggle naming schemes:
 /// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
@@ -83,6 +86,112 @@ pub fn split(samples: &[Sample], val_fraction: f64, mode: SplitMode, seed: u64) 
 
 /// Keeps the split's random stream apart from other uses of the same seed.
 const SPLIT_SALT: u64 = 0x5311_7000_0000_0001;
+/// Keeps the held-out test split's draw apart from the validation split's.
+const TEST_SALT: u64 = 0x7E57_0000_0000_0002;
+
+/// Where a run's test images come from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TestSource {
+    /// The data folder's own `test/` split.
+    #[default]
+    Folder,
+    /// No `test/` folder: this share of the training images held out by patient (`data.test_fraction`).
+    HeldOut { fraction: f64 },
+}
+
+impl TestSource {
+    /// One phrase for headers and reports: "test/ folder" or "held out from train/ by patient (15 %)".
+    pub fn describe(&self) -> String {
+        match self {
+            TestSource::Folder => "the test/ folder".into(),
+            TestSource::HeldOut { fraction } => {
+                format!("held out from train/ by patient ({:.0} %; no test/ folder)", 100.0 * fraction)
+            }
+        }
+    }
+}
+
+/// The settings that decide a run's split, recorded in its checkpoints so that `eval` can rebuild a held-out
+/// test split exactly (and never test on images the model trained on).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitSettings {
+    pub seed: u64,
+    pub mode: SplitMode,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    pub test_source: TestSource,
+}
+
+impl SplitSettings {
+    pub fn of(data: &DataConfig, test_source: TestSource) -> Self {
+        Self {
+            seed: data.seed,
+            mode: data.split,
+            val_fraction: data.val_fraction,
+            test_fraction: data.test_fraction,
+            test_source,
+        }
+    }
+
+    /// `data` with these settings in place.
+    pub fn apply(&self, data: &DataConfig) -> DataConfig {
+        DataConfig {
+            seed: self.seed,
+            split: self.mode,
+            val_fraction: self.val_fraction,
+            test_fraction: self.test_fraction,
+            ..data.clone()
+        }
+    }
+}
+
+/// The three splits of a run, before decoding: the folder's train/ and val/ merged and split into training and
+/// validation, and the test/ folder — or, when there is none, a test split held out from train/ first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SplitPlan {
+    pub train: Vec<Sample>,
+    pub validation: Vec<Sample>,
+    pub test: Vec<Sample>,
+    pub test_source: TestSource,
+}
+
+impl SplitPlan {
+    /// The plan as `data split --out` writes it: the settings, the folder, and per split the files (relative to
+    /// `root`) with their class and patient.
+    pub fn to_json(&self, root: &Path, data: &DataConfig) -> serde_json::Value {
+        let items = |v: &[Sample]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|s| {
+                    let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
+                    serde_json::json!({"path": rel, "label": s.label.folder(), "patient": s.patient})
+                })
+                .collect()
+        };
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        serde_json::json!({
+            "root": root,
+            "settings": SplitSettings::of(data, self.test_source),
+            "train": items(&self.train),
+            "validation": items(&self.validation),
+            "test": items(&self.test),
+        })
+    }
+}
+
+/// Splits a scanned data folder as `data` says (seeded: the same folder and settings give the same plan).
+pub fn plan(layout: &Layout, data: &DataConfig) -> SplitPlan {
+    // The Kaggle val/ split (16 images) is merged into train and a real validation split is held out.
+    let merged: Vec<Sample> = layout.train.iter().chain(layout.val.iter()).cloned().collect();
+    let (rest, test, test_source) = if layout.test.is_empty() {
+        let (rest, test) = split(&merged, data.test_fraction, data.split, data.seed ^ TEST_SALT);
+        (rest, test, TestSource::HeldOut { fraction: data.test_fraction })
+    } else {
+        (merged, layout.test.clone(), TestSource::Folder)
+    };
+    let (train, validation) = split(&rest, data.val_fraction, data.split, data.seed);
+    SplitPlan { train, validation, test, test_source }
+}
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,8 @@ pub struct ClassStats {
 pub struct DataStats {
     pub root: PathBuf,
     pub synthetic: bool,
+    /// What the folder holds: a user's folder, the built-in small real subset, SYNTHETIC pictures.
+    pub source: super::demo::DataSource,
     /// split → class → stats
     pub splits: BTreeMap<String, BTreeMap<String, ClassStats>>,
     pub unreadable: Vec<Skipped>,
@@ -43,6 +45,7 @@ pub fn compute(root: &Path, max_side: u32, progress: &(dyn Fn(usize, usize) + Sy
     let mut stats = DataStats {
         root: layout.root.clone(),
         synthetic: synth::is_synthetic(&layout.root),
+        source: super::demo::DataSource::of(&layout.root),
         splits: BTreeMap::new(),
         unreadable: Vec::new(),
         ignored: layout.ignored.clone(),
@@ -97,7 +100,10 @@ impl DataStats {
     /// The human-readable table.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let source = if self.synthetic { "SYNTHETIC demo data (not real radiographs)" } else { "image folder" };
+        let source = match self.source.label() {
+            "" => "image folder",
+            label => label,
+        };
         s.push_str(&format!("data: {} — {source}\n\n", self.root.display()));
         s.push_str(&format!(
             "{:<6} {:<10} {:>6} {:>8} {:>9} {:>10}  {:<13} {}\n",

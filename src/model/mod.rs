@@ -20,17 +20,25 @@ pub use regularized_cnn::RegularizedCnn;
 pub use resnet34::ResNet34;
 pub use simple_cnn::SimpleCnn;
 
-/// Which architecture.
+/// Which architecture — or the ensemble of a run's trained models (mean P(pneumonia)), which has no network of
+/// its own: it is compared, evaluated and used for prediction beside them, never built or trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Simple,
     Regularized,
     Resnet34,
+    Ensemble,
 }
 
 impl ModelKind {
+    /// The three architectures (what `parse` accepts and `Model::new` builds).
     pub const ALL: [ModelKind; 3] = [ModelKind::Simple, ModelKind::Regularized, ModelKind::Resnet34];
+
+    /// True for the three architectures, false for the ensemble.
+    pub fn is_network(self) -> bool {
+        self != Self::Ensemble
+    }
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
@@ -46,6 +54,7 @@ impl ModelKind {
             Self::Simple => "simple",
             Self::Regularized => "regularized",
             Self::Resnet34 => "resnet34",
+            Self::Ensemble => "ensemble",
         }
     }
     /// A display title.
@@ -54,6 +63,7 @@ impl ModelKind {
             Self::Simple => "Simple CNN",
             Self::Regularized => "Regularized CNN",
             Self::Resnet34 => "ResNet-34",
+            Self::Ensemble => "Ensemble",
         }
     }
 }
@@ -74,12 +84,15 @@ pub enum Model<B: Backend> {
 }
 
 impl<B: Backend> Model<B> {
-    /// A freshly initialised model (`dropout` is used by the regularized CNN and ResNet-34 heads).
+    /// A freshly initialised model (`dropout` is used by the regularized CNN and ResNet-34 heads). `kind` is one
+    /// of [`ModelKind::ALL`]: names are parsed by [`ModelKind::parse`] and checkpoint headers checked before
+    /// they get here.
     pub fn new(kind: ModelKind, dropout: f64, device: &B::Device) -> Self {
         let model = match kind {
             ModelKind::Simple => Model::Simple(SimpleCnn::new(device)),
             ModelKind::Regularized => Model::Regularized(RegularizedCnn::new(dropout, device)),
             ModelKind::Resnet34 => Model::Resnet34(ResNet34::new(2, dropout, device)),
+            ModelKind::Ensemble => unreachable!("the ensemble has no network of its own"),
         };
         materialize(&model);
         model

@@ -34,6 +34,9 @@ pub struct CheckpointMeta {
     pub val_accuracy: Option<f64>,
     /// True when the weights came from training on SYNTHETIC data.
     pub synthetic_data: bool,
+    /// What the training data was (a user's folder, the built-in small real subset, SYNTHETIC pictures).
+    #[serde(default)]
+    pub data_source: crate::data::demo::DataSource,
     /// Where ResNet-34 started: "scratch" or the pretrained weights file.
     pub init: String,
     pub pneumoscope_version: String,
@@ -41,6 +44,9 @@ pub struct CheckpointMeta {
     /// Where training stood when this was saved (`last` checkpoints), for `train --resume`.
     #[serde(default)]
     pub train_state: Option<TrainState>,
+    /// How the run split its data (None in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub split: Option<crate::data::split::SplitSettings>,
 }
 
 /// The training position saved with `last` checkpoints (with the optimiser state after the weights).
@@ -228,6 +234,9 @@ pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device)
 /// Loads a checkpoint onto `device`.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
     let (meta, record, _) = read_parts(path, true)?;
+    if !meta.model.is_network() {
+        bail!("checkpoint {} names no network (model `{}`)", path.display(), meta.model);
+    }
     let model = Model::<B>::new(meta.model, meta.dropout, device);
     let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device)

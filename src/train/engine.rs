@@ -24,9 +24,10 @@ use super::infer::{cross_entropy, evaluate, to_tensors, ElemF64};
 use super::report::{ModelResult, RunReport};
 use super::schedule::OneCycle;
 use crate::config::{ClassWeights, ClipMode, Config};
+use crate::data::demo::DataSource;
 use crate::data::layout::Layout;
 use crate::data::loader::{balanced_weights, batches, epoch_batches, preload, BatchSpec, Dataset};
-use crate::data::split::split;
+use crate::data::split::{self, TestSource};
 use crate::data::{Class, SplitCounts};
 use crate::error::Result;
 use crate::model::{Model, ModelKind};
@@ -37,7 +38,8 @@ pub struct RunSetup {
     pub config: Config,
     /// The data folder (the user's, or the generated synthetic one).
     pub data_root: PathBuf,
-    pub synthetic: bool,
+    /// What the data folder holds (a user's folder, the built-in real subset, SYNTHETIC pictures).
+    pub source: DataSource,
     /// The run folder to fill (created by the engine if missing).
     pub run_dir: PathBuf,
     pub device: Resolved,
@@ -246,6 +248,7 @@ pub struct RunData {
     pub test: Arc<Dataset>,
     pub counts: SplitCounts,
     pub skipped: usize,
+    pub test_source: TestSource,
 }
 
 /// Scans, splits and decodes the data, emitting progress.
@@ -258,9 +261,9 @@ pub fn prepare_data(cfg: &Config, root: &Path, emit: &(dyn Fn(TrainEvent) + Sync
     for ig in &layout.ignored {
         emit(TrainEvent::Skipped { path: ig.path.clone(), error: ig.reason.clone() });
     }
-    // The Kaggle val/ split (16 images) is merged into train and a real validation split is held out.
-    let merged: Vec<_> = layout.train.iter().chain(layout.val.iter()).cloned().collect();
-    let all: Vec<_> = merged.iter().chain(layout.test.iter()).cloned().collect();
+    let plan = split::plan(&layout, &cfg.data);
+    let n_train_files = layout.train.len() + layout.val.len();
+    let all: Vec<_> = [&plan.train, &plan.validation, &plan.test].into_iter().flatten().cloned().collect();
     let d = &cfg.data;
     let (cache, skipped) = preload(&all, d.image_size, d.max_image_side, &|done, total| {
         if done % 16 == 0 || done == total {
@@ -270,35 +273,49 @@ pub fn prepare_data(cfg: &Config, root: &Path, emit: &(dyn Fn(TrainEvent) + Sync
     for s in &skipped {
         emit(TrainEvent::Skipped { path: s.path.clone(), error: s.error.clone() });
     }
-    let n_train_files = merged.len();
-    let is_train: std::collections::HashSet<&Path> = merged.iter().map(|s| s.path.as_path()).collect();
-    let (train_pos, test_pos): (Vec<usize>, Vec<usize>) =
-        (0..cache.len()).partition(|&i| is_train.contains(cache.samples[i].path.as_path()));
-    let trainval = cache.subset(&train_pos);
-    let test = cache.subset(&test_pos);
-    let counts_all = trainval.counts();
-    if counts_all.normal == 0 || counts_all.pneumonia == 0 {
+    // The decoded images of each planned split (unreadable files drop out of their split).
+    let pos_of: std::collections::HashMap<&Path, usize> =
+        cache.samples.iter().enumerate().map(|(i, s)| (s.path.as_path(), i)).collect();
+    let pick = |v: &[crate::data::Sample]| -> Dataset {
+        cache.subset(&v.iter().filter_map(|s| pos_of.get(s.path.as_path()).copied()).collect::<Vec<_>>())
+    };
+    let (train, val, test) = (pick(&plan.train), pick(&plan.validation), pick(&plan.test));
+    let (tc, vc) = (train.counts(), val.counts());
+    if tc.normal + vc.normal == 0 || tc.pneumonia + vc.pneumonia == 0 {
         anyhow::bail!(
             "the training data under {} has {} readable NORMAL and {} readable PNEUMONIA images \
              ({} files in train/ and val/): both classes are needed",
             layout.root.display(),
-            counts_all.normal,
-            counts_all.pneumonia,
+            tc.normal + vc.normal,
+            tc.pneumonia + vc.pneumonia,
             n_train_files
         );
     }
-    let (tr, va) = split(&trainval.samples, d.val_fraction, d.split, d.seed);
-    let pos_of: std::collections::HashMap<&Path, usize> =
-        trainval.samples.iter().enumerate().map(|(i, s)| (s.path.as_path(), i)).collect();
-    let pick = |v: &[crate::data::Sample]| -> Vec<usize> { v.iter().map(|s| pos_of[s.path.as_path()]).collect() };
-    let train = trainval.subset(&pick(&tr));
-    let val = trainval.subset(&pick(&va));
     if val.is_empty() {
         anyhow::bail!("the validation split is empty: {} has too few images or patients", layout.root.display());
     }
+    if test.is_empty() && plan.test_source != TestSource::Folder {
+        anyhow::bail!(
+            "the held-out test split is empty: {} has too few images or patients for data.test_fraction = {}",
+            layout.root.display(),
+            d.test_fraction
+        );
+    }
     let counts = SplitCounts { train: train.counts(), validation: val.counts(), test: test.counts() };
-    emit(TrainEvent::DataReady { counts, skipped: skipped.len(), seconds: started.elapsed().as_secs_f64() });
-    Ok(RunData { train: Arc::new(train), val: Arc::new(val), test: Arc::new(test), counts, skipped: skipped.len() })
+    emit(TrainEvent::DataReady {
+        counts,
+        skipped: skipped.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        test_source: plan.test_source,
+    });
+    Ok(RunData {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        test: Arc::new(test),
+        counts,
+        skipped: skipped.len(),
+        test_source: plan.test_source,
+    })
 }
 
 /// Class weights for the loss, from the config and the training split.
@@ -331,7 +348,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
     let info = RunInfo {
         run_dir: setup.run_dir.clone(),
         data_root: setup.data_root.clone(),
-        synthetic: setup.synthetic,
+        source: setup.source,
         models: models.clone(),
         device: setup.device.describe(),
         image_size: cfg.data.image_size,
@@ -345,10 +362,12 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
     let mut report = RunReport {
         info,
         counts: data.counts,
+        test_source: data.test_source,
         skipped_files: data.skipped,
         models: models.iter().map(|&m| ModelResult::new(m)).collect(),
         stopped: false,
         test_truth: data.test.truth(),
+        validation_truth: data.val.truth(),
         differences: Vec::new(),
     };
     report.write(&setup.run_dir)?;
@@ -424,6 +443,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                     }
                     result.test = Some(m);
                     result.test_scores = scores;
+                    result.validation_scores = val_scores.clone();
                     result.evaluation = Some(ev.clone());
                     emit.send(TrainEvent::Evaluated { model: kind, split: "test".into(), metrics: m });
                     report.models[index] = result.clone();
@@ -448,8 +468,48 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
             break;
         }
     }
+    if !report.stopped {
+        add_ensemble(&mut report, cfg, &setup.run_dir, emit)?;
+    }
     emit.send(TrainEvent::Finished { run_dir: setup.run_dir.clone(), stopped: report.stopped });
     Ok(report)
+}
+
+/// Evaluates the ensemble of the run's tested models (their mean P(pneumonia); operating point chosen on
+/// validation like theirs), writes its manifest beside their checkpoints and adds it to the report as a fourth
+/// row. Needs two or more tested models.
+fn add_ensemble(report: &mut RunReport, cfg: &Config, run_dir: &Path, emit: &Emitter) -> Result<()> {
+    let Some((result, manifest)) = super::ensemble::evaluate(report, cfg) else { return Ok(()) };
+    let path = run_dir.join("checkpoints").join(super::predictor::ENSEMBLE_FILE);
+    match checkpoint::write_atomic(&path, serde_json::to_string_pretty(&manifest)?.as_bytes()) {
+        Ok(()) => emit.send(TrainEvent::CheckpointSaved {
+            model: ModelKind::Ensemble,
+            path: path.clone(),
+            kind: "ensemble".into(),
+        }),
+        Err(e) => emit.send(TrainEvent::Warning { message: format!("the ensemble is not saved: {e}") }),
+    }
+    let result = ModelResult { best_checkpoint: path.is_file().then_some(path), ..result };
+    report.models.retain(|m| m.model != ModelKind::Ensemble);
+    report.models.push(result.clone());
+    report.compare_models(cfg.evaluation.bootstrap_resamples, cfg.data.seed);
+    if let (Some(test), Some(ev)) = (result.test, result.evaluation.clone()) {
+        emit.send(TrainEvent::Evaluated { model: ModelKind::Ensemble, split: "test".into(), metrics: test });
+        let differences = report
+            .differences
+            .iter()
+            .filter(|d| d.a == ModelKind::Ensemble || d.b == ModelKind::Ensemble)
+            .cloned()
+            .collect();
+        emit.send(TrainEvent::Analysed { model: ModelKind::Ensemble, evaluation: Box::new(ev), differences });
+    }
+    emit.send(TrainEvent::ModelFinished {
+        model: ModelKind::Ensemble,
+        status: ModelStatus::Done,
+        seconds: result.train_seconds,
+        error: None,
+    });
+    report.write(run_dir)
 }
 
 /// The counters of a training state (the caller sets where in the epochs it stands).
@@ -635,6 +695,7 @@ pub fn init_optimizer<B: AutodiffBackend<InnerBackend: AdamKernel>, M: AutodiffM
 
 fn meta_for(
     setup: &RunSetup,
+    test_source: TestSource,
     kind: ModelKind,
     epoch: usize,
     val: Option<(f64, f64)>,
@@ -654,11 +715,13 @@ fn meta_for(
         epoch,
         val_loss: val.map(|v| v.0),
         val_accuracy: val.map(|v| v.1),
-        synthetic_data: setup.synthetic,
+        synthetic_data: setup.source.is_synthetic(),
+        data_source: setup.source,
         init: init.to_string(),
         pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         train_state,
+        split: Some(split::SplitSettings::of(&cfg.data, test_source)),
     }
 }
 
@@ -839,7 +902,7 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
                 steps_in_epoch: step,
                 ..position(global_step, best_loss, result, images_seen, train_secs)
             };
-            let meta = meta_for(setup, kind, epoch - 1, None, Some(state), &result.init);
+            let meta = meta_for(setup, data.test_source, kind, epoch - 1, None, Some(state), &result.init);
             checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
             result.last_checkpoint = Some(last_path.clone());
             emit.send(TrainEvent::CheckpointSaved { model: kind, path: last_path.clone(), kind: "last".into() });
@@ -849,7 +912,7 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
         let valid = model.valid();
         let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
         let is_best = vm.loss < best_loss;
-        let meta = meta_for(setup, kind, epoch, Some((vm.loss, vm.accuracy)), None, &result.init);
+        let meta = meta_for(setup, data.test_source, kind, epoch, Some((vm.loss, vm.accuracy)), None, &result.init);
         if is_best {
             best_loss = vm.loss;
             result.best_epoch = Some(epoch);

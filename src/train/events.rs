@@ -49,7 +49,9 @@ impl ModelStatus {
 pub struct RunInfo {
     pub run_dir: PathBuf,
     pub data_root: PathBuf,
-    pub synthetic: bool,
+    /// What the data folder holds (labelled wherever the run is shown).
+    #[serde(default)]
+    pub source: crate::data::demo::DataSource,
     pub models: Vec<ModelKind>,
     pub device: String,
     pub image_size: usize,
@@ -75,6 +77,9 @@ pub enum TrainEvent {
         counts: SplitCounts,
         skipped: usize,
         seconds: f64,
+        /// The test/ folder, or a split held out from train/ when there is none.
+        #[serde(default)]
+        test_source: crate::data::split::TestSource,
     },
     /// A file could not be used (skipped, the run goes on).
     Skipped {

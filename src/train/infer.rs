@@ -9,12 +9,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::image::{load_prepared, normalize_into};
 use crate::data::loader::{batches, Batch, BatchSpec, Dataset};
-use crate::data::Class;
 use crate::metrics::Metrics;
 use crate::model::Model;
-use crate::train::checkpoint::CheckpointMeta;
 
 /// Moves a host batch to the device.
 pub fn to_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
@@ -89,59 +86,6 @@ pub struct Prediction {
     pub label: String,
     pub p_pneumonia: f32,
     pub threshold: f32,
-}
-
-/// Classifies image files with a loaded model; unreadable files give an error for that file only.
-pub fn predict_files<B: crate::model::FusedBatchNorm>(
-    model: &Model<B>,
-    meta: &CheckpointMeta,
-    paths: &[PathBuf],
-    max_side: u32,
-    device: &B::Device,
-) -> Vec<Result<Prediction, (PathBuf, String)>> {
-    let s = meta.image_size;
-    let plane = 3 * s * s;
-    let mut out = Vec::with_capacity(paths.len());
-    // Batches of 16 keep memory flat on large folders.
-    for chunk in paths.chunks(16) {
-        let mut ok_paths = Vec::new();
-        let mut images = Vec::new();
-        let mut results: Vec<Option<Result<Prediction, (PathBuf, String)>>> = Vec::new();
-        for p in chunk {
-            match load_prepared(p, s, max_side) {
-                Ok((img, _)) => {
-                    let mut buf = vec![0.0; plane];
-                    normalize_into(&img, meta.mean, meta.std, &mut buf);
-                    images.extend(buf);
-                    ok_paths.push(p.clone());
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err((p.clone(), e.to_string())))),
-            }
-        }
-        let mut probs = Vec::new();
-        if !ok_paths.is_empty() {
-            let x = Tensor::<B, 4>::from_data(TensorData::new(images, [ok_paths.len(), 3, s, s]), device);
-            probs = probabilities(model.forward(x));
-        }
-        let mut next = ok_paths.into_iter().zip(probs);
-        for r in results {
-            out.push(match r {
-                Some(err) => err,
-                None => {
-                    let (path, p) = next.next().expect("one probability per decoded image");
-                    let class = if p >= meta.threshold { Class::Pneumonia } else { Class::Normal };
-                    Ok(Prediction {
-                        path,
-                        label: class.folder().to_string(),
-                        p_pneumonia: p,
-                        threshold: meta.threshold,
-                    })
-                }
-            });
-        }
-    }
-    out
 }
 
 /// Expands files and folders into the list of image files (folders: their images, sorted; recursive).

@@ -5,10 +5,12 @@ pub mod adam;
 pub mod backend;
 pub mod checkpoint;
 pub mod engine;
+pub mod ensemble;
 pub mod events;
 pub mod explain;
 pub mod infer;
 pub mod plots;
+pub mod predictor;
 pub mod report;
 pub mod schedule;
 

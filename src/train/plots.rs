@@ -12,7 +12,8 @@ use crate::error::Result;
 use crate::model::ModelKind;
 
 const FONT: &str = "sans-serif";
-const COLORS: [RGBColor; 3] = [RGBColor(0, 150, 200), RGBColor(200, 0, 150), RGBColor(220, 150, 0)];
+const COLORS: [RGBColor; 4] =
+    [RGBColor(0, 150, 200), RGBColor(200, 0, 150), RGBColor(220, 150, 0), RGBColor(40, 160, 60)];
 
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::write_atomic;
 use super::events::{ModelStatus, RunInfo};
+use crate::data::split::TestSource;
 use crate::data::SplitCounts;
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -34,6 +35,10 @@ pub struct ModelResult {
     /// P(pneumonia) of each test image (in the order of `RunReport::test_truth`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_scores: Vec<f32>,
+    /// P(pneumonia) of each validation image (in the order of `RunReport::validation_truth`): what the
+    /// ensemble's operating point is chosen on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_scores: Vec<f32>,
 }
 
 impl ModelResult {
@@ -55,6 +60,7 @@ impl ModelResult {
             error: None,
             evaluation: None,
             test_scores: Vec::new(),
+            validation_scores: Vec::new(),
         }
     }
 }
@@ -63,12 +69,18 @@ impl ModelResult {
 pub struct RunReport {
     pub info: RunInfo,
     pub counts: SplitCounts,
+    /// Where the test images came from: the test/ folder or a split held out from train/.
+    #[serde(default)]
+    pub test_source: TestSource,
     pub skipped_files: usize,
     pub models: Vec<ModelResult>,
     pub stopped: bool,
     /// True for each PNEUMONIA test image, in evaluation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_truth: Vec<bool>,
+    /// True for each PNEUMONIA validation image, in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_truth: Vec<bool>,
     /// Paired bootstrap differences between the tested models.
     #[serde(default)]
     pub differences: Vec<super::events::PairDifference>,
@@ -101,6 +113,22 @@ impl RunReport {
             }
         }
         self.differences = out;
+    }
+
+    /// A line to print under the comparison table when the figures come from the built-in data.
+    pub fn data_caveat(&self) -> Option<String> {
+        use crate::data::demo::DataSource;
+        match self.info.source {
+            DataSource::Folder => None,
+            DataSource::Synthetic => {
+                Some("(trained and tested on SYNTHETIC data: these figures say nothing about real radiographs)".into())
+            }
+            DataSource::RealSubset => Some(format!(
+                "(trained and tested on the small REAL demo subset: {} test films, so wide intervals; train on the \
+                 full data set for figures that mean something)",
+                self.counts.test.total()
+            )),
+        }
     }
 
     /// report.json, the PNG plots and report.md. A plot that cannot be drawn is reported and left out; it does
@@ -166,16 +194,25 @@ impl RunReport {
     pub fn markdown_with(&self, plots: &[PathBuf]) -> String {
         let i = &self.info;
         let mut s = String::from("# pneumoscope run report\n\n");
-        if i.synthetic {
-            s.push_str(
+        match i.source {
+            crate::data::demo::DataSource::Synthetic => s.push_str(
                 "> **SYNTHETIC data.** These models were trained and tested on procedurally drawn chest X-rays, \
                         not real radiographs. The figures say nothing about performance on patients.\n\n",
-            );
+            ),
+            crate::data::demo::DataSource::RealSubset => s.push_str(
+                "> **Small REAL demo subset.** These models were trained and tested on the small subset of the Kaggle \
+                 training radiographs built into pneumoscope (downscaled to 128 px), not the full data set: the \
+                 test split is small and held out from it, so the intervals are wide.\n\n",
+            ),
+            crate::data::demo::DataSource::Folder => {}
         }
         s.push_str(&format!(
             "- data: `{}`{}\n- device: {} · image size {} px · batch {} · {} epochs\n- run folder: `{}`\n",
             i.data_root.display(),
-            if i.synthetic { " (SYNTHETIC)" } else { "" },
+            match i.source.label() {
+                "" => String::new(),
+                label => format!(" ({label})"),
+            },
             i.device,
             i.image_size,
             i.batch_size,
@@ -187,6 +224,7 @@ impl RunReport {
         for (name, cc) in [("train", c.train), ("validation", c.validation), ("test", c.test)] {
             s.push_str(&format!("| {name} | {} | {} | {} |\n", cc.normal, cc.pneumonia, cc.total()));
         }
+        s.push_str(&format!("\nTest images: {}.\n", self.test_source.describe()));
         if self.skipped_files > 0 {
             s.push_str(&format!("\n{} unreadable files were skipped (see metrics.jsonl).\n", self.skipped_files));
         }

@@ -231,7 +231,7 @@ impl ModelView {
             seconds: 0.0,
             best_checkpoint: None,
             error: None,
-            init: "scratch".into(),
+            init: if kind.is_network() { "scratch" } else { "mean of the models" }.into(),
         }
     }
 }
@@ -290,6 +290,8 @@ pub struct App {
     pub counts: Option<SplitCounts>,
     pub data_progress: (usize, usize),
     pub skipped: usize,
+    /// The test/ folder, or a split held out from train/.
+    pub test_source: crate::data::split::TestSource,
     pub models: Vec<ModelView>,
     pub selected: usize,
     pub pane: Pane,
@@ -321,6 +323,7 @@ impl App {
             counts: None,
             data_progress: (0, 0),
             skipped: 0,
+            test_source: Default::default(),
             models: models.iter().map(|&k| ModelView::new(k)).collect(),
             selected: 0,
             pane: Pane::Charts,
@@ -350,7 +353,11 @@ impl App {
         &self.models[self.selected.min(self.models.len().saturating_sub(1))]
     }
 
+    /// The view of `kind`; the ensemble's row is added when the engine first reports it (after the models).
     fn model_mut(&mut self, kind: ModelKind) -> Option<&mut ModelView> {
+        if kind == ModelKind::Ensemble && !self.models.iter().any(|m| m.kind == kind) {
+            self.models.push(ModelView::new(kind));
+        }
         self.models.iter_mut().find(|m| m.kind == kind)
     }
 
@@ -365,14 +372,16 @@ impl App {
     pub fn on_event(&mut self, ev: TrainEvent) {
         match ev {
             TrainEvent::RunStarted { info } => {
-                if self.models.is_empty() || self.models.iter().map(|m| m.kind).ne(info.models.iter().copied()) {
+                let networks = self.models.iter().map(|m| m.kind).filter(|k| k.is_network());
+                if self.models.is_empty() || networks.ne(info.models.iter().copied()) {
                     self.models = info.models.iter().map(|&k| ModelView::new(k)).collect();
                 }
                 self.info = Some(info);
             }
             TrainEvent::DataProgress { done, total } => self.data_progress = (done, total),
-            TrainEvent::DataReady { counts, skipped, .. } => {
+            TrainEvent::DataReady { counts, skipped, test_source, .. } => {
                 self.counts = Some(counts);
+                self.test_source = test_source;
                 self.skipped = skipped;
             }
             TrainEvent::Skipped { path, error } => self.note(format!("skipped {}: {error}", path.display())),
@@ -426,7 +435,7 @@ impl App {
                 }
             }
             TrainEvent::CheckpointSaved { model, path, kind } => {
-                if kind == "best" {
+                if kind == "best" || kind == "ensemble" {
                     if let Some(m) = self.model_mut(model) {
                         m.best_checkpoint = Some(path);
                     }

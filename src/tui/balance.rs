@@ -15,9 +15,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let source = match &app.info {
-        Some(i) if i.synthetic => Line::from(vec![
-            Span::styled("SYNTHETIC demo data", Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
-            Span::raw(format!(" (not real radiographs) · {}", i.data_root.display())),
+        Some(i) if i.source != crate::data::demo::DataSource::Folder => Line::from(vec![
+            Span::styled(i.source.label(), Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+            Span::raw(format!(" · {}", i.data_root.display())),
         ]),
         Some(i) => Line::from(format!("data: {}", i.data_root.display())),
         None => Line::from("starting…"),
@@ -38,6 +38,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             c.total(),
             ratio(c)
         )));
+    }
+    if let crate::data::split::TestSource::HeldOut { fraction } = app.test_source {
+        lines.push(Line::styled(
+            format!("test: held out from train/ by patient ({:.0} %): the folder has no test/", 100.0 * fraction),
+            Style::default().fg(Color::Yellow),
+        ));
     }
     if app.skipped > 0 {
         lines.push(Line::styled(format!("{} unreadable files skipped", app.skipped), Style::default().fg(Color::Red)));

@@ -12,7 +12,7 @@ use super::app::App;
 use super::charts::fmt_secs;
 use crate::train::ModelStatus;
 
-const COLORS: [Color; 3] = [Color::Cyan, Color::Magenta, Color::Yellow];
+const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
 
 /// "ImageNet" for a model that started from ImageNet weights (the file name is in the wide column and reports).
 fn short_init(init: &str) -> &str {
@@ -105,7 +105,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             let time = if m.status == ModelStatus::Queued { "-".into() } else { fmt_secs(m.seconds.max(0.0)) };
             Row::new(
                 vec![
-                    Cell::from(name).style(Style::default().fg(COLORS[i % 3])),
+                    Cell::from(name).style(Style::default().fg(COLORS[i % COLORS.len()])),
                     Cell::from(m.status.label()).style(status_style),
                     Cell::from(m.best_val_loss.map(crate::metrics::fmt_loss).unwrap_or("-".into())),
                     Cell::from(pct(m.best_val_acc)),
@@ -153,7 +153,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 .name(m.kind.name())
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(Style::default().fg(COLORS[i % 3]))
+                .style(Style::default().fg(COLORS[i % COLORS.len()]))
                 .data(&m.val_acc)
         })
         .collect();

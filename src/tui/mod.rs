@@ -90,9 +90,15 @@ fn header(app: &App, width: u16) -> Line<'static> {
     let m = app.current();
     spans.push(Span::raw(format!(" · {} ({}/{})", m.kind.name(), app.selected + 1, app.models.len())));
     if let Some(i) = &app.info {
-        if i.synthetic {
+        use crate::data::demo::DataSource;
+        let tag = match i.source {
+            DataSource::Synthetic => Some("SYNTHETIC data"),
+            DataSource::RealSubset => Some("real demo subset"),
+            DataSource::Folder => None,
+        };
+        if let Some(tag) = tag {
             spans.push(Span::raw(" · "));
-            spans.push(Span::styled("SYNTHETIC data", Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)));
+            spans.push(Span::styled(tag, Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)));
         }
         let device = if width >= 110 { i.device.clone() } else { i.device.split(' ').next().unwrap_or("").to_string() };
         spans.push(Span::raw(format!(" · {device} · {}px · batch {}", i.image_size, i.batch_size)));
@@ -213,21 +219,20 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
         use crate::train::backend::Cpu;
         type Ad = burn::backend::Autodiff<Cpu>;
         let device = Default::default();
-        let mut cache: Option<(PathBuf, crate::train::checkpoint::CheckpointMeta, crate::model::Model<Cpu>)> = None;
+        let mut cache: Option<crate::train::predictor::Predictor<Cpu>> = None;
         let mut grad_cache: Option<(PathBuf, crate::model::Model<Ad>)> = None;
         for req in req_rx.iter() {
             let Effect::Predict { path, checkpoint, model, truth, heatmap } = req else {
                 continue;
             };
             let outcome = (|| -> std::result::Result<(f32, f32), String> {
-                if cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
-                    let (meta, m) =
-                        crate::train::checkpoint::load::<Cpu>(&checkpoint, &device).map_err(|e| e.to_string())?;
-                    cache = Some((checkpoint.clone(), meta, m));
+                if cache.as_ref().map(|c| &c.path) != Some(&checkpoint) {
+                    let loaded = crate::train::predictor::Predictor::<Cpu>::load(&checkpoint, &device)
+                        .map_err(|e| crate::cli::format_error(&e))?;
+                    cache = Some(loaded);
                 }
-                let (_, meta, m) = cache.as_ref().ok_or("no model")?;
-                let r =
-                    crate::train::infer::predict_files::<Cpu>(m, meta, std::slice::from_ref(&path), 30_000, &device);
+                let predictor = cache.as_ref().ok_or("no model")?;
+                let r = predictor.predict_files(std::slice::from_ref(&path), 30_000, &device);
                 match r.into_iter().next() {
                     Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
                     Some(Err((_, e))) => Err(e),
@@ -239,14 +244,15 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
                 Err(e) => (Err(e), 0.5),
             };
             // Grad-CAM needs the model on the autodiff backend: loaded once per checkpoint.
-            let overlay = (heatmap && outcome.is_ok())
+            // (An ensemble has no single network to explain: its pane says so.)
+            let overlay = (heatmap && outcome.is_ok() && model.is_network())
                 .then(|| -> Option<Overlay> {
                     if grad_cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
                         let (_, m) = crate::train::checkpoint::load::<Ad>(&checkpoint, &device).ok()?;
                         grad_cache = Some((checkpoint.clone(), m));
                     }
                     let (_, m) = grad_cache.as_ref()?;
-                    let (_, meta, _) = cache.as_ref()?;
+                    let meta = cache.as_ref()?.meta();
                     let e = crate::train::explain::explain_file(m, meta, &path, 30_000, &device).ok()?;
                     Some(Overlay(std::sync::Arc::new(e.overlay)))
                 })

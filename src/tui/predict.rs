@@ -86,7 +86,12 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
         },
         _ => lines.push(Line::from("press enter to classify this image")),
     }
-    if p.heatmap {
+    if p.heatmap && !app.current().kind.is_network() {
+        lines.push(Line::styled(
+            "Grad-CAM explains one network: choose a model (←/→) for a heatmap",
+            Style::default().fg(Color::Yellow),
+        ));
+    } else if p.heatmap {
         let shown = p.result.as_ref().is_some_and(|r| &r.path == sel_path && r.overlay.is_some());
         lines.push(Line::styled(
             if shown {

@@ -1,0 +1,136 @@
+//! The ensemble of a run's trained models as a result beside theirs: the mean of their P(pneumonia) on the
+//! validation and test images, its operating point chosen on validation, its test figures with intervals.
+//! Pure arithmetic over the report's scores; must not depend on front-ends.
+
+use std::path::PathBuf;
+
+use super::events::ModelStatus;
+use super::predictor::{mean_scores, probability_loss, EnsembleManifest};
+use super::report::{ModelResult, RunReport};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::ModelKind;
+
+/// The ensemble's result and manifest, from the models of `report` that finished and were tested on the same
+/// validation and test images (None with fewer than two).
+pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, EnsembleManifest)> {
+    let members: Vec<&ModelResult> = report
+        .models
+        .iter()
+        .filter(|m| {
+            m.model.is_network()
+                && m.status == ModelStatus::Done
+                && m.best_checkpoint.is_some()
+                && !m.test_scores.is_empty()
+                && m.test_scores.len() == report.test_truth.len()
+                && m.validation_scores.len() == report.validation_truth.len()
+                && !m.validation_scores.is_empty()
+        })
+        .collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let val = mean_scores(&members.iter().map(|m| m.validation_scores.as_slice()).collect::<Vec<_>>());
+    let test = mean_scores(&members.iter().map(|m| m.test_scores.as_slice()).collect::<Vec<_>>());
+    let val_loss = probability_loss(&val, &report.validation_truth);
+    let test_loss = probability_loss(&test, &report.test_truth);
+    let ev = crate::analysis::evaluate(
+        (&val, &report.validation_truth),
+        (&test, &report.test_truth, test_loss),
+        cfg.evaluation.rule(),
+        cfg.evaluation.bootstrap_resamples,
+        cfg.data.seed,
+    );
+    let files: Vec<PathBuf> = members
+        .iter()
+        .filter_map(|m| m.best_checkpoint.as_ref().and_then(|p| p.file_name()).map(PathBuf::from))
+        .collect();
+    let manifest = EnsembleManifest::new(files, ev.threshold, ev.rule.clone());
+    let names: Vec<&str> = members.iter().map(|m| m.model.name()).collect();
+    let result = ModelResult {
+        status: ModelStatus::Done,
+        params: members.iter().map(|m| m.params).sum(),
+        epochs_done: members.iter().map(|m| m.epochs_done).max().unwrap_or(0),
+        best_val_loss: Some(val_loss),
+        best_val_accuracy: Some(Metrics::from_scores(&val, &report.validation_truth, val_loss, 0.5).accuracy),
+        test: Some(Metrics::from_scores(&test, &report.test_truth, test_loss, 0.5)),
+        train_seconds: members.iter().map(|m| m.train_seconds).sum(),
+        init: format!("mean of {}", names.join(" + ")),
+        evaluation: Some(ev),
+        test_scores: test,
+        validation_scores: val,
+        ..ModelResult::new(ModelKind::Ensemble)
+    };
+    Some((result, manifest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::events::RunInfo;
+
+    fn member(kind: ModelKind, val: Vec<f32>, test: Vec<f32>) -> ModelResult {
+        ModelResult {
+            status: ModelStatus::Done,
+            best_checkpoint: Some(PathBuf::from(format!("runs/x/checkpoints/{kind}-best.ckpt"))),
+            validation_scores: val,
+            test_scores: test,
+            params: 10,
+            train_seconds: 5.0,
+            ..ModelResult::new(kind)
+        }
+    }
+
+    fn report(models: Vec<ModelResult>) -> RunReport {
+        RunReport {
+            info: RunInfo {
+                run_dir: "runs/x".into(),
+                data_root: "d".into(),
+                source: Default::default(),
+                models: vec![],
+                device: "cpu".into(),
+                image_size: 64,
+                batch_size: 16,
+                epochs: 1,
+                threads: 2,
+            },
+            counts: Default::default(),
+            test_source: Default::default(),
+            skipped_files: 0,
+            models,
+            stopped: false,
+            test_truth: vec![false, false, true, true],
+            validation_truth: vec![false, true, true],
+            differences: vec![],
+        }
+    }
+
+    #[test]
+    fn the_ensemble_averages_its_members_and_decides_on_validation() {
+        // Each member errs on a different test image; their mean gets all four right.
+        let a = member(ModelKind::Simple, vec![0.1, 0.7, 0.9], vec![0.6, 0.1, 0.9, 0.8]);
+        let b = member(ModelKind::Regularized, vec![0.3, 0.9, 0.6], vec![0.1, 0.2, 0.9, 0.3]);
+        let (r, manifest) = evaluate(&report(vec![a, b]), &Config::default()).unwrap();
+        assert_eq!(r.model, ModelKind::Ensemble);
+        assert_eq!(r.test_scores, vec![0.35, 0.15, 0.9, 0.55]);
+        assert_eq!(r.validation_scores, vec![0.2, 0.8, 0.75]);
+        // Youden on validation: any threshold in (0.2, 0.75] separates it; the midpoint is used.
+        let e = r.evaluation.as_ref().unwrap();
+        assert!((e.threshold - 0.475).abs() < 1e-6, "{}", e.threshold);
+        assert_eq!(e.test_at_threshold.accuracy, 1.0);
+        assert_eq!(manifest.members, vec![PathBuf::from("simple-best.ckpt"), PathBuf::from("regularized-best.ckpt")]);
+        assert_eq!(manifest.threshold, e.threshold);
+        assert_eq!((r.params, r.train_seconds), (20, 10.0));
+        assert_eq!(r.init, "mean of simple + regularized");
+    }
+
+    #[test]
+    fn no_ensemble_without_two_tested_models() {
+        let a = member(ModelKind::Simple, vec![0.1, 0.7, 0.9], vec![0.6, 0.1, 0.9, 0.8]);
+        let failed = ModelResult { status: ModelStatus::Failed, ..member(ModelKind::Resnet34, vec![], vec![]) };
+        assert!(evaluate(&report(vec![a.clone(), failed]), &Config::default()).is_none());
+        // Scores from another test split (other length) do not mix.
+        let other = member(ModelKind::Regularized, vec![0.1, 0.7, 0.9], vec![0.6, 0.1]);
+        assert!(evaluate(&report(vec![a, other]), &Config::default()).is_none());
+    }
+}

@@ -1,0 +1,255 @@
+//! One predictor for `predict`, `eval` and the dashboard's predict pane: a trained checkpoint, or an ensemble
+//! manifest (checkpoints/ensemble.json) whose members' P(pneumonia) are averaged; each decides at the operating
+//! point chosen on validation. Must not depend on front-ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, CheckpointMeta};
+use super::infer::{probabilities, to_tensors, Prediction};
+use crate::data::image::{load_prepared, normalize_into};
+use crate::data::loader::{batches, BatchSpec, Dataset};
+use crate::data::Class;
+use crate::error::Result;
+use crate::model::{FusedBatchNorm, Model, ModelKind};
+
+/// The ensemble's manifest, written next to its members' checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleManifest {
+    /// Always "pneumoscope-ensemble".
+    pub kind: String,
+    pub format: u32,
+    /// The members' checkpoint files, relative to the manifest's folder.
+    pub members: Vec<PathBuf>,
+    /// P(pneumonia) (the members' mean) at or above which an image is called PNEUMONIA; chosen on validation.
+    pub threshold: f32,
+    /// How the threshold was chosen.
+    pub rule: String,
+    pub created: String,
+}
+
+pub const ENSEMBLE_KIND: &str = "pneumoscope-ensemble";
+pub const ENSEMBLE_FILE: &str = "ensemble.json";
+
+impl EnsembleManifest {
+    pub fn new(members: Vec<PathBuf>, threshold: f32, rule: String) -> Self {
+        Self {
+            kind: ENSEMBLE_KIND.into(),
+            format: 1,
+            members,
+            threshold,
+            rule,
+            created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
+    /// Reads a manifest (None when `path` is not one: a checkpoint, say).
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+        if bytes.first() != Some(&b'{') {
+            return Ok(None);
+        }
+        let m: EnsembleManifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a pneumoscope ensemble manifest", path.display()))?;
+        if m.kind != ENSEMBLE_KIND || m.format != 1 {
+            bail!("{} is not a pneumoscope ensemble manifest (kind {:?}, format {})", path.display(), m.kind, m.format);
+        }
+        if m.members.is_empty() {
+            bail!("ensemble manifest {} lists no members", path.display());
+        }
+        if !(m.threshold.is_finite() && (0.0..=1.0).contains(&m.threshold)) {
+            bail!("ensemble manifest {} has an invalid threshold {}", path.display(), m.threshold);
+        }
+        Ok(Some(m))
+    }
+}
+
+/// A checkpoint, or the mean of an ensemble's members, ready to classify.
+pub struct Predictor<B: Backend> {
+    /// `ModelKind::Ensemble` for an ensemble, else the checkpoint's model.
+    pub kind: ModelKind,
+    pub members: Vec<(CheckpointMeta, Model<B>)>,
+    pub threshold: f32,
+    pub path: PathBuf,
+}
+
+impl<B: FusedBatchNorm> Predictor<B> {
+    /// Loads a checkpoint or an ensemble manifest (its members must share image size and normalisation).
+    pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
+        let Some(manifest) = EnsembleManifest::read(path)? else {
+            let (meta, model) = checkpoint::load::<B>(path, device)?;
+            let threshold = meta.threshold;
+            return Ok(Self { kind: meta.model, members: vec![(meta, model)], threshold, path: path.into() });
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut members = Vec::new();
+        for m in &manifest.members {
+            let member = dir.join(m);
+            let loaded = checkpoint::load::<B>(&member, device)
+                .with_context(|| format!("ensemble {}: member {}", path.display(), member.display()))?;
+            if let Some((first, _)) = members.first() {
+                let first: &CheckpointMeta = first;
+                let meta = &loaded.0;
+                if (meta.image_size, meta.mean, meta.std) != (first.image_size, first.mean, first.std) {
+                    bail!(
+                        "ensemble {}: member {} takes {} px images normalised differently from the first member",
+                        path.display(),
+                        member.display(),
+                        meta.image_size
+                    );
+                }
+            }
+            members.push(loaded);
+        }
+        Ok(Self { kind: ModelKind::Ensemble, members, threshold: manifest.threshold, path: path.into() })
+    }
+
+    /// The first member's header: image size, normalisation and training data are the same for all.
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.members[0].0
+    }
+
+    /// The models' names, e.g. "regularized" or "ensemble (simple + regularized + resnet34)".
+    pub fn describe(&self) -> String {
+        if self.kind == ModelKind::Ensemble {
+            let names: Vec<&str> = self.members.iter().map(|(m, _)| m.model.name()).collect();
+            format!("ensemble ({})", names.join(" + "))
+        } else {
+            self.kind.name().to_string()
+        }
+    }
+
+    /// P(pneumonia) of each image of a batch tensor: the members' mean.
+    pub fn probabilities(&self, x: Tensor<B, 4>) -> Vec<f32> {
+        let mut sum: Vec<f32> = Vec::new();
+        for (_, model) in &self.members {
+            let p = probabilities(model.forward(x.clone()));
+            if sum.is_empty() {
+                sum = p;
+            } else {
+                sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+            }
+        }
+        let n = self.members.len() as f32;
+        sum.iter_mut().for_each(|s| *s /= n);
+        sum
+    }
+
+    /// P(pneumonia) of every image of a dataset, in order, and the mean cross-entropy of those probabilities.
+    pub fn scores(&self, ds: Arc<Dataset>, spec: &BatchSpec, device: &B::Device) -> (Vec<f32>, f64) {
+        let mut scores = Vec::with_capacity(ds.len());
+        for batch in batches(ds.clone(), spec, 0) {
+            let (x, _) = to_tensors::<B>(&batch, device);
+            scores.extend(self.probabilities(x));
+        }
+        let loss = probability_loss(&scores, &ds.truth());
+        (scores, loss)
+    }
+
+    /// Classifies image files; unreadable files give an error for that file only.
+    pub fn predict_files(
+        &self,
+        paths: &[PathBuf],
+        max_side: u32,
+        device: &B::Device,
+    ) -> Vec<std::result::Result<Prediction, (PathBuf, String)>> {
+        let meta = self.meta();
+        let s = meta.image_size;
+        let plane = 3 * s * s;
+        let mut out = Vec::with_capacity(paths.len());
+        // Batches of 16 keep memory flat on large folders.
+        for chunk in paths.chunks(16) {
+            let mut images = Vec::new();
+            let mut decoded = Vec::new();
+            for p in chunk {
+                match load_prepared(p, s, max_side) {
+                    Ok((img, _)) => {
+                        let mut buf = vec![0.0; plane];
+                        normalize_into(&img, meta.mean, meta.std, &mut buf);
+                        images.extend(buf);
+                        decoded.push(Ok(p.clone()));
+                    }
+                    Err(e) => decoded.push(Err((p.clone(), e.to_string()))),
+                }
+            }
+            let n = decoded.iter().filter(|d| d.is_ok()).count();
+            let probs = if n > 0 {
+                self.probabilities(Tensor::<B, 4>::from_data(TensorData::new(images, [n, 3, s, s]), device))
+            } else {
+                Vec::new()
+            };
+            let mut probs = probs.into_iter();
+            for d in decoded {
+                out.push(d.map(|path| {
+                    let p = probs.next().unwrap_or(f32::NAN);
+                    let class = if p >= self.threshold { Class::Pneumonia } else { Class::Normal };
+                    Prediction { path, label: class.folder().to_string(), p_pneumonia: p, threshold: self.threshold }
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// Mean cross-entropy of predicted P(pneumonia) against the truth (probabilities clamped to [1e-7, 1 − 1e-7]).
+pub fn probability_loss(scores: &[f32], truth: &[bool]) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = scores
+        .iter()
+        .zip(truth)
+        .map(|(&p, &t)| {
+            let p = (p as f64).clamp(1e-7, 1.0 - 1e-7);
+            -(if t { p } else { 1.0 - p }).ln()
+        })
+        .sum();
+    sum / scores.len() as f64
+}
+
+/// The members' mean P(pneumonia), image by image (all slices the same length).
+pub fn mean_scores(members: &[&[f32]]) -> Vec<f32> {
+    let n = members.first().map(|m| m.len()).unwrap_or(0);
+    (0..n).map(|i| members.iter().map(|m| m[i]).sum::<f32>() / members.len() as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_scores_average_image_by_image() {
+        assert_eq!(mean_scores(&[&[0.2, 0.9], &[0.4, 0.5]]), vec![0.3, 0.7]);
+        assert!(mean_scores(&[]).is_empty());
+    }
+
+    #[test]
+    fn probability_loss_is_the_cross_entropy_of_the_true_class() {
+        let l = probability_loss(&[0.8, 0.3], &[true, false]);
+        assert!((l - (-(0.8f64.ln()) - (0.7f64.ln())) / 2.0).abs() < 1e-6, "{l}");
+        assert!(probability_loss(&[1.0], &[false]).is_finite(), "a certain mistake is clamped, not infinite");
+    }
+
+    #[test]
+    fn a_manifest_is_recognised_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(ENSEMBLE_FILE);
+        let m = EnsembleManifest::new(vec!["simple-best.ckpt".into()], 0.6, "youden".into());
+        std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(EnsembleManifest::read(&p).unwrap(), Some(m.clone()));
+        let ckpt = dir.path().join("x.ckpt");
+        std::fs::write(&ckpt, b"PNEUMOSCOPE-CKPT\n").unwrap();
+        assert_eq!(EnsembleManifest::read(&ckpt).unwrap(), None, "a checkpoint is not a manifest");
+        let bad = EnsembleManifest { threshold: 7.5, ..m.clone() };
+        std::fs::write(&p, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let err = EnsembleManifest::read(&p).unwrap_err().to_string();
+        assert!(err.contains("invalid threshold"), "{err}");
+        std::fs::write(&p, b"{\"kind\": 3}").unwrap();
+        assert!(EnsembleManifest::read(&p).is_err());
+    }
+}
