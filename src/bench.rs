@@ -130,7 +130,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
     let spec = BatchSpec {
         batch_size: args.batch_size,
         shuffle: true,
-        rotation_degrees: 90.0,
+        augment: crate::data::augment::Augment { rotation_degrees: 90.0, ..Default::default() },
         seed: 1,
         mean: crate::config::IMAGENET_MEAN,
         std: crate::config::IMAGENET_STD,
@@ -326,7 +326,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
     let spec = BatchSpec {
         batch_size: bs,
         shuffle: true,
-        rotation_degrees: 90.0,
+        augment: crate::data::augment::Augment { rotation_degrees: 90.0, ..Default::default() },
         seed: 1,
         mean: cfg.data.mean,
         std: cfg.data.std,

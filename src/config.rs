@@ -51,6 +51,14 @@ pub struct DataConfig {
     pub std: [f32; 3],
     /// Random rotation of training images, uniformly in ±this many degrees (0 disables it).
     pub rotation_degrees: f32,
+    /// Random zoom of training images by a factor in [1 − scale, 1 + scale] (0 disables it).
+    pub scale: f32,
+    /// Random shift of training images by up to this share of the side, each way (0 disables it).
+    pub translate: f32,
+    /// Random brightness factor in [1 − brightness, 1 + brightness] (0 disables it).
+    pub brightness: f32,
+    /// Random contrast factor in [1 − contrast, 1 + contrast], about the image's mean (0 disables it).
+    pub contrast: f32,
     /// Largest image side accepted from disk; bigger files are reported and skipped.
     pub max_image_side: u32,
 }
@@ -181,6 +189,8 @@ pub struct TrainingConfig {
     pub class_weights: ClassWeights,
     /// `shuffle` (every image once per epoch) or `balanced` (classes drawn equally often).
     pub sampler: Sampler,
+    /// Label smoothing ε of the training loss (0: none).
+    pub label_smoothing: f64,
     /// Dropout probability before the classifier head.
     pub dropout: f64,
     /// torchvision's ImageNet ResNet-34 weights (`.pth` or `.safetensors`); empty: ResNet-34 from scratch.
@@ -221,6 +231,10 @@ impl Default for DataConfig {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             rotation_degrees: 90.0,
+            scale: 0.0,
+            translate: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
             max_image_side: 12_000,
         }
     }
@@ -246,6 +260,7 @@ impl Default for TrainingConfig {
             grad_clip_mode: ClipMode::Value,
             class_weights: ClassWeights::Named("none".into()),
             sampler: Sampler::Shuffle,
+            label_smoothing: 0.0,
             dropout: 0.5,
             pretrained: PathBuf::new(),
             freeze_epochs: 1,
@@ -294,6 +309,19 @@ impl std::fmt::Display for DeviceChoice {
     }
 }
 
+impl DataConfig {
+    /// The training augmentation these settings describe.
+    pub fn augment(&self) -> crate::data::augment::Augment {
+        crate::data::augment::Augment {
+            rotation_degrees: self.rotation_degrees,
+            scale: self.scale,
+            translate: self.translate,
+            brightness: self.brightness,
+            contrast: self.contrast,
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a TOML file. Unknown keys and invalid values are errors naming the key.
     pub fn load(path: &Path) -> Result<Self> {
@@ -331,6 +359,14 @@ impl Config {
         }
         if !(0.0..=180.0).contains(&d.rotation_degrees) {
             return bad("data.rotation_degrees", format!("{} (allowed: 0 to 180)", d.rotation_degrees));
+        }
+        for (key, v) in [("data.scale", d.scale), ("data.brightness", d.brightness), ("data.contrast", d.contrast)] {
+            if !(0.0..0.9).contains(&v) {
+                return bad(key, format!("{v} (allowed: 0 to less than 0.9)"));
+            }
+        }
+        if !(0.0..=0.4).contains(&d.translate) {
+            return bad("data.translate", format!("{} (allowed: 0 to 0.4)", d.translate));
         }
         if d.max_image_side < 64 {
             return bad("data.max_image_side", format!("{} (allowed: 64 or more)", d.max_image_side));
@@ -373,6 +409,9 @@ impl Config {
         }
         if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
             return bad("training.grad_clip", format!("{} (allowed: 0 to disable, or a positive number)", t.grad_clip));
+        }
+        if !(0.0..0.5).contains(&t.label_smoothing) {
+            return bad("training.label_smoothing", format!("{} (allowed: 0 to less than 0.5)", t.label_smoothing));
         }
         if !(0.0..1.0).contains(&t.dropout) {
             return bad("training.dropout", format!("{} (allowed: 0 to less than 1)", t.dropout));

@@ -252,7 +252,7 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     let spec = data::loader::BatchSpec {
         batch_size: 32,
         shuffle: false,
-        rotation_degrees: 0.0,
+        augment: Default::default(),
         seed: 0,
         mean: meta.mean,
         std: meta.std,

@@ -60,7 +60,7 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     let count = |ev: &str| lines.iter().filter(|l| l["event"] == ev).count();
     assert!(count("batch_window") >= 6, "batch windows: {}", count("batch_window"));
     assert_eq!(count("epoch_ended"), 6);
-    assert_eq!(count("evaluated"), 3);
+    assert_eq!(count("evaluated"), 4, "three models and their ensemble");
     assert_eq!(count("finished"), 1);
     assert!(lines.iter().all(|l| l["time"].is_string()));
 
@@ -68,7 +68,8 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     let models = report["models"].as_array().unwrap();
-    assert_eq!(models.len(), 3);
+    assert_eq!(models.len(), 4, "three models and their ensemble");
+    assert_eq!(models[3]["model"], "ensemble");
     for m in models {
         assert_eq!(m["status"], "done", "{m}");
         let c = &m["test"]["confusion"];
@@ -157,6 +158,28 @@ fn headless_training_fills_the_run_folder_and_checkpoints_predict_and_eval() {
     assert_eq!(ev["metrics_at_0_5"]["confusion"], models[1]["test"]["confusion"]);
     assert_eq!(ev["ci95"]["accuracy"], models[1]["evaluation"]["ci_at_threshold"]["accuracy"], "same seed, same CIs");
     assert_eq!(ev["synthetic_data"], true);
+
+    // The ensemble: its manifest is a checkpoint for eval and predict, with the operating point chosen on
+    // validation for the mean of the three models' P(pneumonia); eval gives the run's own figures for it.
+    let manifest = run.join("checkpoints/ensemble.json");
+    let out = run_in(
+        tmp.path(),
+        &["eval", "--checkpoint", manifest.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["model"], "ensemble");
+    assert_eq!(ev["members"], serde_json::json!(["simple", "regularized", "resnet34"]));
+    assert_eq!(ev["metrics"]["confusion"], models[3]["evaluation"]["test_at_threshold"]["confusion"]);
+    let members: Vec<f64> = (0..3).map(|i| models[i]["test_scores"][0].as_f64().unwrap()).collect();
+    let mean = members.iter().sum::<f64>() / 3.0;
+    assert!((models[3]["test_scores"][0].as_f64().unwrap() - mean).abs() < 1e-6, "the ensemble is the mean");
+    let out = run_in(tmp.path(), &["predict", "--checkpoint", manifest.to_str().unwrap(), one.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("P(pneumonia)="));
+    let args = ["predict", "--checkpoint", manifest.to_str().unwrap(), "--heatmap", heat_dir.to_str().unwrap()];
+    let out = run_in(tmp.path(), &[&args[..], &[one.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(2), "Grad-CAM needs one network: {}", text(&out));
 
     // A checkpoint that is not one is refused by name.
     let bogus = tmp.path().join("bogus.ckpt");
@@ -352,4 +375,81 @@ fn a_second_ctrl_c_quits_at_once_and_leaves_loadable_files() {
     let out = run_in(tmp.path(), &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+}
+
+#[test]
+fn a_folder_with_only_train_holds_out_a_test_split_by_patient_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 90, 4, 12);
+    std::fs::remove_dir_all(data.join("test")).unwrap();
+    // data split: the split a run uses, for other tools (scripts/train_pytorch.py).
+    let split_json = tmp.path().join("split.json");
+    let out = run_in(
+        tmp.path(),
+        &["data", "split", "--data", data.to_str().unwrap(), "--seed", "5", "--out", split_json.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let split: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&split_json).unwrap()).unwrap();
+    assert_eq!(split["settings"]["test_source"]["kind"], "held_out");
+    let n = |k: &str| split[k].as_array().unwrap().len();
+    assert_eq!(n("train") + n("validation") + n("test"), 90);
+    assert!(n("test") > 0 && n("validation") > 0);
+    assert!(data.join(split["test"][0]["path"].as_str().unwrap()).is_file(), "paths are relative to the root");
+
+    let out = run_in(
+        tmp.path(),
+        &[
+            "train",
+            "--no-tui",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--models",
+            "regularized",
+            "--seed",
+            "5",
+        ],
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("test images: held out from train/ by patient (15 %"), "{log}");
+    assert!(!log.contains("NaN"), "{log}");
+    let run = only_run(&tmp.path().join("runs"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["test_source"]["kind"], "held_out");
+    // The test split is exactly the one `data split` wrote for the same seed.
+    assert_eq!(
+        report["counts"]["test"]["normal"].as_u64().unwrap() + report["counts"]["test"]["pneumonia"].as_u64().unwrap(),
+        n("test") as u64
+    );
+    assert!(std::fs::read_to_string(run.join("report.md")).unwrap().contains("held out from train/ by patient"));
+    // The operating point is chosen on validation as always (not left at 0.5 for want of a test/ folder).
+    let m = &report["models"][0];
+    let threshold = m["evaluation"]["threshold"].as_f64().unwrap();
+    let ckpt = run.join("checkpoints/regularized-best.ckpt");
+    assert_eq!(pneumoscope::train::checkpoint::load_meta(&ckpt).unwrap().threshold, threshold as f32);
+    // eval rebuilds the same held-out split from the checkpoint (whatever ./config.toml says) and gets the run's
+    // own figures.
+    let out = run_in(
+        tmp.path(),
+        &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["test_source"]["kind"], "held_out");
+    assert_eq!(ev["metrics"]["confusion"], m["evaluation"]["test_at_threshold"]["confusion"]);
+}
+
+#[test]
+fn a_data_folder_that_does_not_exist_is_an_error_not_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--data", "no/such/folder", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("`--data`") && text(&out).contains("no/such/folder"), "{}", text(&out));
+    assert!(!tmp.path().join("runs").exists(), "no run folder for a run that never started");
 }

@@ -235,17 +235,24 @@ thread_local! {
 /// Rotates a prepared image by `degrees` about its centre (bilinear, black fill), as torchvision's
 /// `RandomAffine(degrees)` does with its default fill.
 pub fn rotate(img: &Prepared, degrees: f32) -> Prepared {
-    if degrees == 0.0 {
+    warp(img, degrees, 1.0, 0.0, 0.0)
+}
+
+/// An affine warp about the image centre (bilinear, black fill), as torchvision's `RandomAffine`: rotated by
+/// `degrees`, scaled by `scale`, then shifted by (`tx`, `ty`) pixels. The identity returns a copy.
+pub fn warp(img: &Prepared, degrees: f32, scale: f32, tx: f32, ty: f32) -> Prepared {
+    if degrees == 0.0 && scale == 1.0 && tx == 0.0 && ty == 0.0 {
         return img.clone();
     }
     let n = img.size;
     let (sin, cos) = degrees.to_radians().sin_cos();
+    let inv = 1.0 / scale;
     let mid = (n as f32 - 1.0) / 2.0;
     let mut out = vec![0u8; n * n];
     for y in 0..n {
-        let dy = y as f32 - mid;
+        let dy = (y as f32 - mid - ty) * inv;
         for x in 0..n {
-            let dx = x as f32 - mid;
+            let dx = (x as f32 - mid - tx) * inv;
             // Inverse mapping: where in the source does this output pixel come from?
             let sx = cos * dx + sin * dy + mid;
             let sy = -sin * dx + cos * dy + mid;
@@ -380,6 +387,22 @@ mod tests {
         // 360° comes back (within interpolation rounding).
         let full = rotate(&img, 360.0);
         assert!(full.pixels[4 * 9 + 8] > 200);
+    }
+
+    #[test]
+    fn warp_scales_and_shifts_about_the_centre() {
+        // A bright square in the middle of a 33-pixel image.
+        let img = gray(33, |x, y| if (12..=20).contains(&x) && (12..=20).contains(&y) { 255 } else { 0 });
+        assert_eq!(warp(&img, 0.0, 1.0, 0.0, 0.0), img);
+        // Scaled 2×: the square's edge moves from 12 to 8 pixels from the left (16 − 2·(16 − 12)).
+        let big = warp(&img, 0.0, 2.0, 0.0, 0.0);
+        assert!(big.pixels[16 * 33 + 8] > 200 && big.pixels[16 * 33 + 6] < 50, "{:?}", &big.pixels[16 * 33..17 * 33]);
+        // Shifted 5 pixels right and 3 down.
+        let moved = warp(&img, 0.0, 1.0, 5.0, 3.0);
+        assert_eq!(moved.pixels[(12 + 3) * 33 + 12 + 5], 255);
+        assert_eq!(moved.pixels[(12 + 3) * 33 + 11 + 5], 0);
+        // Rotation through warp is the same as rotate.
+        assert_eq!(warp(&img, 30.0, 1.0, 0.0, 0.0), rotate(&img, 30.0));
     }
 
     #[test]

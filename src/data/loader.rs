@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::image::{load_prepared, normalize_into, rotate, Prepared};
+use super::augment::{apply_into, Augment};
+use super::image::{load_prepared, Prepared};
 use super::{Class, ClassCounts, Sample};
 
 /// A file that could not be used, with the reason.
@@ -90,8 +91,8 @@ pub struct BatchSpec {
     pub batch_size: usize,
     /// Shuffle the order each epoch (training) or keep it (evaluation).
     pub shuffle: bool,
-    /// Random rotation range in degrees (0: none; evaluation uses 0).
-    pub rotation_degrees: f32,
+    /// Random augmentation of each image (evaluation: none).
+    pub augment: Augment,
     pub seed: u64,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -198,19 +199,6 @@ fn into_batches(order: Vec<usize>, spec: &BatchSpec) -> Vec<Vec<usize>> {
     batches
 }
 
-/// The rotation applied to dataset position `index` in `epoch` (deterministic in seed, epoch and index).
-pub fn rotation_for(spec: &BatchSpec, epoch: usize, index: usize) -> f32 {
-    if spec.rotation_degrees <= 0.0 {
-        return 0.0;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(
-        spec.seed
-            ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
-            ^ (index as u64).wrapping_mul(0x8CB9_2BA7_2F3D_8DD7),
-    );
-    rng.random_range(-spec.rotation_degrees..=spec.rotation_degrees)
-}
-
 /// Assembles one batch (augment + normalise in parallel).
 pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize) -> Batch {
     let size = ds.images.first().map(|i| i.size).unwrap_or(0);
@@ -218,12 +206,8 @@ pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize)
     let mut images = vec![0.0f32; indices.len() * plane];
     images.par_chunks_mut(plane.max(1)).zip(indices.par_iter()).for_each(|(out, &i)| {
         let img = &ds.images[i];
-        let angle = rotation_for(spec, epoch, i);
-        if angle != 0.0 {
-            normalize_into(&rotate(img, angle), spec.mean, spec.std, out);
-        } else {
-            normalize_into(img, spec.mean, spec.std, out);
-        }
+        let draw = spec.augment.draw(spec.seed, epoch, i, img.size);
+        apply_into(img, &draw, spec.mean, spec.std, out);
     });
     let labels = indices.iter().map(|&i| ds.samples[i].label.index() as i64).collect();
     Batch { images, labels, indices: indices.to_vec(), image_size: size }
@@ -285,7 +269,7 @@ mod tests {
         BatchSpec {
             batch_size: 4,
             shuffle: true,
-            rotation_degrees: 90.0,
+            augment: Augment { rotation_degrees: 90.0, ..Default::default() },
             seed: 5,
             mean: [0.5; 3],
             std: [0.25; 3],
@@ -340,14 +324,17 @@ mod tests {
     }
 
     #[test]
-    fn augmentation_is_deterministic_per_seed_epoch_and_image() {
+    fn batches_are_augmented_per_epoch_and_evaluation_is_not() {
+        let ds = toy(8);
         let s = spec();
-        let a = rotation_for(&s, 2, 7);
-        assert_eq!(a, rotation_for(&s, 2, 7));
-        assert!((-90.0..=90.0).contains(&a));
-        assert_ne!(a, rotation_for(&s, 3, 7));
-        let off = BatchSpec { rotation_degrees: 0.0, ..s };
-        assert_eq!(rotation_for(&off, 2, 7), 0.0);
+        let idx = [0, 1, 2, 3];
+        assert_eq!(assemble(&ds, &idx, &s, 2).images, assemble(&ds, &idx, &s, 2).images, "seeded");
+        assert_ne!(assemble(&ds, &idx, &s, 2).images, assemble(&ds, &idx, &s, 3).images, "redrawn each epoch");
+        let plain = BatchSpec { augment: Augment::default(), ..s };
+        let b = assemble(&ds, &idx, &plain, 2);
+        let mut expected = vec![0.0; 3 * 64];
+        crate::data::image::normalize_into(&ds.images[1], plain.mean, plain.std, &mut expected);
+        assert_eq!(&b.images[3 * 64..6 * 64], &expected[..]);
     }
 
     #[test]

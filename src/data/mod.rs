@@ -1,6 +1,7 @@
 //! The data layer: scanning the Kaggle layout, decoding and preparing images, the split, batching with
 //! prefetch and a cache, and the synthetic chest X-ray generator. Must not depend on model, train or front-ends.
 
+pub mod augment;
 pub mod demo;
 pub mod image;
 pub mod layout;

@@ -237,6 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn without_a_test_folder_a_test_split_is_held_out_by_patient_first() {
+        let layout = Layout { train: samples(), ..Default::default() };
+        let data = DataConfig { test_fraction: 0.15, val_fraction: 0.2, seed: 3, ..Default::default() };
+        let p = plan(&layout, &data);
+        assert_eq!(p.test_source, TestSource::HeldOut { fraction: 0.15 });
+        assert_eq!(p.train.len() + p.validation.len() + p.test.len(), layout.train.len());
+        let patients = |v: &[Sample]| v.iter().map(|s| s.patient.clone()).collect::<HashSet<_>>();
+        let (tr, va, te) = (patients(&p.train), patients(&p.validation), patients(&p.test));
+        assert!(tr.is_disjoint(&te) && va.is_disjoint(&te) && tr.is_disjoint(&va), "a patient on two sides");
+        let share = p.test.len() as f64 / layout.train.len() as f64;
+        assert!((0.08..=0.22).contains(&share), "test share {share}");
+        assert!(p.test.iter().any(|s| s.label == Class::Normal) && p.test.iter().any(|s| s.label == Class::Pneumonia));
+        assert_eq!(plan(&layout, &data), p, "seeded");
+        // The recorded settings rebuild the same split.
+        let recorded = SplitSettings::of(&data, p.test_source);
+        assert_eq!(plan(&layout, &recorded.apply(&DataConfig::default())), p);
+        // With a test/ folder, it is the test split and nothing is held out of train/.
+        let with_test = Layout { test: samples()[..5].to_vec(), ..layout.clone() };
+        let q = plan(&with_test, &data);
+        assert_eq!((q.test_source, q.test.len()), (TestSource::Folder, 5));
+        assert_eq!(q.train.len() + q.validation.len(), layout.train.len());
+    }
+
+    #[test]
     fn image_split_is_stratified_and_seeded() {
         let all = samples();
         let (t1, v1) = split(&all, 0.2, SplitMode::Image, 3);

@@ -20,7 +20,7 @@ use super::adam::{AdamKernel, FusedAdam, Optim};
 use super::backend::Resolved;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
-use super::infer::{cross_entropy, evaluate, to_tensors, ElemF64};
+use super::infer::{evaluate, smoothed_cross_entropy, to_tensors, ElemF64, LossSpec};
 use super::report::{ModelResult, RunReport};
 use super::schedule::OneCycle;
 use crate::config::{ClassWeights, ClipMode, Config};
@@ -565,7 +565,7 @@ pub fn train_step<B, O>(
     model: Model<B>,
     optim: &mut O,
     batch: &crate::data::loader::Batch,
-    weights: [f32; 2],
+    loss: impl Into<LossSpec>,
     lr: StepLr,
     device: &B::Device,
 ) -> (Model<B>, f64, usize)
@@ -576,7 +576,7 @@ where
     let n = batch.len();
     let (x, y) = to_tensors::<B>(batch, device);
     let logits = model.forward(x);
-    let loss = cross_entropy(logits.clone(), y.clone(), weights);
+    let loss = smoothed_cross_entropy(logits.clone(), y.clone(), loss.into());
     let hits = logits.argmax(1).reshape([n]).equal(y).int().sum();
     let mut grads = loss.backward();
     let model = if lr.backbone == Some(lr.head) {
@@ -606,7 +606,7 @@ fn train_spec(cfg: &Config) -> BatchSpec {
     BatchSpec {
         batch_size: cfg.training.batch_size,
         shuffle: true,
-        rotation_degrees: cfg.data.rotation_degrees,
+        augment: cfg.data.augment(),
         seed: cfg.data.seed,
         mean: cfg.data.mean,
         std: cfg.data.std,
@@ -621,7 +621,7 @@ pub fn eval_spec(cfg: &Config) -> BatchSpec {
     BatchSpec {
         batch_size: cfg.training.batch_size.max(32),
         shuffle: false,
-        rotation_degrees: 0.0,
+        augment: Default::default(),
         drop_single: false,
         prefetch: 2,
         balanced: false,
@@ -854,7 +854,8 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
             let n = batch.len();
             let lr = schedule.lr(global_step);
             let lrs = StepLr::for_epoch(cfg, pretrained, epoch, lr);
-            let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, weights, lrs, device);
+            let loss = LossSpec { weights, smoothing: t.label_smoothing as f32 };
+            let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, loss, lrs, device);
             model = m;
             if crate::error::failpoint("nan-loss").as_deref() == Some(&format!("{kind}:{global_step}")) {
                 loss_v = f64::NAN;

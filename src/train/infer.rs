@@ -36,6 +36,43 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int
     (picked * w.clone()).sum().neg() / w.sum()
 }
 
+/// The training loss: class weights and label smoothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossSpec {
+    pub weights: [f32; 2],
+    /// Label smoothing ε: the target puts 1 − ε on the true class and ε/2 on each class (0: none).
+    pub smoothing: f32,
+}
+
+impl From<[f32; 2]> for LossSpec {
+    fn from(weights: [f32; 2]) -> Self {
+        Self { weights, smoothing: 0.0 }
+    }
+}
+
+/// Cross-entropy with label smoothing, as PyTorch's `CrossEntropyLoss(weight=w, label_smoothing=ε)`:
+/// Σᵢ [w_yᵢ·(1 − ε)·(−log p_yᵢ) + (ε/2)·Σ_k w_k·(−log p_k)] / Σᵢ w_yᵢ. With ε = 0 it is [`cross_entropy`].
+pub fn smoothed_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    loss: LossSpec,
+) -> Tensor<B, 1> {
+    if loss.smoothing == 0.0 {
+        return cross_entropy(logits, targets, loss.weights);
+    }
+    let device = logits.device();
+    let n = targets.dims()[0];
+    let logp = log_softmax(logits, 1);
+    let w = Tensor::<B, 1>::from_floats(loss.weights, &device);
+    let picked = logp.clone().gather(1, targets.clone().reshape([n, 1])).reshape([n]);
+    let w_y = w.clone().gather(0, targets);
+    // Σ_k w_k·log p_k per image.
+    let spread = (logp * w.reshape([1, 2])).sum_dim(1).reshape([n]);
+    let eps = loss.smoothing;
+    let per_image = (picked * w_y.clone()).mul_scalar(1.0 - eps) + spread.mul_scalar(eps / 2.0);
+    per_image.sum().neg() / w_y.sum()
+}
+
 /// P(pneumonia) for each image of a batch tensor.
 pub fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
     let n = logits.dims()[0];
