@@ -83,6 +83,9 @@ pub struct EvalArgs {
     /// Config file (for data.root and data.max_image_side).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Test-time augmentation views (1–5) instead of the checkpoint's own (the threshold stays the checkpoint's).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub tta: Option<u8>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -147,13 +147,16 @@ pub enum Sampler {
 pub struct EvaluationConfig {
     pub operating_point: OperatingPoint,
     pub target_sensitivity: f64,
+    /// Test-time augmentation: P(pneumonia) averaged over this many fixed views of each image (the image, then
+    /// ±5 % zoom and ±4 % shifts); 1 = the image alone.
+    pub tta: usize,
     /// Bootstrap resamples for the 95 % confidence intervals.
     pub bootstrap_resamples: usize,
 }
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
-        Self { operating_point: OperatingPoint::Youden, target_sensitivity: 0.95, bootstrap_resamples: 1000 }
+        Self { operating_point: OperatingPoint::Youden, target_sensitivity: 0.95, tta: 1, bootstrap_resamples: 1000 }
     }
 }
 
@@ -441,6 +444,9 @@ impl Config {
                 "evaluation.target_sensitivity",
                 format!("{} (allowed: more than 0, at most 1)", e.target_sensitivity),
             );
+        }
+        if !(1..=5).contains(&e.tta) {
+            return bad("evaluation.tta", format!("{} (allowed: 1 to 5 views)", e.tta));
         }
         if !(100..=100_000).contains(&e.bootstrap_resamples) {
             return bad(

@@ -261,7 +261,8 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
         balanced: false,
     };
     let truth = ds.truth();
-    let (scores, loss) = predictor.scores(std::sync::Arc::new(ds), &spec, &device);
+    let tta = args.tta.map(usize::from).unwrap_or_else(|| predictor.tta());
+    let (scores, loss) = predictor.scores(std::sync::Arc::new(ds), &spec, tta, &device);
     let m = metrics::Metrics::from_scores(&scores, &truth, loss, threshold);
     // The checkpoint's operating point (chosen on validation when it was trained), with 95 % CIs; and 0.5.
     let at_half = metrics::Metrics::from_scores(&scores, &truth, m.loss, 0.5);
@@ -272,7 +273,7 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     if args.json {
         let out = serde_json::json!({
             "checkpoint": args.checkpoint, "model": predictor.kind, "members": predictor.members.iter().map(|(m, _)| m.model).collect::<Vec<_>>(), "data": layout.root, "synthetic_data": synthetic,
-            "test_source": test_source,
+            "test_source": test_source, "tta": tta,
             "skipped": skipped.len(), "metrics": m, "ci95": ci, "metrics_at_0_5": at_half, "ece": ece,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

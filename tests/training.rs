@@ -214,6 +214,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
             pneumoscope_version: "test".into(),
             created: "now".into(),
             train_state: None,
+            tta: 1,
             split: None,
         };
         let path = dir.path().join(format!("{kind}.ckpt"));

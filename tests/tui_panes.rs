@@ -8,7 +8,7 @@ use pneumoscope::data::{Class, ClassCounts, SplitCounts};
 use pneumoscope::metrics::{Confusion, Metrics};
 use pneumoscope::model::ModelKind;
 use pneumoscope::train::events::{ModelStatus, RunInfo, TrainEvent};
-use pneumoscope::tui::app::{App, Pane, PredictResult};
+use pneumoscope::tui::app::{App, Effect, Pane, PredictResult};
 use pneumoscope::tui::predict::ImageView;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -449,4 +449,50 @@ fn the_header_shows_the_gpu_and_its_memory_when_known() {
     a.device_note = pneumoscope::train::backend::parse_gpu_status("NVIDIA H200, 3277, 143771");
     let s = draw(&a, 160, 48);
     assert!(s.contains("NVIDIA H200 · 3.2/140.4 GiB"), "{s}");
+}
+
+#[test]
+fn the_ensemble_joins_the_comparison_as_a_fourth_row_and_can_be_chosen_for_prediction() {
+    let mut a = with_pane(app(), Pane::Compare);
+    analysed(&mut a);
+    let e = a.models[0].evaluation.clone().unwrap();
+    let manifest = PathBuf::from("runs/20261125-120000/checkpoints/ensemble.json");
+    for ev in [
+        TrainEvent::CheckpointSaved { model: ModelKind::Ensemble, path: manifest.clone(), kind: "ensemble".into() },
+        TrainEvent::Evaluated { model: ModelKind::Ensemble, split: "test".into(), metrics: e.test_at_half },
+        TrainEvent::Analysed { model: ModelKind::Ensemble, evaluation: Box::new(e.clone()), differences: vec![] },
+        TrainEvent::ModelFinished { model: ModelKind::Ensemble, status: ModelStatus::Done, seconds: 30.0, error: None },
+    ] {
+        a.on_event(ev);
+    }
+    assert_eq!(a.models.len(), 4);
+    assert_eq!(a.models[3].kind, ModelKind::Ensemble);
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("Ensemble") || s.contains("ensemble"), "{s}");
+        assert!(s.contains(&format!("ensemble: AUC {:.3} [", e.test_at_threshold.auc.unwrap())), "{s}");
+    }
+    // ←/→ reach it, and enter on the predict pane asks for a prediction with its manifest.
+    a.pane = Pane::Predict;
+    a.selected = 3;
+    let fx = a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(
+        matches!(&fx[..], [Effect::Predict { checkpoint, model: ModelKind::Ensemble, .. }] if *checkpoint == manifest),
+        "{fx:?}"
+    );
+    // A resumed run's RunStarted (the three networks) keeps the ensemble's row and history.
+    let info = a.info.clone().unwrap();
+    a.on_event(TrainEvent::RunStarted { info });
+    assert_eq!(a.models.len(), 4);
+    assert!(a.models[0].evaluation.is_some());
+}
+
+#[test]
+fn a_test_split_held_out_from_train_is_said_on_the_data_pane() {
+    let mut a = with_pane(app(), Pane::Balance);
+    a.test_source = pneumoscope::data::split::TestSource::HeldOut { fraction: 0.15 };
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("held out from train/ by patient (15 %)"), "{s}");
+    }
 }

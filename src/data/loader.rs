@@ -44,6 +44,20 @@ impl Dataset {
     pub fn truth(&self) -> Vec<bool> {
         self.samples.iter().map(|s| s.label == Class::Pneumonia).collect()
     }
+    /// The same samples seen through a fixed augmentation view (test-time augmentation); the identity view
+    /// shares the decoded pixels.
+    pub fn viewed(&self, view: &super::augment::Draw) -> Dataset {
+        if *view == super::augment::Draw::IDENTITY {
+            return self.clone();
+        }
+        let images = self
+            .images
+            .par_iter()
+            .map(|img| Arc::new(super::image::warp(img, view.degrees, view.scale, view.tx, view.ty)))
+            .collect();
+        Dataset { samples: self.samples.clone(), images }
+    }
+
     /// Keeps the given positions (in that order), sharing the decoded pixels.
     pub fn subset(&self, positions: &[usize]) -> Dataset {
         Dataset {

@@ -44,9 +44,16 @@ pub struct CheckpointMeta {
     /// Where training stood when this was saved (`last` checkpoints), for `train --resume`.
     #[serde(default)]
     pub train_state: Option<TrainState>,
+    /// Test-time augmentation views its operating point was chosen with, used by eval and predict (1: none).
+    #[serde(default = "one")]
+    pub tta: usize,
     /// How the run split its data (None in checkpoints written before it was recorded).
     #[serde(default)]
     pub split: Option<crate::data::split::SplitSettings>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The training position saved with `last` checkpoints (with the optimiser state after the weights).

@@ -21,6 +21,7 @@ use super::backend::Resolved;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
 use super::infer::{evaluate, smoothed_cross_entropy, to_tensors, ElemF64, LossSpec};
+use super::predictor::{over_views, probability_loss};
 use super::report::{ModelResult, RunReport};
 use super::schedule::OneCycle;
 use crate::config::{ClassWeights, ClipMode, Config};
@@ -30,6 +31,7 @@ use crate::data::loader::{balanced_weights, batches, epoch_batches, preload, Bat
 use crate::data::split::{self, TestSource};
 use crate::data::{Class, SplitCounts};
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::model::{Model, ModelKind};
 
 /// Everything a run needs, resolved by the front-end.
@@ -426,9 +428,20 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
             match checkpoint::load::<B>(&path, &device) {
                 Ok((meta, model)) => {
                     let spec = eval_spec(cfg);
-                    // The operating point is chosen on the validation split, never on test.
-                    let (_, val_scores) = evaluate(&model, data.val.clone(), &spec, weights, 0.5, &device);
-                    let (m, scores) = evaluate(&model, data.test.clone(), &spec, weights, 0.5, &device);
+                    // The operating point is chosen on the validation split, never on test (both seen through the
+                    // same test-time views when evaluation.tta > 1).
+                    let tta = cfg.evaluation.tta;
+                    let (val_scores, m, scores) = if tta <= 1 {
+                        let (_, val_scores) = evaluate(&model, data.val.clone(), &spec, weights, 0.5, &device);
+                        let (m, scores) = evaluate(&model, data.test.clone(), &spec, weights, 0.5, &device);
+                        (val_scores, m, scores)
+                    } else {
+                        let score = |ds: Arc<Dataset>| evaluate(&model, ds, &spec, weights, 0.5, &device).1;
+                        let val_scores = over_views(&data.val, tta, score);
+                        let scores = over_views(&data.test, tta, score);
+                        let loss = probability_loss(&scores, &report.test_truth);
+                        (val_scores, Metrics::from_scores(&scores, &report.test_truth, loss, 0.5), scores)
+                    };
                     let ev = crate::analysis::evaluate(
                         (&val_scores, &data.val.truth()),
                         (&scores, &report.test_truth, m.loss),
@@ -437,7 +450,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                         cfg.data.seed,
                     );
                     // Saved in the checkpoint: eval, predict and the predict pane decide with it.
-                    let meta = CheckpointMeta { threshold: ev.threshold, ..meta };
+                    let meta = CheckpointMeta { threshold: ev.threshold, tta, ..meta };
                     if let Err(e) = checkpoint::rewrite_meta(&path, &meta) {
                         emit.send(TrainEvent::Warning { message: save_failed(&e) });
                     }
@@ -721,6 +734,7 @@ fn meta_for(
         pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         train_state,
+        tta: 1,
         split: Some(split::SplitSettings::of(&cfg.data, test_source)),
     }
 }

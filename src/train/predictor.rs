@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::infer::{probabilities, to_tensors, Prediction};
-use crate::data::image::{load_prepared, normalize_into};
+use crate::data::augment::{apply_into, tta_views};
+use crate::data::image::load_prepared;
 use crate::data::loader::{batches, BatchSpec, Dataset};
 use crate::data::Class;
 use crate::error::Result;
@@ -140,13 +141,22 @@ impl<B: FusedBatchNorm> Predictor<B> {
         sum
     }
 
-    /// P(pneumonia) of every image of a dataset, in order, and the mean cross-entropy of those probabilities.
-    pub fn scores(&self, ds: Arc<Dataset>, spec: &BatchSpec, device: &B::Device) -> (Vec<f32>, f64) {
-        let mut scores = Vec::with_capacity(ds.len());
-        for batch in batches(ds.clone(), spec, 0) {
-            let (x, _) = to_tensors::<B>(&batch, device);
-            scores.extend(self.probabilities(x));
-        }
+    /// Test-time augmentation views the checkpoint was evaluated with (1: the image alone).
+    pub fn tta(&self) -> usize {
+        self.meta().tta.max(1)
+    }
+
+    /// P(pneumonia) of every image of a dataset, in order (averaged over `tta` views), and the mean
+    /// cross-entropy of those probabilities.
+    pub fn scores(&self, ds: Arc<Dataset>, spec: &BatchSpec, tta: usize, device: &B::Device) -> (Vec<f32>, f64) {
+        let scores = over_views(&ds, tta, |view| {
+            let mut scores = Vec::with_capacity(view.len());
+            for batch in batches(view, spec, 0) {
+                let (x, _) = to_tensors::<B>(&batch, device);
+                scores.extend(self.probabilities(x));
+            }
+            scores
+        });
         let loss = probability_loss(&scores, &ds.truth());
         (scores, loss)
     }
@@ -166,23 +176,34 @@ impl<B: FusedBatchNorm> Predictor<B> {
         for chunk in paths.chunks(16) {
             let mut images = Vec::new();
             let mut decoded = Vec::new();
+            let mut prepared = Vec::new();
             for p in chunk {
                 match load_prepared(p, s, max_side) {
                     Ok((img, _)) => {
-                        let mut buf = vec![0.0; plane];
-                        normalize_into(&img, meta.mean, meta.std, &mut buf);
-                        images.extend(buf);
+                        prepared.push(img);
                         decoded.push(Ok(p.clone()));
                     }
                     Err(e) => decoded.push(Err((p.clone(), e.to_string()))),
                 }
             }
-            let n = decoded.iter().filter(|d| d.is_ok()).count();
-            let probs = if n > 0 {
-                self.probabilities(Tensor::<B, 4>::from_data(TensorData::new(images, [n, 3, s, s]), device))
-            } else {
-                Vec::new()
-            };
+            let n = prepared.len();
+            let mut probs = vec![0.0f32; n];
+            let views = tta_views(self.tta(), s);
+            for view in &views {
+                if n == 0 {
+                    break;
+                }
+                images.clear();
+                for img in &prepared {
+                    let mut buf = vec![0.0; plane];
+                    apply_into(img, view, meta.mean, meta.std, &mut buf);
+                    images.extend(buf);
+                }
+                let x = Tensor::<B, 4>::from_data(TensorData::new(images.clone(), [n, 3, s, s]), device);
+                for (acc, p) in probs.iter_mut().zip(self.probabilities(x)) {
+                    *acc += p / views.len() as f32;
+                }
+            }
             let mut probs = probs.into_iter();
             for d in decoded {
                 out.push(d.map(|path| {
@@ -194,6 +215,25 @@ impl<B: FusedBatchNorm> Predictor<B> {
         }
         out
     }
+}
+
+/// The mean over `tta` test-time views of the dataset (the dataset itself first; 1 = it alone) of `score`.
+pub fn over_views(ds: &Arc<Dataset>, tta: usize, score: impl Fn(Arc<Dataset>) -> Vec<f32>) -> Vec<f32> {
+    let size = ds.images.first().map(|i| i.size).unwrap_or(0);
+    let views = tta_views(tta, size);
+    let mut sum: Vec<f32> = Vec::new();
+    for view in &views {
+        let s = score(Arc::new(ds.viewed(view)));
+        if sum.is_empty() {
+            sum = s;
+        } else {
+            sum.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+        }
+    }
+    if views.len() > 1 {
+        sum.iter_mut().for_each(|a| *a /= views.len() as f32);
+    }
+    sum
 }
 
 /// Mean cross-entropy of predicted P(pneumonia) against the truth (probabilities clamped to [1e-7, 1 − 1e-7]).
