@@ -291,6 +291,7 @@ impl TrainArgs {
             let msg = msg.replace("`data.image_size`", "`--image-size` / `data.image_size`");
             let msg = msg.replace("`training.batch_size`", "`--batch-size` / `training.batch_size`");
             let msg = msg.replace("`training.max_lr`", "`--max-lr` / `training.max_lr`");
+            let msg = msg.replace("`training.models`", "`--models` / `training.models`");
             ConfigError::new(msg)
         })?;
         if let Some(p) = cfg.pretrained() {
@@ -367,10 +368,17 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", format_error(&err));
-            exit_code(&err)
-        }
+        Err(err) => match err.downcast_ref::<crate::error::Interrupted>() {
+            // Not an error: the user stopped the run and the work is saved.
+            Some(stopped) => {
+                eprintln!("{}", stopped.0);
+                exit::INTERRUPTED
+            }
+            None => {
+                eprintln!("error: {}", format_error(&err));
+                exit_code(&err)
+            }
+        },
     }
 }
 
@@ -435,6 +443,15 @@ fn run(cli: Cli) -> Result<i32> {
                 max_side: a.max_side,
             };
             let bar = progress_bar(spec.train as u64 + spec.test as u64, "drawing SYNTHETIC X-rays");
+            // Never merge into (or overwrite) an existing data set: the names look like Kaggle's.
+            if std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+                return Err(ConfigError::new(format!(
+                    "invalid value for `--out`: {} is not empty; data synth writes only into a new or empty folder \
+                     (it never merges into or overwrites an existing data set)",
+                    a.out.display()
+                ))
+                .into());
+            }
             let s = synth::generate(&a.out, &spec, &|d, _| bar.set_position(d as u64))?;
             bar.finish_and_clear();
             println!(

@@ -219,6 +219,8 @@ pub struct OutputConfig {
 }
 
 pub const MODEL_NAMES: [&str; 3] = ["simple", "regularized", "resnet34"];
+/// More worker threads than this is a typo, not a machine (and rayon would try to start them all).
+pub const MAX_THREADS: usize = 1024;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
@@ -335,7 +337,7 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> std::result::Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::new(describe_toml_error(&e)))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::new(describe_toml_error(&e, text)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -390,10 +392,19 @@ impl Config {
         if t.models.is_empty() {
             return bad("training.models", format!("[] (list one or more of: {})", MODEL_NAMES.join(", ")));
         }
-        for m in &t.models {
+        for (i, m) in t.models.iter().enumerate() {
             if !MODEL_NAMES.contains(&m.as_str()) {
                 return bad("training.models", format!("`{m}` is not a model (allowed: {})", MODEL_NAMES.join(", ")));
             }
+            if t.models[..i].contains(m) {
+                return bad("training.models", format!("`{m}` is listed twice (each model trains once per run)"));
+            }
+        }
+        if t.threads > MAX_THREADS {
+            return bad(
+                "training.threads",
+                format!("{} (allowed: 0 for one per core, or 1 to {MAX_THREADS})", t.threads),
+            );
         }
         if t.epochs == 0 {
             return bad("training.epochs", "0 (allowed: 1 or more)".into());
@@ -495,13 +506,38 @@ impl Config {
 }
 
 /// Turns a toml/serde error into one line that names the key and, for enums, the allowed values.
-fn describe_toml_error(e: &toml::de::Error) -> String {
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
     let msg = msg.replace("unknown variant", "unknown value").replace("expected one of", "allowed:");
     match e.span() {
-        Some(_) => format!("{msg}{}", location_hint(e)),
+        Some(span) => match key_at(text, span.start) {
+            Some(key) if !msg.contains(&key) => format!("invalid value for `{key}`: {msg}{}", location_hint(e)),
+            _ => format!("{msg}{}", location_hint(e)),
+        },
         None => msg,
     }
+}
+
+/// The dotted key (`training.epochs`) whose value sits at byte `at` of a TOML text: the `key =` on that line
+/// under the last `[table]` header above it.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at.min(text.len()))?;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 fn location_hint(e: &toml::de::Error) -> String {
@@ -562,9 +598,22 @@ mod tests {
     }
 
     #[test]
-    fn wrong_types_are_reported() {
+    fn wrong_types_name_the_key() {
         let err = Config::from_toml("[training]\nepochs = \"ten\"\n").unwrap_err().to_string();
-        assert!(err.contains("epochs") || err.contains("line 2"), "{err}");
+        assert!(err.contains("`training.epochs`") && err.contains("line 2"), "{err}");
+        let err = Config::from_toml("[data]\nseed = 1\nimage_size = [1]\n").unwrap_err().to_string();
+        assert!(err.contains("`data.image_size`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_models_and_absurd_thread_counts_are_refused() {
+        let err = Config::from_toml("[training]\nmodels = [\"simple\", \"simple\"]\n").unwrap_err().to_string();
+        assert!(err.contains("training.models") && err.contains("twice"), "{err}");
+        for n in [1025, 100_000] {
+            let err = Config::from_toml(&format!("[training]\nthreads = {n}\n")).unwrap_err().to_string();
+            assert!(err.contains("training.threads"), "{err}");
+        }
+        assert!(Config::from_toml("[training]\nthreads = 8\n").is_ok());
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let plan = args.resolve()?;
     let cfg = plan.config;
     init_threads(cfg.threads());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cfg.threads() > cores {
+        eprintln!(
+            "warning: training.threads = {} is more than this machine's {cores} cores: training will be slower, \
+             not faster (0 = one per core)",
+            cfg.threads()
+        );
+    }
     let say = |m: &str| eprintln!("{m}");
     let data_root = match &plan.resume {
         Some((_, root)) => root.clone(),
@@ -58,10 +66,18 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     let models: Vec<model::ModelKind> =
         setup.config.training.models.iter().filter_map(|m| model::ModelKind::parse(m)).collect();
     let log_file = setup.run_dir.join("pneumoscope.log");
+    // A new run that fails before any model saved a checkpoint (a data check, say) leaves no folder behind.
+    let (new_run, run_path) = (!setup.resume, setup.run_dir.clone());
+    let forget = |e: anyhow::Error| {
+        if new_run && !run_path.join("checkpoints").exists() {
+            let _ = std::fs::remove_dir_all(&run_path);
+        }
+        e
+    };
     let handle = train::engine::spawn(setup);
     let stop_signals = signals::forward_stop_signals(handle.commands.clone())?;
     let report = if plan.no_tui {
-        headless::run(handle)?
+        headless::run(handle).map_err(forget)?
     } else {
         // The predict pane browses the run's test split (the test/ folder or the split held out from train/).
         let layout = data::layout::Layout::scan(&data_root_for_tui)?;
@@ -70,7 +86,7 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         let outcome = tui::run(handle, &models, test_items, &log_file, &stop_signals)?;
         match outcome.report {
             Some(r) => {
-                let r = r?;
+                let r = r.map_err(forget)?;
                 println!("{}", r.table());
                 if let Some(caveat) = r.data_caveat() {
                     println!("{caveat}");
@@ -85,7 +101,11 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         }
     };
     if report.stopped || stop_signals.fired() {
-        return Err(error::Interrupted(format!("stopped; work saved in {}", report.info.run_dir.display())).into());
+        let dir = report.info.run_dir.display();
+        return Err(error::Interrupted(format!(
+            "stopped; work saved in {dir} (continue with `pneumoscope train --resume {dir}`)"
+        ))
+        .into());
     }
     if report.models.iter().all(|m| m.status == train::ModelStatus::Failed) {
         anyhow::bail!("every model failed (see above)");
@@ -119,6 +139,13 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     use train::backend::Cpu;
     let cfg = cli::load_config(None)?;
     let device = Default::default();
+    if let Some(out) = args.heatmap.as_ref().filter(|p| p.exists() && !p.is_dir()) {
+        return Err(error::ConfigError::new(format!(
+            "invalid value for `--heatmap`: {} is a file; give a folder for the overlays",
+            out.display()
+        ))
+        .into());
+    }
     let predictor = train::predictor::Predictor::<Cpu>::load(&args.checkpoint, &device)?;
     if args.heatmap.is_some() && predictor.kind == model::ModelKind::Ensemble {
         return Err(error::ConfigError::new(
@@ -135,12 +162,26 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     }
     for r in results {
         match r {
-            Ok(p) if args.json => println!("{}", serde_json::to_string(&p)?),
+            Ok(p) if args.json => {
+                // A file name that is not UTF-8 is written lossily (JSON strings are UTF-8) and said so.
+                let name = p.path.to_string_lossy();
+                let lossy = p.path.to_str().is_none();
+                if lossy {
+                    eprintln!("warning: {name}: the file name is not UTF-8; written lossily in the JSON");
+                }
+                let mut v = serde_json::json!({
+                    "path": name, "label": p.label, "p_pneumonia": p.p_pneumonia, "threshold": p.threshold,
+                });
+                if lossy {
+                    v["path_lossy"] = true.into();
+                }
+                println!("{v}");
+            }
             Ok(p) => println!("{}\t{}\tP(pneumonia)={:.4}", p.path.display(), p.label, p.p_pneumonia),
             Err((path, e)) => {
                 failures += 1;
                 if args.json {
-                    println!("{}", serde_json::json!({"path": path, "error": e}));
+                    println!("{}", serde_json::json!({"path": path.to_string_lossy(), "error": e}));
                 } else {
                     eprintln!("error: cannot predict {}: {e}", path.display());
                 }

@@ -125,13 +125,25 @@ pub struct Prediction {
     pub threshold: f32,
 }
 
-/// Expands files and folders into the list of image files (folders: their images, sorted; recursive).
+/// Expands files and folders into the list of image files (folders: their images, sorted; recursive). Each
+/// file is listed once, however many ways it is reached (symlinked folders, loops, an input given twice).
 pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<(PathBuf, String)>) {
-        if depth > 8 {
-            problems.push((dir.to_path_buf(), "folder nesting deeper than 8 levels (symlink loop?)".into()));
+    let mut seen = std::collections::HashSet::new();
+    fn walk(
+        dir: &Path,
+        depth: usize,
+        seen: &mut std::collections::HashSet<PathBuf>,
+        files: &mut Vec<PathBuf>,
+        problems: &mut Vec<(PathBuf, String)>,
+    ) {
+        // A folder reached again (a symlink to itself or an ancestor) is walked once.
+        if !seen.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+            return;
+        }
+        if depth > 32 {
+            problems.push((dir.to_path_buf(), "folder nesting deeper than 32 levels".into()));
             return;
         }
         let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -144,9 +156,11 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                walk(&p, depth + 1, files, problems);
+                walk(&p, depth + 1, seen, files, problems);
             } else if crate::data::layout::has_image_extension(&p) {
-                files.push(p);
+                if seen.insert(std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone())) {
+                    files.push(p);
+                }
             } else if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
                 problems.push((p, "skipped: not an image file extension (.jpeg, .jpg, .png)".into()));
             }
@@ -154,9 +168,11 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String
     }
     for input in inputs {
         if input.is_dir() {
-            walk(input, 0, &mut files, &mut problems);
+            walk(input, 0, &mut seen, &mut files, &mut problems);
         } else if input.exists() {
-            files.push(input.clone());
+            if seen.insert(std::fs::canonicalize(input).unwrap_or_else(|_| input.clone())) {
+                files.push(input.clone());
+            }
         } else {
             problems.push((input.clone(), "no such file or folder".into()));
         }
