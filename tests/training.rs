@@ -245,3 +245,126 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
     let err = checkpoint::load::<B>(&junk, &device).err().unwrap().to_string();
     assert!(err.contains("junk.ckpt") && err.contains("not a pneumoscope checkpoint"), "{err}");
 }
+
+fn meta_of(kind: ModelKind) -> CheckpointMeta {
+    CheckpointMeta {
+        format: checkpoint::FORMAT_VERSION,
+        model: kind,
+        image_size: 32,
+        mean: [0.1, 0.2, 0.3],
+        std: [0.4, 0.5, 0.6],
+        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+        threshold: 0.42,
+        dropout: 0.5,
+        epoch: 3,
+        val_loss: None,
+        val_accuracy: None,
+        synthetic_data: false,
+        data_source: Default::default(),
+        init: "scratch".into(),
+        pneumoscope_version: "test".into(),
+        created: "now".into(),
+        train_state: None,
+        tta: 1,
+        split: None,
+    }
+}
+
+/// Property: a damaged checkpoint (any single bit flipped, any truncation) never panics on load and is never
+/// taken silently as a different model — it is refused, naming the file.
+#[test]
+fn damaged_checkpoints_are_refused_never_loaded_as_another_model() {
+    use rand::{Rng, SeedableRng};
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let model: Model<B> = Model::new(ModelKind::Simple, 0.5, &device);
+    let path = dir.path().join("good.ckpt");
+    checkpoint::save(&path, &meta_of(ModelKind::Simple), &model).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let (x, _) = fixed_batch(2, 32);
+    let xs = Tensor::<B, 4>::from_data(TensorData::new(x, [2, 3, 32, 32]), &device);
+    let expected = probabilities(model.forward(xs.clone()));
+    let damaged = dir.path().join("damaged.ckpt");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..300 {
+        let mut b = good.clone();
+        let bit = rng.random_range(0..b.len() * 8);
+        b[bit / 8] ^= 1 << (bit % 8);
+        cases.push(b);
+    }
+    // Flips in the header and the frames, where lengths and kinds live.
+    for bit in 0..(17 + 12 + 64) * 8 {
+        let mut b = good.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        cases.push(b);
+    }
+    for _ in 0..60 {
+        cases.push(good[..rng.random_range(0..good.len())].to_vec());
+    }
+    for (i, bytes) in cases.iter().enumerate() {
+        std::fs::write(&damaged, bytes).unwrap();
+        let loaded = std::panic::catch_unwind(|| checkpoint::load::<B>(&damaged, &device))
+            .unwrap_or_else(|_| panic!("case {i}: loading a damaged checkpoint panicked"));
+        match loaded {
+            Err(e) => assert!(e.to_string().contains("damaged.ckpt"), "case {i}: {e}"),
+            Ok((_, m)) => {
+                assert_eq!(probabilities(m.forward(xs.clone())), expected, "case {i}: a different model was loaded")
+            }
+        }
+    }
+}
+
+#[test]
+fn impossible_header_values_are_refused_before_a_model_is_built() {
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let model: Model<B> = Model::new(ModelKind::Simple, 0.5, &device);
+    for (what, meta) in [
+        ("image_size", CheckpointMeta { image_size: 0, ..meta_of(ModelKind::Simple) }),
+        ("image_size", CheckpointMeta { image_size: 100_000, ..meta_of(ModelKind::Simple) }),
+        ("threshold", CheckpointMeta { threshold: 7.5, ..meta_of(ModelKind::Simple) }),
+        ("std", CheckpointMeta { std: [0.4, 0.0, 0.6], ..meta_of(ModelKind::Simple) }),
+        ("ensemble", CheckpointMeta { model: ModelKind::Ensemble, ..meta_of(ModelKind::Simple) }),
+    ] {
+        let path = dir.path().join("bad.ckpt");
+        checkpoint::save(&path, &meta, &model).unwrap();
+        let err = checkpoint::load::<B>(&path, &device).err().expect("refused").to_string();
+        assert!(err.contains("bad.ckpt") && err.contains("invalid header") && err.contains(what), "{err}");
+    }
+    // Weights of another architecture under a valid header: an error naming the file, not a panic.
+    let path = dir.path().join("wrong-kind.ckpt");
+    checkpoint::save(&path, &meta_of(ModelKind::Regularized), &model).unwrap();
+    let err = checkpoint::load::<B>(&path, &device).err().expect("refused").to_string();
+    assert!(err.contains("wrong-kind.ckpt") && err.contains("do not fit"), "{err}");
+}
+
+#[test]
+fn checkpoints_written_before_checksums_still_load() {
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let model: Model<B> = Model::new(ModelKind::Simple, 0.5, &device);
+    let path = dir.path().join("v2.ckpt");
+    checkpoint::save(&path, &meta_of(ModelKind::Simple), &model).unwrap();
+    let b = std::fs::read(&path).unwrap();
+    // Re-frame the sections the old way: magic PNEUMOSCOPE-CKPT, then u64 length before each, no checksums.
+    let len = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (h, hlen) = (17 + 12, len(17));
+    let (r, rlen) = (h + hlen + 12, len(h + hlen));
+    let mut old = b"PNEUMOSCOPE-CKPT\n".to_vec();
+    old.extend((hlen as u64).to_le_bytes());
+    old.extend(&b[h..h + hlen]);
+    old.extend((rlen as u64).to_le_bytes());
+    old.extend(&b[r..r + rlen]);
+    let v1 = dir.path().join("v1.ckpt");
+    std::fs::write(&v1, old).unwrap();
+    let (meta, loaded) = checkpoint::load::<B>(&v1, &device).unwrap();
+    assert_eq!(meta, meta_of(ModelKind::Simple));
+    let (x, _) = fixed_batch(2, 32);
+    let xs = Tensor::<B, 4>::from_data(TensorData::new(x, [2, 3, 32, 32]), &device);
+    assert_eq!(probabilities(loaded.forward(xs.clone())), probabilities(model.forward(xs)));
+    // Rewriting its header (the operating point) keeps the old layout readable.
+    checkpoint::rewrite_meta(&v1, &CheckpointMeta { threshold: 0.7, ..meta }).unwrap();
+    assert_eq!(checkpoint::load_meta(&v1).unwrap().threshold, 0.7);
+    assert!(checkpoint::load::<B>(&v1, &device).is_ok());
+}

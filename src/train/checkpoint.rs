@@ -1,7 +1,9 @@
-//! Checkpoint files: a JSON header (model kind, image size, normalisation, class names, threshold, epoch)
-//! followed by the burn record of the weights, written atomically. Must not depend on front-ends.
+//! Checkpoint files: a JSON header (model kind, image size, normalisation, class names, threshold, epoch), the
+//! burn record of the weights and optionally the optimiser state, each section framed by its length and CRC-32,
+//! written atomically; every header field is checked before a model is built from it. Must not depend on
+//! front-ends.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -10,10 +12,14 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorde
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Class;
 use crate::error::Result;
 use crate::model::{Model, ModelKind};
 
-const MAGIC: &[u8; 17] = b"PNEUMOSCOPE-CKPT\n";
+/// Checksummed layout: every section framed by its length and CRC-32.
+const MAGIC: &[u8; 17] = b"PNEUMOSCOPE-CKP2\n";
+/// The layout before checksums (still read).
+const MAGIC_V1: &[u8; 17] = b"PNEUMOSCOPE-CKPT\n";
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Everything predict and eval need besides the weights.
@@ -142,44 +148,124 @@ fn save_parts<B: Backend>(path: &Path, meta: &CheckpointMeta, model: &Model<B>, 
         .record(model.clone().into_record(), ())
         .map_err(|e| anyhow::anyhow!("cannot serialise the {} weights: {e}", meta.model))?;
     let header = serde_json::to_vec(meta)?;
-    let (hlen, rlen) = ((header.len() as u64).to_le_bytes(), (record.len() as u64).to_le_bytes());
-    let olen = optim.as_ref().map(|o| (o.len() as u64).to_le_bytes());
-    let mut parts: Vec<&[u8]> = vec![MAGIC, &hlen, &header, &rlen, &record];
-    if let (Some(o), Some(l)) = (&optim, &olen) {
-        parts.push(l);
-        parts.push(o);
+    let sections: Vec<&[u8]> = [Some(&header[..]), Some(&record[..]), optim.as_deref()].into_iter().flatten().collect();
+    let frames: Vec<[u8; 12]> = sections.iter().map(|s| frame(s)).collect();
+    let mut parts: Vec<&[u8]> = vec![MAGIC];
+    for (f, s) in frames.iter().zip(&sections) {
+        parts.push(f);
+        parts.push(s);
     }
     write_atomic_parts(path, &parts)
+}
+
+/// A section's frame: its length (u64) and the CRC-32 of its bytes (u32), little-endian.
+fn frame(section: &[u8]) -> [u8; 12] {
+    let mut f = [0u8; 12];
+    f[..8].copy_from_slice(&(section.len() as u64).to_le_bytes());
+    f[8..].copy_from_slice(&crc32fast::hash(section).to_le_bytes());
+    f
 }
 
 /// Replaces a checkpoint's header (e.g. to record the operating point) and keeps its weights and optimiser
 /// sections byte for byte, streaming them into the new file (atomically: temporary file, fsync, rename).
 pub fn rewrite_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
-    let (mut src, _) = open_header(path)?;
+    let (mut src, _, layout) = open_header(path)?;
     let header = serde_json::to_vec(meta)?;
     write_atomic_with(path, |out| {
-        out.write_all(MAGIC)?;
-        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        match layout {
+            Layout::Checksummed => {
+                out.write_all(MAGIC)?;
+                out.write_all(&frame(&header))?;
+            }
+            Layout::Plain => {
+                out.write_all(MAGIC_V1)?;
+                out.write_all(&(header.len() as u64).to_le_bytes())?;
+            }
+        }
         out.write_all(&header)?;
         std::io::copy(&mut src, out).map(|_| ())
     })
 }
 
-/// Opens a checkpoint and reads its header; the file is left at the start of the weights section.
-fn open_header(path: &Path) -> Result<(std::fs::File, CheckpointMeta)> {
+/// How a checkpoint file's sections are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Written before checksums (magic `PNEUMOSCOPE-CKPT`): length-prefixed sections, no integrity check.
+    Plain,
+    /// Each section framed by its length and CRC-32 (magic `PNEUMOSCOPE-CKP2`).
+    Checksummed,
+}
+
+/// The longest header accepted (a real one is about 1 KB).
+const MAX_HEADER: u64 = 1 << 20;
+
+/// Reads `len` bytes of the section called `what`, refusing lengths beyond the file's end before allocating.
+fn read_section(f: &mut std::fs::File, path: &Path, what: &str, len: u64, left: u64) -> Result<Vec<u8>> {
+    if len > left {
+        bail!("checkpoint {} is truncated ({} of {len} {what} bytes)", path.display(), left);
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).with_context(|| format!("checkpoint {} is truncated ({what})", path.display()))?;
+    Ok(buf)
+}
+
+/// Reads a frame (length, CRC-32), or None at the end of the file.
+fn read_frame(f: &mut std::fs::File, path: &Path, what: &str) -> Result<Option<(u64, u32)>> {
+    let mut fr = [0u8; 12];
+    let mut got = 0;
+    while got < fr.len() {
+        match f.read(&mut fr[got..]).with_context(|| format!("cannot read checkpoint {}", path.display()))? {
+            0 if got == 0 => return Ok(None),
+            0 => bail!("checkpoint {} is truncated ({what} section)", path.display()),
+            n => got += n,
+        }
+    }
+    let len = u64::from_le_bytes(fr[..8].try_into().unwrap_or_default());
+    Ok(Some((len, u32::from_le_bytes(fr[8..].try_into().unwrap_or_default()))))
+}
+
+fn check_crc(path: &Path, what: &str, bytes: &[u8], crc: u32) -> Result<()> {
+    if crc32fast::hash(bytes) != crc {
+        bail!(
+            "checkpoint {} is corrupt: its {what} section fails its checksum (the file was damaged after it was \
+             written; use another checkpoint, e.g. the run's other best/last file)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens a checkpoint and reads and checks its header; the file is left at the start of the weights section.
+fn open_header(path: &Path) -> Result<(std::fs::File, CheckpointMeta, Layout)> {
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut magic = [0u8; 17];
-    if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        bail!("{} is not a pneumoscope checkpoint (wrong or missing header)", path.display());
-    }
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
-    let hlen = u64::from_le_bytes(len);
-    if hlen > 1 << 20 {
-        bail!("checkpoint {} has a corrupt header length", path.display());
-    }
-    let mut header = vec![0u8; hlen as usize];
-    f.read_exact(&mut header).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+    let layout = match f.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => Layout::Checksummed,
+        Ok(()) if &magic == MAGIC_V1 => Layout::Plain,
+        _ => bail!("{} is not a pneumoscope checkpoint (wrong or missing header)", path.display()),
+    };
+    let header = match layout {
+        Layout::Checksummed => {
+            let (len, crc) = read_frame(&mut f, path, "header")?
+                .ok_or_else(|| anyhow::anyhow!("checkpoint {} is truncated (no header)", path.display()))?;
+            if len > MAX_HEADER {
+                bail!("checkpoint {} has a corrupt header length", path.display());
+            }
+            let header = read_section(&mut f, path, "header", len, size.saturating_sub(17 + 12))?;
+            check_crc(path, "header", &header, crc)?;
+            header
+        }
+        Layout::Plain => {
+            let mut len = [0u8; 8];
+            f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+            let hlen = u64::from_le_bytes(len);
+            if hlen > MAX_HEADER {
+                bail!("checkpoint {} has a corrupt header length", path.display());
+            }
+            read_section(&mut f, path, "header", hlen, size.saturating_sub(17 + 8))?
+        }
+    };
     let meta: CheckpointMeta = serde_json::from_slice(&header)
         .with_context(|| format!("checkpoint {} has an unreadable header", path.display()))?;
     if meta.format > FORMAT_VERSION {
@@ -189,34 +275,83 @@ fn open_header(path: &Path) -> Result<(std::fs::File, CheckpointMeta)> {
             meta.format
         );
     }
-    Ok((f, meta))
+    validate(&meta).map_err(|why| anyhow::anyhow!("checkpoint {} has an invalid header: {why}", path.display()))?;
+    Ok((f, meta, layout))
+}
+
+/// Checks every header field a model is built from, before anything is allocated for it.
+fn validate(m: &CheckpointMeta) -> std::result::Result<(), String> {
+    if !m.model.is_network() {
+        return Err(format!("model `{}` is not a network", m.model));
+    }
+    if !(16..=1024).contains(&m.image_size) {
+        return Err(format!("image_size {} (allowed: 16 to 1024)", m.image_size));
+    }
+    if !(m.threshold.is_finite() && (0.0..=1.0).contains(&m.threshold)) {
+        return Err(format!("threshold {} (allowed: 0 to 1)", m.threshold));
+    }
+    if m.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || m.mean.iter().any(|v| !v.is_finite()) {
+        return Err(format!("normalisation mean {:?} std {:?} (finite, std positive)", m.mean, m.std));
+    }
+    if !(m.dropout.is_finite() && (0.0..1.0).contains(&m.dropout)) {
+        return Err(format!("dropout {} (allowed: 0 to less than 1)", m.dropout));
+    }
+    if !(1..=5).contains(&m.tta) {
+        return Err(format!("tta {} (allowed: 1 to 5)", m.tta));
+    }
+    if m.class_names != [Class::Normal.folder(), Class::Pneumonia.folder()] {
+        return Err(format!("classes {:?} (expected NORMAL, PNEUMONIA)", m.class_names));
+    }
+    Ok(())
 }
 
 fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {
-    let (mut f, meta) = open_header(path)?;
-    let mut record = Vec::new();
-    let mut optim = Vec::new();
-    if with_record {
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
-        let rlen = u64::from_le_bytes(len);
-        let mut rest = Vec::new();
-        f.read_to_end(&mut rest)?;
-        if (rest.len() as u64) < rlen {
-            bail!("checkpoint {} is truncated ({} of {} weight bytes)", path.display(), rest.len(), rlen);
+    let (mut f, meta, layout) = open_header(path)?;
+    if !with_record {
+        return Ok((meta, Vec::new(), Vec::new()));
+    }
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let left = |f: &mut std::fs::File| size.saturating_sub(f.stream_position().unwrap_or(size));
+    match layout {
+        Layout::Checksummed => {
+            let (rlen, rcrc) = read_frame(&mut f, path, "weights")?
+                .ok_or_else(|| anyhow::anyhow!("checkpoint {} is truncated (no weights)", path.display()))?;
+            let l = left(&mut f);
+            let record = read_section(&mut f, path, "weight", rlen, l)?;
+            check_crc(path, "weights", &record, rcrc)?;
+            let optim = match read_frame(&mut f, path, "optimiser")? {
+                None => Vec::new(),
+                Some((olen, ocrc)) => {
+                    let l = left(&mut f);
+                    if olen != l {
+                        bail!("checkpoint {} has a truncated optimiser section ({l} of {olen} bytes)", path.display());
+                    }
+                    let optim = read_section(&mut f, path, "optimiser", olen, l)?;
+                    check_crc(path, "optimiser", &optim, ocrc)?;
+                    optim
+                }
+            };
+            Ok((meta, record, optim))
         }
-        optim = rest.split_off(rlen as usize);
-        record = rest;
-        if !optim.is_empty() {
-            // An optional third section: the optimiser state, length-prefixed.
-            let olen = optim.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
-            if optim.len() as u64 != 8 + olen {
-                bail!("checkpoint {} has a truncated optimiser section", path.display());
+        Layout::Plain => {
+            let mut len = [0u8; 8];
+            f.read_exact(&mut len).with_context(|| format!("checkpoint {} is truncated", path.display()))?;
+            let rlen = u64::from_le_bytes(len);
+            let l = left(&mut f);
+            let record = read_section(&mut f, path, "weight", rlen, l)?;
+            let mut optim = Vec::new();
+            f.read_to_end(&mut optim)?;
+            if !optim.is_empty() {
+                // An optional third section: the optimiser state, length-prefixed.
+                let olen = optim.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
+                if optim.len() as u64 != 8 + olen {
+                    bail!("checkpoint {} has a truncated optimiser section", path.display());
+                }
+                optim.drain(..8);
             }
-            optim.drain(..8);
+            Ok((meta, record, optim))
         }
     }
-    Ok((meta, record, optim))
 }
 
 /// Reads only the header.
@@ -230,28 +365,35 @@ pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device)
     if optim.is_empty() {
         return Ok(None);
     }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(optim, device)
-    }))
-    .map_err(|_| anyhow::anyhow!("checkpoint {} has an optimiser state that does not fit", path.display()))?
-    .map_err(|e| anyhow::anyhow!("checkpoint {} has an unreadable optimiser state: {e}", path.display()))?;
+    let r = quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(optim, device))
+        .map_err(|_| anyhow::anyhow!("checkpoint {} has an optimiser state that does not fit", path.display()))?
+        .map_err(|e| anyhow::anyhow!("checkpoint {} has an unreadable optimiser state: {e}", path.display()))?;
     Ok(Some(r))
 }
 
 /// Loads a checkpoint onto `device`.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
     let (meta, record, _) = read_parts(path, true)?;
-    if !meta.model.is_network() {
-        bail!("checkpoint {} names no network (model `{}`)", path.display(), meta.model);
-    }
     let model = Model::<B>::new(meta.model, meta.dropout, device);
-    let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device)
-    }))
-    .map_err(|_| anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model))?
-    .map_err(|e| anyhow::anyhow!("checkpoint {} has unreadable weights: {e}", path.display()))?;
-    let model = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record))).map_err(|_| {
+    let record = quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device))
+        .map_err(|_| {
+            anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)
+        })?
+        .map_err(|e| anyhow::anyhow!("checkpoint {} has unreadable weights: {e}", path.display()))?;
+    let model = quietly(|| model.load_record(record)).map_err(|_| {
         anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)
     })?;
     Ok((meta, model))
+}
+
+/// Runs `f`, turning a panic inside burn's record loading (weights of another shape) into an error without the
+/// panic message and backtrace reaching the terminal: the file is named by the caller's error instead.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = QUIET.lock().unwrap_or_else(|p| p.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r
 }
