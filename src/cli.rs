@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, DataConfig, DeviceChoice, IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES};
 use crate::data::{stats, synth};
-use crate::error::{exit, exit_code, ConfigError, Result};
+use crate::error::{exit, exit_code, format_error, ConfigError, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -195,6 +195,10 @@ pub struct TrainArgs {
     /// others go on from their last checkpoint (weights, optimiser state, schedule position, history).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// With --resume: a model whose last checkpoint is damaged (truncated, corrupt) trains again from scratch
+    /// instead of failing (the damaged file is kept beside it).
+    #[arg(long, requires = "resume")]
+    pub restart_damaged: bool,
 }
 
 /// Loads the config file (explicit path, or ./config.toml when present, else defaults).
@@ -215,6 +219,8 @@ pub struct TrainPlan {
     pub no_tui: bool,
     /// The run folder to continue, with the data folder it used.
     pub resume: Option<(PathBuf, PathBuf)>,
+    /// With `resume`: retrain models whose last checkpoint is damaged.
+    pub restart_damaged: bool,
 }
 
 impl TrainArgs {
@@ -310,7 +316,7 @@ impl TrainArgs {
             }
         }
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan { config: cfg, demo_default, no_tui, resume: None })
+        Ok(TrainPlan { config: cfg, demo_default, no_tui, resume: None, restart_damaged: false })
     }
 
     /// `--resume RUN_DIR`: the run's saved config and data folder; other settings cannot change mid-run.
@@ -353,7 +359,13 @@ impl TrainArgs {
         }
         let data_root = cfg.data.root.clone();
         let no_tui = self.no_tui || !std::io::stdout().is_terminal();
-        Ok(TrainPlan { config: cfg, demo_default: false, no_tui, resume: Some((run.to_path_buf(), data_root)) })
+        Ok(TrainPlan {
+            config: cfg,
+            demo_default: false,
+            no_tui,
+            resume: Some((run.to_path_buf(), data_root)),
+            restart_damaged: self.restart_damaged,
+        })
     }
 }
 
@@ -380,15 +392,6 @@ pub fn main() -> i32 {
             }
         },
     }
-}
-
-/// One line per cause, the way cargo prints them.
-pub fn format_error(err: &anyhow::Error) -> String {
-    let mut s = err.to_string();
-    for cause in err.chain().skip(1) {
-        s.push_str(&format!("\n  caused by: {cause}"));
-    }
-    s
 }
 
 fn run(cli: Cli) -> Result<i32> {

@@ -29,6 +29,15 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
+/// One line per cause, the way cargo prints them.
+pub fn format_error(err: &anyhow::Error) -> String {
+    let mut s = err.to_string();
+    for cause in err.chain().skip(1) {
+        s.push_str(&format!("\n  caused by: {cause}"));
+    }
+    s
+}
+
 /// Maps an error to the process exit code.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.downcast_ref::<ConfigError>().is_some() {

@@ -61,8 +61,15 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     };
     let data_root_for_tui = data_root.clone();
     let cfg_for_tui = cfg.data.clone();
-    let setup =
-        train::engine::RunSetup { config: cfg, data_root, source, run_dir, device, resume: plan.resume.is_some() };
+    let setup = train::engine::RunSetup {
+        config: cfg,
+        data_root,
+        source,
+        run_dir,
+        device,
+        resume: plan.resume.is_some(),
+        restart_damaged: plan.restart_damaged,
+    };
     let models: Vec<model::ModelKind> =
         setup.config.training.models.iter().filter_map(|m| model::ModelKind::parse(m)).collect();
     let log_file = setup.run_dir.join("pneumoscope.log");
@@ -239,7 +246,7 @@ fn write_heatmaps(
             Ok(()) => {}
             Err(e) => {
                 failures += 1;
-                eprintln!("error: no heatmap for {}: {}", path.display(), cli::format_error(&e));
+                eprintln!("error: no heatmap for {}: {}", path.display(), error::format_error(&e));
             }
         }
     }

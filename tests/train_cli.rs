@@ -293,6 +293,8 @@ fn a_killed_run_resumes_from_its_last_checkpoint_and_finishes() {
     let run = only_run(&tmp.path().join("runs"));
     let before = epochs_logged(&run, "regularized");
     assert!(before.len() >= 2 && before.len() < 5, "{before:?}");
+    let last = run.join("checkpoints/regularized-last.ckpt");
+    let secs_before = pneumoscope::train::checkpoint::load_meta(&last).unwrap().train_state.unwrap().train_seconds;
 
     let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", run.to_str().unwrap()]);
     let log = text(&out);
@@ -310,6 +312,9 @@ fn a_killed_run_resumes_from_its_last_checkpoint_and_finishes() {
         assert_eq!(m["epochs_done"], 5);
         assert!(m["test"]["accuracy"].is_number());
     }
+    // The reported training time includes the epochs trained before the kill.
+    let secs = report["models"][0]["train_seconds"].as_f64().unwrap();
+    assert!(secs > secs_before, "{secs} s reported, {secs_before} s trained before the kill");
     // The one-cycle schedule went on from its position: the last logged learning rate is the final, tiny one.
     let last_lr = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -452,4 +457,36 @@ fn a_data_folder_that_does_not_exist_is_an_error_not_the_demo() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("`--data`") && text(&out).contains("no/such/folder"), "{}", text(&out));
     assert!(!tmp.path().join("runs").exists(), "no run folder for a run that never started");
+}
+
+#[test]
+fn a_damaged_last_checkpoint_says_what_to_do_and_restarts_that_model_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 14);
+    let d = data.to_str().unwrap();
+    let args = ["train", "--no-tui", "--data", d, "--epochs", "3", "--image-size", "24", "--models", "regularized"];
+    let (code, _, _) = train_until(tmp.path(), &args, "regularized epoch 1:", &[libc::SIGKILL]);
+    assert_eq!(code, -1);
+    let run = only_run(&tmp.path().join("runs"));
+    let last = run.join("checkpoints/regularized-last.ckpt");
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() - 1000]).unwrap();
+    let r = run.to_str().unwrap();
+    // Without consent: that model fails, naming the file and the flag, and nothing is overwritten.
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", r]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    assert!(log.contains("regularized-last.ckpt") && log.contains("--restart-damaged"), "{log}");
+    assert_eq!(std::fs::read(&last).unwrap().len(), bytes.len() - 1000, "the damaged file is left as it was");
+    // With it: the model trains again from scratch and the damaged file is kept aside.
+    let out = run_in(tmp.path(), &["train", "--no-tui", "--resume", r, "--restart-damaged"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("training regularized again from scratch"), "{log}");
+    assert!(run.join("checkpoints/regularized-last.ckpt.damaged").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["models"][0]["status"], "done");
+    assert_eq!(report["models"][0]["epochs_done"], 3);
 }

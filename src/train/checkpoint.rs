@@ -354,6 +354,16 @@ fn read_parts(path: &Path, with_record: bool) -> Result<(CheckpointMeta, Vec<u8>
     }
 }
 
+/// Reads and checks a whole resumable checkpoint (header, weights, optimiser state) and returns its training
+/// position; an error says what is damaged.
+pub fn verify_resumable(path: &Path) -> Result<TrainState> {
+    let (meta, _, optim) = read_parts(path, true)?;
+    if optim.is_empty() {
+        bail!("checkpoint {} holds no optimiser state to resume from", path.display());
+    }
+    meta.train_state.ok_or_else(|| anyhow::anyhow!("checkpoint {} holds no training state", path.display()))
+}
+
 /// Reads only the header.
 pub fn load_meta(path: &Path) -> Result<CheckpointMeta> {
     Ok(read_parts(path, false)?.0)

@@ -47,6 +47,8 @@ pub struct RunSetup {
     pub device: Resolved,
     /// Continue the run already in `run_dir` (its report.json, checkpoints and metrics.jsonl).
     pub resume: bool,
+    /// On resume, train a model whose `last` checkpoint is damaged again from scratch instead of failing it.
+    pub restart_damaged: bool,
 }
 
 /// The front-end's side of a running engine.
@@ -79,7 +81,7 @@ pub fn spawn(setup: RunSetup) -> EngineHandle {
                 Resolved::Cuda(_) => Err(anyhow::anyhow!("this binary was built without CUDA support")),
             };
             if let Err(e) = &result {
-                emit.send(TrainEvent::Failed { message: crate::cli::format_error(e) });
+                emit.send(TrainEvent::Failed { message: crate::error::format_error(e) });
             }
             result
         })
@@ -382,11 +384,49 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
         }
         // A resumable `last` checkpoint (saved at the end of each epoch) continues that model.
         // (report.json records it only when a model ends; after a SIGKILL the file is the witness.)
-        let resume_from = setup
-            .resume
-            .then(|| setup.run_dir.join("checkpoints").join(format!("{kind}-last.ckpt")))
-            .filter(|p| checkpoint::load_meta(p).map(|m| m.train_state.is_some()).unwrap_or(false));
-        let earlier_secs = if resume_from.is_some() { prev.map(|p| p.train_seconds).unwrap_or(0.0) } else { 0.0 };
+        let last = setup.run_dir.join("checkpoints").join(format!("{kind}-last.ckpt"));
+        let mut resume_from = None;
+        let mut earlier_secs = 0.0;
+        if setup.resume && last.is_file() {
+            match checkpoint::verify_resumable(&last) {
+                Ok(state) => {
+                    // The report's figure, or the checkpoint's own when the run was killed mid-model.
+                    earlier_secs = prev.map(|p| p.train_seconds).unwrap_or(0.0).max(state.train_seconds);
+                    resume_from = Some(last.clone());
+                }
+                Err(e) if setup.restart_damaged => {
+                    let kept = last.with_extension("ckpt.damaged");
+                    let _ = std::fs::rename(&last, &kept);
+                    emit.send(TrainEvent::Notice {
+                        message: format!(
+                            "{kind}: its last checkpoint cannot be resumed ({}); training {kind} again from scratch \
+                             (the damaged file is kept as {})",
+                            crate::error::format_error(&e).replace('\n', " "),
+                            kept.display()
+                        ),
+                    });
+                }
+                Err(e) => {
+                    let mut failed = prev.cloned().unwrap_or_else(|| ModelResult::new(kind));
+                    failed.status = ModelStatus::Failed;
+                    failed.error = Some(format!(
+                        "cannot resume {kind}: {} — to train {kind} again from scratch, run `pneumoscope train \
+                         --resume {} --restart-damaged` (its best checkpoint stays until a better one is saved)",
+                        crate::error::format_error(&e).replace('\n', " "),
+                        setup.run_dir.display()
+                    ));
+                    emit.send(TrainEvent::ModelFinished {
+                        model: kind,
+                        status: ModelStatus::Failed,
+                        seconds: failed.train_seconds,
+                        error: failed.error.clone(),
+                    });
+                    report.models[index] = failed;
+                    report.write(&setup.run_dir)?;
+                    continue;
+                }
+            }
+        }
         let started = Instant::now();
         let mut result = ModelResult::new(kind);
         result.status = ModelStatus::Training;
@@ -418,7 +458,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
             }
             Err(e) => {
                 result.status = ModelStatus::Failed;
-                result.error = Some(crate::cli::format_error(&e));
+                result.error = Some(crate::error::format_error(&e));
                 false
             }
         };
@@ -542,7 +582,7 @@ fn position(global_step: usize, best_loss: f64, r: &ModelResult, images_seen: us
 fn save_failed(e: &anyhow::Error) -> String {
     format!(
         "{} — training goes on; the save is retried at the next epoch",
-        crate::cli::format_error(e).replace('\n', " ")
+        crate::error::format_error(e).replace('\n', " ")
     )
 }
 

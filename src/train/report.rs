@@ -136,7 +136,7 @@ impl RunReport {
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
         let plots = super::plots::write_all(self, dir).unwrap_or_else(|e| {
-            eprintln!("warning: {}", crate::cli::format_error(&e));
+            eprintln!("warning: {}", crate::error::format_error(&e));
             Vec::new()
         });
         write_atomic(&dir.join("report.md"), self.markdown_with(&plots).as_bytes())

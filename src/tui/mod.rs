@@ -228,7 +228,7 @@ fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
             let outcome = (|| -> std::result::Result<(f32, f32), String> {
                 if cache.as_ref().map(|c| &c.path) != Some(&checkpoint) {
                     let loaded = crate::train::predictor::Predictor::<Cpu>::load(&checkpoint, &device)
-                        .map_err(|e| crate::cli::format_error(&e))?;
+                        .map_err(|e| crate::error::format_error(&e))?;
                     cache = Some(loaded);
                 }
                 let predictor = cache.as_ref().ok_or("no model")?;
