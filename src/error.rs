@@ -51,7 +51,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 
 /// Test hooks. `PNEUMOSCOPE_FAILPOINTS=a,b@3` makes the named places fail on purpose, so the tests can check
 /// that an error nobody can provoke from outside (a full disk, a diverging loss, a panicking pane) is handled.
-/// Known names: `write:<text>` (writes to paths containing <text> fail), `nan-loss@<model>:<step>` (the loss
+/// Known names: `write:<text>` (writes to paths containing <text> fail; `write:<text>#N`: from the Nth such write), `nan-loss@<model>:<step>` (the loss
 /// becomes NaN at that model's global step), `panic-render` (the dashboard panics while drawing). Unset in normal use.
 pub fn failpoint(name: &str) -> Option<String> {
     let spec = std::env::var("PNEUMOSCOPE_FAILPOINTS").ok()?;

@@ -114,6 +114,19 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         ))
         .into());
     }
+    let unsaved: Vec<String> = report
+        .models
+        .iter()
+        .filter(|m| !m.unsaved.is_empty())
+        .map(|m| format!("{}: {}", m.model, m.unsaved.join("; ")))
+        .collect();
+    if !unsaved.is_empty() {
+        anyhow::bail!(
+            "not everything could be saved in {} — {}; report.json describes only what is on disk",
+            report.info.run_dir.display(),
+            unsaved.join("; ")
+        );
+    }
     if report.models.iter().all(|m| m.status == train::ModelStatus::Failed) {
         anyhow::bail!("every model failed (see above)");
     }

@@ -51,7 +51,7 @@ fn a_diverging_model_stops_with_a_clear_message_and_the_queue_goes_on() {
 }
 
 #[test]
-fn a_failing_disk_is_reported_and_training_goes_on() {
+fn a_failing_disk_is_reported_training_goes_on_and_the_run_does_not_claim_what_it_could_not_save() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     synth(&data, 60, 10, 22);
@@ -72,17 +72,68 @@ fn a_failing_disk_is_reported_and_training_goes_on() {
         ],
     );
     let log = text(&out);
-    assert!(out.status.success(), "{log}");
+    assert_eq!(out.status.code(), Some(1), "what was not saved is not a success: {log}");
     assert!(log.contains("regularized-best.ckpt") && log.contains("no space left"), "{log}");
     assert!(log.contains("training goes on"), "{log}");
+    assert!(log.contains("not everything could be saved"), "{log}");
+    // The last epoch's failure promises no retry that will never come.
+    let last_warning = log.lines().filter(|l| l.contains("no space left")).last().unwrap();
+    assert!(!last_warning.contains("retried"), "{last_warning}");
     let (run, r) = report(tmp.path());
-    assert_eq!(r["models"][0]["status"], "done");
+    assert_eq!(r["models"][0]["status"], "failed");
+    assert!(r["models"][0]["best_epoch"].is_null(), "no best checkpoint on disk, none described");
+    assert!(r["models"][0]["evaluation"].is_null());
     assert_eq!(r["models"][0]["epochs_done"], 2, "both epochs trained despite the failed saves");
     assert!(run.join("checkpoints/regularized-last.ckpt").is_file(), "other files are still written");
     assert!(!run.join("checkpoints/regularized-best.ckpt").exists());
     let leftovers: Vec<_> =
         std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{leftovers:?}");
+}
+
+#[test]
+fn a_disk_that_fills_after_the_first_epoch_leaves_a_report_of_the_checkpoint_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 24);
+    // The first best checkpoint is written; every later one fails.
+    let out = run_env(
+        tmp.path(),
+        "write:regularized-best#2",
+        &[
+            "train",
+            "--no-tui",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--image-size",
+            "24",
+            "--models",
+            "regularized",
+            "--max-lr",
+            "0.003",
+        ],
+    );
+    let log = text(&out);
+    let (run, r) = report(tmp.path());
+    let on_disk = pneumoscope::train::checkpoint::load_meta(&run.join("checkpoints/regularized-best.ckpt")).unwrap();
+    let m = &r["models"][0];
+    // Whatever the later epochs did, the report's best is the checkpoint that exists, with its threshold.
+    assert_eq!(m["best_epoch"].as_u64(), Some(on_disk.epoch as u64), "{log}");
+    assert_eq!(m["best_val_loss"].as_f64(), on_disk.val_loss, "{log}");
+    let saved_later = log.contains("epoch 2:") && m["unsaved"].as_array().is_some_and(|u| !u.is_empty());
+    if saved_later {
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        assert_eq!(m["status"], "failed");
+    }
+    // The operating point could not be written either (the header rewrite is a write too): said, not claimed.
+    let threshold = m["evaluation"]["threshold"].as_f64();
+    if threshold.is_some_and(|t| t as f32 != on_disk.threshold) {
+        let unsaved = m["unsaved"].to_string();
+        assert!(unsaved.contains("operating point"), "{unsaved}");
+        assert_eq!(out.status.code(), Some(1), "{log}");
+    }
 }
 
 #[test]
@@ -107,20 +158,18 @@ fn a_checkpoint_whose_header_lies_is_refused_by_name() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let (run, _) = report(tmp.path());
-    // Rewrite the header to claim another architecture: the weights no longer fit.
-    let bytes = std::fs::read(run.join("checkpoints/simple-best.ckpt")).unwrap();
-    let hlen = u64::from_le_bytes(bytes[17..25].try_into().unwrap()) as usize;
-    let header = String::from_utf8(bytes[25..25 + hlen].to_vec()).unwrap().replace("\"simple\"", "\"regularized\"");
-    let mut forged = bytes[..17].to_vec();
-    forged.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    forged.extend_from_slice(header.as_bytes());
-    forged.extend_from_slice(&bytes[25 + hlen..]);
+    // Rewrite the header (with a valid checksum) to claim another architecture: the weights no longer fit.
     let path = tmp.path().join("forged.ckpt");
-    std::fs::write(&path, forged).unwrap();
+    std::fs::copy(run.join("checkpoints/simple-best.ckpt"), &path).unwrap();
+    let meta = pneumoscope::train::checkpoint::load_meta(&path).unwrap();
+    let forged =
+        pneumoscope::train::checkpoint::CheckpointMeta { model: pneumoscope::model::ModelKind::Regularized, ..meta };
+    pneumoscope::train::checkpoint::rewrite_meta(&path, &forged).unwrap();
     let img = std::fs::read_dir(data.join("test/NORMAL")).unwrap().next().unwrap().unwrap().path();
     let out = run_in(tmp.path(), &["predict", "--checkpoint", path.to_str().unwrap(), img.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("forged.ckpt") && text(&out).contains("do not fit"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "no panic message on the screen: {}", text(&out));
 }
 
 #[test]

@@ -96,8 +96,16 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        if let Some(part) = crate::error::failpoint("write") {
-            if path.to_string_lossy().contains(part.as_str()) {
+        if let Some(spec) = crate::error::failpoint("write") {
+            // `write:<text>` fails every write to a path containing <text>; `write:<text>#N` from the Nth on.
+            let (part, from) = match spec.split_once('#') {
+                Some((p, n)) => (p.to_string(), n.parse::<usize>().unwrap_or(1)),
+                None => (spec, 1),
+            };
+            static MATCHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            if path.to_string_lossy().contains(part.as_str())
+                && MATCHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= from
+            {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::StorageFull,
                     "no space left on device (failpoint)",

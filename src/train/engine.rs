@@ -30,7 +30,7 @@ use crate::data::layout::Layout;
 use crate::data::loader::{balanced_weights, batches, epoch_batches, preload, BatchSpec, Dataset};
 use crate::data::split::{self, TestSource};
 use crate::data::{Class, SplitCounts};
-use crate::error::Result;
+use crate::error::{self, Result};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelKind};
 
@@ -444,6 +444,12 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
         );
         result.train_seconds = earlier_secs + started.elapsed().as_secs_f64();
         let stop = match outcome {
+            Ok(TrainOutcome::Completed) if !result.unsaved.is_empty() => {
+                // Trained, but what it would report is not all on disk: not done.
+                result.status = ModelStatus::Failed;
+                result.error = Some(result.unsaved.join("; "));
+                false
+            }
             Ok(TrainOutcome::Completed) => {
                 result.status = ModelStatus::Done;
                 false
@@ -492,7 +498,13 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                     // Saved in the checkpoint: eval, predict and the predict pane decide with it.
                     let meta = CheckpointMeta { threshold: ev.threshold, tta, ..meta };
                     if let Err(e) = checkpoint::rewrite_meta(&path, &meta) {
-                        emit.send(TrainEvent::Warning { message: save_failed(&e) });
+                        emit.send(TrainEvent::Warning { message: save_failed(&e, false) });
+                        result.unsaved.push(format!(
+                            "the operating point {:.2} could not be written into {}: eval and predict would use {:.2}",
+                            ev.threshold,
+                            path.display(),
+                            meta_threshold_on_disk(&path)
+                        ));
                     }
                     result.test = Some(m);
                     result.test_scores = scores;
@@ -506,6 +518,10 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                     emit.send(TrainEvent::Analysed { model: kind, evaluation: Box::new(ev), differences });
                 }
                 Err(e) => emit.send(TrainEvent::Warning { message: format!("cannot test {kind}: {e}") }),
+            }
+            if result.status == ModelStatus::Done && !result.unsaved.is_empty() {
+                result.status = ModelStatus::Failed;
+                result.error = Some(result.unsaved.join("; "));
             }
         }
         emit.send(TrainEvent::ModelFinished {
@@ -579,11 +595,19 @@ fn position(global_step: usize, best_loss: f64, r: &ModelResult, images_seen: us
     }
 }
 
-fn save_failed(e: &anyhow::Error) -> String {
-    format!(
-        "{} — training goes on; the save is retried at the next epoch",
-        crate::error::format_error(e).replace('\n', " ")
-    )
+/// The decision threshold a checkpoint on disk holds (0.5 when it cannot be read).
+fn meta_threshold_on_disk(path: &Path) -> f32 {
+    checkpoint::load_meta(path).map(|m| m.threshold).unwrap_or(0.5)
+}
+
+/// A warning for a checkpoint that could not be written (`retry`: another epoch follows, which tries again).
+fn save_failed(e: &anyhow::Error, retry: bool) -> String {
+    let what = error::format_error(e).replace('\n', " ");
+    if retry {
+        format!("{what} — training goes on; the save is retried at the next epoch")
+    } else {
+        format!("{what} — not saved")
+    }
 }
 
 /// The learning rates of one step: the classifier head's and the rest's (`None`: the rest is frozen).
@@ -876,7 +900,9 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
         });
     }
 
+    // The best weights not yet on disk (a failed write is retried at the next epoch and once more at the end).
     let mut pending_best: Option<(CheckpointMeta, Model<B>)> = None;
+    let mut last_unsaved: Option<String> = None;
     for epoch in first_epoch..=t.epochs {
         let epoch_start = Instant::now();
         let mut loss_sum = 0.0;
@@ -955,7 +981,7 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
             let state = TrainState {
                 epochs_done: epoch - 1,
                 steps_in_epoch: step,
-                ..position(global_step, best_loss, result, images_seen, train_secs)
+                ..position(global_step, result.best_val_loss.unwrap_or(f64::INFINITY), result, images_seen, train_secs)
             };
             let meta = meta_for(setup, data.test_source, kind, epoch - 1, None, Some(state), &result.init);
             checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
@@ -970,38 +996,33 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
         let meta = meta_for(setup, data.test_source, kind, epoch, Some((vm.loss, vm.accuracy)), None, &result.init);
         if is_best {
             best_loss = vm.loss;
-            result.best_epoch = Some(epoch);
-            result.best_val_loss = Some(vm.loss);
-            result.best_val_accuracy = Some(vm.accuracy);
             pending_best = Some((meta.clone(), valid.clone()));
         }
-        // A failed write (disk full, permissions) is reported and retried next epoch; training goes on.
+        // A failed write (disk full, permissions) is reported and retried next epoch; training goes on. The
+        // result describes the best checkpoint on disk, never weights that could not be saved.
+        let more = epoch < t.epochs;
         if let Some((bmeta, bmodel)) = pending_best.take() {
-            match checkpoint::save(&best_path, &bmeta, &bmodel) {
-                Ok(()) => {
-                    result.best_checkpoint = Some(best_path.clone());
-                    emit.send(TrainEvent::CheckpointSaved {
-                        model: kind,
-                        path: best_path.clone(),
-                        kind: "best".into(),
-                    });
-                }
-                Err(e) => {
-                    emit.send(TrainEvent::Warning { message: save_failed(&e) });
-                    pending_best = Some((bmeta, bmodel));
-                }
+            if let Err(e) = save_best(&best_path, &bmeta, &bmodel, result, emit) {
+                emit.send(TrainEvent::Warning { message: save_failed(&e, more) });
+                pending_best = Some((bmeta, bmodel));
             }
         }
         result.epochs_done = epoch;
         let state = TrainState {
             epochs_done: epoch,
             steps_in_epoch: 0,
-            ..position(global_step, best_loss, result, images_seen, train_secs)
+            ..position(global_step, result.best_val_loss.unwrap_or(f64::INFINITY), result, images_seen, train_secs)
         };
         let meta = CheckpointMeta { train_state: Some(state), ..meta };
         match checkpoint::save_resumable(&last_path, &meta, &valid, optim.to_record()) {
-            Ok(()) => result.last_checkpoint = Some(last_path.clone()),
-            Err(e) => emit.send(TrainEvent::Warning { message: save_failed(&e) }),
+            Ok(()) => {
+                result.last_checkpoint = Some(last_path.clone());
+                last_unsaved = None;
+            }
+            Err(e) => {
+                emit.send(TrainEvent::Warning { message: save_failed(&e, more) });
+                last_unsaved = Some(error::format_error(&e).replace('\n', " "));
+            }
         }
         emit.send(TrainEvent::EpochEnded {
             model: kind,
@@ -1015,5 +1036,35 @@ fn train_model<B: crate::model::FusedBatchNorm + AdamKernel>(
             loader_wait: waited / epoch_secs.max(1e-9),
         });
     }
+    // One more try for best weights that could not be written; what still is not on disk is said, not claimed.
+    if let Some((bmeta, bmodel)) = pending_best.take() {
+        if let Err(e) = save_best(&best_path, &bmeta, &bmodel, result, emit) {
+            result.unsaved.push(format!(
+                "the best weights (epoch {}) could not be saved: {}",
+                bmeta.epoch,
+                error::format_error(&e).replace('\n', " ")
+            ));
+        }
+    }
+    if let Some(e) = last_unsaved {
+        result.unsaved.push(format!("the last checkpoint (for --resume) could not be saved: {e}"));
+    }
     Ok(TrainOutcome::Completed)
+}
+
+/// Writes the best weights; on success the result describes them (epoch, validation loss and accuracy).
+fn save_best<B: Backend>(
+    path: &Path,
+    meta: &CheckpointMeta,
+    model: &Model<B>,
+    result: &mut ModelResult,
+    emit: &Emitter,
+) -> Result<()> {
+    checkpoint::save(path, meta, model)?;
+    result.best_checkpoint = Some(path.to_path_buf());
+    result.best_epoch = Some(meta.epoch);
+    result.best_val_loss = meta.val_loss;
+    result.best_val_accuracy = meta.val_accuracy;
+    emit.send(TrainEvent::CheckpointSaved { model: meta.model, path: path.to_path_buf(), kind: "best".into() });
+    Ok(())
 }

@@ -39,6 +39,9 @@ pub struct ModelResult {
     /// ensemble's operating point is chosen on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation_scores: Vec<f32>,
+    /// Checkpoints or headers that could not be written (a full disk): the run does not claim them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsaved: Vec<String>,
 }
 
 impl ModelResult {
@@ -61,6 +64,7 @@ impl ModelResult {
             evaluation: None,
             test_scores: Vec::new(),
             validation_scores: Vec::new(),
+            unsaved: Vec::new(),
         }
     }
 }
