@@ -204,3 +204,36 @@ fn a_panicking_pane_leaves_the_terminal_restored() {
     let s = String::from_utf8_lossy(&t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", "p"]).stdout).into_owned();
     assert!(s.contains("failpoint panic-render"), "the panic message is shown on the restored terminal: {s}");
 }
+
+#[test]
+fn the_first_key_after_start_and_after_a_resize_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 40, 8, 6);
+    let exit_file = tmp.path().join("exit");
+    // No PNEUMOSCOPE_IMAGES here: the image protocol is chosen as a user's session would choose it.
+    let script = format!(
+        "cd {dir} && XDG_CACHE_HOME={dir}/cache {bin} train --data {data} --models simple --epochs 500 \
+         --image-size 24 --batch-size 8; echo $? > {exit}; sleep 120",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        data = data.display(),
+        exit = exit_file.display()
+    );
+    let t = Tmux { socket: format!("pneumoscope-keys-{}", std::process::id()), session: "keys".into() };
+    let out = t.cmd(&["new-session", "-d", "-s", "keys", "-x", "80", "-y", "24", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.wait_for("training simple", 60);
+    std::thread::sleep(Duration::from_secs(3));
+    // One press each, never repeated.
+    t.keys(&["1"]);
+    t.wait_for("Class balance", 5);
+    t.cmd(&["resize-window", "-t", "keys", "-x", "100", "-y", "32"]);
+    std::thread::sleep(Duration::from_millis(500));
+    t.keys(&["3"]);
+    t.wait_for("Confusion", 5);
+    t.keys(&["q"]);
+    t.wait_for("Quit?", 5);
+    t.keys(&["y"]);
+    assert_eq!(wait_file(&exit_file, 60).trim(), "0");
+}

@@ -271,8 +271,13 @@ fn load_picture(path: &std::path::Path) -> Option<image::DynamicImage> {
     Some(img.resize(480, 480, image::imageops::FilterType::Triangle).grayscale())
 }
 
+/// How images are drawn: the terminal's graphics protocol when it answers ratatui-image's query, else
+/// half-block characters. Inside tmux or screen the query is not made: they swallow it (unless passthrough is
+/// on), and the query's reader thread, left waiting for an answer that never comes, would eat the first key the
+/// user presses.
 fn picker() -> ratatui_image::picker::Picker {
-    if std::env::var("PNEUMOSCOPE_IMAGES").as_deref() == Ok("halfblocks") {
+    let multiplexed = ["TMUX", "STY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if multiplexed || std::env::var("PNEUMOSCOPE_IMAGES").as_deref() == Ok("halfblocks") {
         return ratatui_image::picker::Picker::halfblocks();
     }
     ratatui_image::picker::Picker::from_query_stdio().unwrap_or_else(|_| ratatui_image::picker::Picker::halfblocks())
