@@ -310,7 +310,7 @@ impl TrainArgs {
             }
             // The ImageNet backbone expects ImageNet's normalisation.
             if cfg.data.mean != IMAGENET_MEAN || cfg.data.std != IMAGENET_STD {
-                eprintln!("note: pretrained weights given: data.mean/std set to ImageNet's statistics");
+                errln!("note: pretrained weights given: data.mean/std set to ImageNet's statistics");
                 cfg.data.mean = IMAGENET_MEAN;
                 cfg.data.std = IMAGENET_STD;
             }
@@ -383,11 +383,11 @@ pub fn main() -> i32 {
         Err(err) => match err.downcast_ref::<crate::error::Interrupted>() {
             // Not an error: the user stopped the run and the work is saved.
             Some(stopped) => {
-                eprintln!("{}", stopped.0);
+                errln!("{}", stopped.0);
                 exit::INTERRUPTED
             }
             None => {
-                eprintln!("error: {}", format_error(&err));
+                errln!("error: {}", format_error(&err));
                 exit_code(&err)
             }
         },
@@ -404,7 +404,7 @@ fn run(cli: Cli) -> Result<i32> {
             crate::init_threads(load_config(None)?.threads());
             let figs = crate::bench::models(&a)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&figs)?);
+                outln!("{}", serde_json::to_string_pretty(&figs)?);
             } else {
                 print!("{}", crate::bench::render_models(&figs));
             }
@@ -412,13 +412,13 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Bench(BenchCommand::ModelOne(a))) => {
             crate::init_threads(load_config(None)?.threads());
-            println!("{}", serde_json::to_string(&crate::bench::model_one(&a)?)?);
+            outln!("{}", serde_json::to_string(&crate::bench::model_one(&a)?)?);
             Ok(exit::OK)
         }
         Some(Command::Bench(BenchCommand::Pipeline(a))) => {
             let r = crate::bench::pipeline(&a)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", r.render());
             }
@@ -457,7 +457,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             let s = synth::generate(&a.out, &spec, &|d, _| bar.set_position(d as u64))?;
             bar.finish_and_clear();
-            println!(
+            outln!(
                 "wrote {} SYNTHETIC chest X-rays ({} patients, {} saved as RGB) to {}\n  train  NORMAL {:>5}  PNEUMONIA {:>5}\n  val    NORMAL {:>5}  PNEUMONIA {:>5}\n  test   NORMAL {:>5}  PNEUMONIA {:>5}",
                 s.files, s.patients, s.rgb_files, a.out.display(), s.train[0], s.train[1], s.val[0], s.val[1], s.test[0], s.test[1]
             );
@@ -475,11 +475,11 @@ fn run(cli: Cli) -> Result<i32> {
             let plan = crate::data::split::plan(&layout, &cfg.data);
             let json = serde_json::to_string_pretty(&plan.to_json(&layout.root, &cfg.data))?;
             if a.out.as_os_str() == "-" {
-                println!("{json}");
+                outln!("{json}");
             } else {
                 crate::train::checkpoint::write_atomic(&a.out, json.as_bytes())?;
                 let c = |v: &[crate::data::Sample]| crate::data::ClassCounts::of(v);
-                eprintln!(
+                errln!(
                     "wrote {}: train {} · validation {} · test {} images (test: {})",
                     a.out.display(),
                     c(&plan.train).total(),
@@ -500,7 +500,7 @@ fn run(cli: Cli) -> Result<i32> {
             })?;
             bar.finish_and_clear();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 print!("{}", st.render());
             }

@@ -19,7 +19,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
     let mut last_line = Instant::now() - Duration::from_secs(3600);
     let say = |bar: &Option<indicatif::ProgressBar>, line: String| match bar {
         Some(b) => b.println(line),
-        None => println!("{} {line}", stamp()),
+        None => outln!("{} {line}", stamp()),
     };
     for ev in handle.events.iter() {
         match ev {
@@ -129,7 +129,7 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     None => {
                         if last_line.elapsed() > Duration::from_secs(15) || step == steps_per_epoch {
                             last_line = Instant::now();
-                            println!("{} {msg}", stamp());
+                            outln!("{} {msg}", stamp());
                         }
                     }
                 }
@@ -257,9 +257,9 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
         }
     }
     let report = handle.thread.join().map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
-    println!("\n{}", report.table());
+    outln!("\n{}", report.table());
     if let Some(caveat) = report.data_caveat() {
-        println!("{caveat}");
+        outln!("{caveat}");
     }
     Ok(report)
 }

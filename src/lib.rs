@@ -1,6 +1,22 @@
 //! pneumoscope: train, compare and run chest X-ray pneumonia classifiers from the terminal.
 //! Layers: data → model → train (an engine that emits events) → front-ends (tui, headless, cli).
 
+/// `outln!` that ignores a closed or broken stdout (a terminal that went away) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `errln!` that ignores a closed or broken stderr instead of panicking.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod analysis;
 pub mod bench;
 pub mod cli;
@@ -21,13 +37,13 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
     init_threads(cfg.threads());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if cfg.threads() > cores {
-        eprintln!(
+        errln!(
             "warning: training.threads = {} is more than this machine's {cores} cores: training will be slower, \
              not faster (0 = one per core)",
             cfg.threads()
         );
     }
-    let say = |m: &str| eprintln!("{m}");
+    let say = |m: &str| errln!("{m}");
     let data_root = match &plan.resume {
         Some((_, root)) => root.clone(),
         None if plan.demo_default => data::demo::ensure(&cfg, &say)?,
@@ -94,15 +110,18 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         match outcome.report {
             Some(r) => {
                 let r = r.map_err(forget)?;
-                println!("{}", r.table());
+                outln!("{}", r.table());
                 if let Some(caveat) = r.data_caveat() {
-                    println!("{caveat}");
+                    outln!("{caveat}");
                 }
-                println!("results in {}", r.info.run_dir.display());
-                if outcome.quit_early && !stop_signals.fired() {
+                outln!("results in {}", r.info.run_dir.display());
+                if outcome.quit_early && !stop_signals.fired() && !outcome.hung_up {
                     return Ok(error::exit::OK);
                 }
                 r
+            }
+            None if outcome.hung_up => {
+                return Err(error::Interrupted("the terminal went away; stopped, work saved".into()).into())
             }
             None => return Ok(error::exit::OK),
         }
@@ -178,7 +197,7 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
     let results = predictor.predict_files(&files, cfg.data.max_image_side, &device);
     let mut failures = problems.len();
     for (path, why) in &problems {
-        eprintln!("warning: {}: {why}", path.display());
+        errln!("warning: {}: {why}", path.display());
     }
     for r in results {
         match r {
@@ -187,7 +206,7 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
                 let name = p.path.to_string_lossy();
                 let lossy = p.path.to_str().is_none();
                 if lossy {
-                    eprintln!("warning: {name}: the file name is not UTF-8; written lossily in the JSON");
+                    errln!("warning: {name}: the file name is not UTF-8; written lossily in the JSON");
                 }
                 let mut v = serde_json::json!({
                     "path": name, "label": p.label, "p_pneumonia": p.p_pneumonia, "threshold": p.threshold,
@@ -195,15 +214,15 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
                 if lossy {
                     v["path_lossy"] = true.into();
                 }
-                println!("{v}");
+                outln!("{v}");
             }
-            Ok(p) => println!("{}\t{}\tP(pneumonia)={:.4}", p.path.display(), p.label, p.p_pneumonia),
+            Ok(p) => outln!("{}\t{}\tP(pneumonia)={:.4}", p.path.display(), p.label, p.p_pneumonia),
             Err((path, e)) => {
                 failures += 1;
                 if args.json {
-                    println!("{}", serde_json::json!({"path": path.to_string_lossy(), "error": e}));
+                    outln!("{}", serde_json::json!({"path": path.to_string_lossy(), "error": e}));
                 } else {
-                    eprintln!("error: cannot predict {}: {e}", path.display());
+                    errln!("error: cannot predict {}: {e}", path.display());
                 }
             }
         }
@@ -218,9 +237,9 @@ pub fn run_predict(args: &cli::PredictArgs) -> error::Result<i32> {
         failures += write_heatmaps(args, &files, out, cfg.data.max_image_side)?;
     }
     if meta.synthetic_data && !args.json {
-        eprintln!("note: this checkpoint was trained on SYNTHETIC data");
+        errln!("note: this checkpoint was trained on SYNTHETIC data");
     } else if meta.data_source == data::demo::DataSource::RealSubset && !args.json {
-        eprintln!("note: this checkpoint was trained on the small real demo subset, not the full data set");
+        errln!("note: this checkpoint was trained on the small real demo subset, not the full data set");
     }
     Ok(if failures > 0 { error::exit::RUNTIME } else { error::exit::OK })
 }
@@ -255,11 +274,11 @@ fn write_heatmaps(
             train::checkpoint::write_atomic(&dest, &png)
         });
         match written {
-            Ok(()) if !args.json => eprintln!("heatmap {}", dest.display()),
+            Ok(()) if !args.json => errln!("heatmap {}", dest.display()),
             Ok(()) => {}
             Err(e) => {
                 failures += 1;
-                eprintln!("error: no heatmap for {}: {}", path.display(), error::format_error(&e));
+                errln!("error: no heatmap for {}: {}", path.display(), error::format_error(&e));
             }
         }
     }
@@ -308,7 +327,7 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
     let (test, test_source) = test_split(&layout, &cfg.data, meta.split.as_ref(), &args.checkpoint)?;
     let (ds, skipped) = data::loader::preload(&test, meta.image_size, cfg.data.max_image_side, &|_, _| {});
     for s in &skipped {
-        eprintln!("warning: skipped {}: {}", s.path.display(), s.error);
+        errln!("warning: skipped {}: {}", s.path.display(), s.error);
     }
     let spec = data::loader::BatchSpec {
         batch_size: 32,
@@ -337,10 +356,10 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             "test_source": test_source, "tta": tta,
             "skipped": skipped.len(), "metrics": m, "ci95": ci, "metrics_at_0_5": at_half, "ece": ece,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let c = m.confusion;
-        println!(
+        outln!(
             "{} on {} ({}){} (threshold {:.2})",
             predictor.describe(),
             layout.root.display(),
@@ -348,7 +367,7 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             if synthetic { " — SYNTHETIC data" } else { "" },
             m.threshold
         );
-        println!(
+        outln!(
             "accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %  precision {:.1} %  F1 {:.3}  ROC-AUC {}",
             100.0 * m.accuracy,
             100.0 * m.sensitivity,
@@ -357,7 +376,7 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             m.f1,
             m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into())
         );
-        println!(
+        outln!(
             "95 % CIs ({resamples} bootstrap resamples): accuracy [{:.1}, {:.1}]  sensitivity [{:.1}, {:.1}]  \
              specificity [{:.1}, {:.1}]  AUC {}",
             100.0 * ci.accuracy.lo,
@@ -368,16 +387,16 @@ pub fn run_eval(args: &cli::EvalArgs) -> error::Result<i32> {
             100.0 * ci.specificity.hi,
             ci.auc.map(|i| format!("[{:.3}, {:.3}]", i.lo, i.hi)).unwrap_or_else(|| "-".into())
         );
-        println!(
+        outln!(
             "at threshold 0.50: accuracy {:.1} %  sensitivity {:.1} %  specificity {:.1} %   ECE {ece:.3}",
             100.0 * at_half.accuracy,
             100.0 * at_half.sensitivity,
             100.0 * at_half.specificity
         );
-        println!("loss {:.4} over {} images ({} skipped)", m.loss, c.total(), skipped.len());
-        println!("\n{:>18} {:>10} {:>10}", "true \\ predicted", "NORMAL", "PNEUMONIA");
-        println!("{:>18} {:>10} {:>10}", "NORMAL", c.tn, c.fp);
-        println!("{:>18} {:>10} {:>10}", "PNEUMONIA", c.fn_, c.tp);
+        outln!("loss {:.4} over {} images ({} skipped)", m.loss, c.total(), skipped.len());
+        outln!("\n{:>18} {:>10} {:>10}", "true \\ predicted", "NORMAL", "PNEUMONIA");
+        outln!("{:>18} {:>10} {:>10}", "NORMAL", c.tn, c.fp);
+        outln!("{:>18} {:>10} {:>10}", "PNEUMONIA", c.fn_, c.tp);
     }
     Ok(error::exit::OK)
 }

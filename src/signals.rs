@@ -34,11 +34,11 @@ pub fn forward_stop_signals(commands: Sender<Command>) -> Result<StopSignals> {
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
             if n == 1 {
                 if sig != SIGHUP {
-                    eprintln!("\nstopping after the current batch and saving a checkpoint… (press Ctrl-C again to quit at once)");
+                    errln!("\nstopping after the current batch and saving a checkpoint… (press Ctrl-C again to quit at once)");
                 }
                 let _ = commands.send(Command::Stop);
             } else if sig != SIGHUP {
-                eprintln!("quitting at once; checkpoints already written are intact");
+                errln!("quitting at once; checkpoints already written are intact");
                 std::process::exit(crate::error::exit::INTERRUPTED);
             }
         }

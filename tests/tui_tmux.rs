@@ -147,12 +147,17 @@ fn dropped_terminal_stops_training_saves_and_exits() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("hangup-data");
     synth(&data, 60, 10, 6);
+    // The shell outlives the hangup (it ignores SIGHUP; pneumoscope installs its own handler) to record the exit
+    // code and what was printed on stderr after the terminal went away.
+    let (exit_file, err_file) = (tmp.path().join("exit"), tmp.path().join("stderr"));
     let script = format!(
-        "cd {dir} && XDG_CACHE_HOME={dir}/cache PNEUMOSCOPE_IMAGES=halfblocks {bin} train --data {data} \
-         --models regularized --epochs 500 --image-size 32 --batch-size 8",
+        "trap '' HUP; cd {dir} && XDG_CACHE_HOME={dir}/cache PNEUMOSCOPE_IMAGES=halfblocks {bin} train --data {data} \
+         --models regularized --epochs 500 --image-size 32 --batch-size 8 2> {err}; echo $? > {exit}",
         dir = tmp.path().display(),
         bin = bin().display(),
-        data = data.display()
+        data = data.display(),
+        err = err_file.display(),
+        exit = exit_file.display()
     );
     let t = Tmux { socket: format!("pneumoscope-hup-{}", std::process::id()), session: "hup".into() };
     assert!(t.cmd(&["new-session", "-d", "-s", "hup", "-x", "80", "-y", "24", &script]).status.success());
@@ -178,6 +183,9 @@ fn dropped_terminal_stops_training_saves_and_exits() {
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["stopped"], true);
     assert_eq!(report["models"][0]["status"], "stopped");
+    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert_eq!(wait_file(&exit_file, 10).trim(), "130", "interrupted, work saved; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

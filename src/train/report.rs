@@ -135,15 +135,19 @@ impl RunReport {
         }
     }
 
-    /// report.json, the PNG plots and report.md. A plot that cannot be drawn is reported and left out; it does
-    /// not stop the run.
+    /// report.json, the PNG plots and report.md. Plots that cannot be drawn are left out and report.md says
+    /// why; that does not stop the run.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
-        let plots = super::plots::write_all(self, dir).unwrap_or_else(|e| {
-            eprintln!("warning: {}", crate::error::format_error(&e));
-            Vec::new()
-        });
-        write_atomic(&dir.join("report.md"), self.markdown_with(&plots).as_bytes())
+        let md = match super::plots::write_all(self, dir) {
+            Ok(plots) => self.markdown_with(&plots),
+            Err(e) => format!(
+                "{}\n_Plots not drawn: {}_\n",
+                self.markdown_with(&[]),
+                crate::error::format_error(&e).replace('\n', " ")
+            ),
+        };
+        write_atomic(&dir.join("report.md"), md.as_bytes())
     }
 
     pub fn markdown(&self) -> String {

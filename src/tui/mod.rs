@@ -337,6 +337,8 @@ pub struct Outcome {
     pub report: Option<Result<RunReport>>,
     /// The user quit (q) or a signal arrived before the run finished.
     pub quit_early: bool,
+    /// The terminal went away (SSH dropped, tmux killed): an interruption, not the user's choice.
+    pub hung_up: bool,
 }
 
 /// Runs the dashboard until the user quits. The engine keeps training behind it; quitting while it trains
@@ -495,5 +497,5 @@ pub fn run(
     } else {
         None
     };
-    Ok(Outcome { report, quit_early })
+    Ok(Outcome { report, quit_early, hung_up: app.hung_up })
 }
