@@ -38,6 +38,18 @@ pub fn format_error(err: &anyhow::Error) -> String {
     s
 }
 
+/// Runs `f`, turning a panic inside a third-party crate (burn's record loading, the CUDA runtime) into an `Err`
+/// without its message and backtrace reaching the terminal: the caller names the file or device instead.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = QUIET.lock().unwrap_or_else(|p| p.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r
+}
+
 /// Maps an error to the process exit code.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.downcast_ref::<ConfigError>().is_some() {

@@ -43,17 +43,44 @@ pub fn resolve(choice: DeviceChoice) -> Result<Resolved> {
                 ))
                 .into());
             }
+            if !nvidia_driver_present() {
+                anyhow::bail!("NVIDIA driver library libcuda.so not found: install the driver or use --device cpu");
+            }
             probe_cuda(n).map(|_| Resolved::Cuda(n))
         }
-        DeviceChoice::Auto => Ok(if CUDA_BUILT && probe_cuda(0).is_ok() { Resolved::Cuda(0) } else { Resolved::Cpu }),
+        DeviceChoice::Auto => Ok(if CUDA_BUILT && nvidia_driver_present() && probe_cuda(0).is_ok() {
+            Resolved::Cuda(0)
+        } else {
+            Resolved::Cpu
+        }),
     }
+}
+
+/// True when the NVIDIA driver library loads. Checked before the CUDA runtime is touched: without it, cudarc and
+/// cubecl panic (with backtraces) instead of returning an error.
+pub fn nvidia_driver_present() -> bool {
+    library_loads("libcuda.so.1") || library_loads("libcuda.so")
+}
+
+/// True when the dynamic loader finds and loads the shared library `name`.
+fn library_loads(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else { return false };
+    // SAFETY: dlopen with a valid C string; the handle is closed at once and nothing from it is used.
+    unsafe {
+        let handle = libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return false;
+        }
+        libc::dlclose(handle);
+    }
+    true
 }
 
 #[cfg(feature = "cuda")]
 fn probe_cuda(n: usize) -> Result<()> {
     use burn::tensor::Tensor;
-    // The CUDA runtime panics when no driver or device answers; turn that into an error.
-    let r = std::panic::catch_unwind(|| {
+    // The CUDA runtime panics when no device answers; turn that into an error, keeping its panic off the screen.
+    let r = crate::error::quietly(|| {
         let device = burn::backend::cuda::CudaDevice::new(n);
         let t = Tensor::<Gpu, 1>::from_floats([1.0, 2.0], &device);
         t.sum().into_scalar()
@@ -105,6 +132,18 @@ pub fn parse_gpu_status(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_driver_probe_tells_a_loadable_library_from_a_missing_one() {
+        assert!(library_loads("libc.so.6"));
+        assert!(!library_loads("libpneumoscope-no-such-driver.so.1"));
+        // On a machine without libcuda (CI), `--device cuda` is refused by name before the runtime is touched.
+        if !nvidia_driver_present() && CUDA_BUILT {
+            let err = resolve(DeviceChoice::Cuda(0)).unwrap_err().to_string();
+            assert!(err.contains("libcuda.so not found"), "{err}");
+            assert_eq!(resolve(DeviceChoice::Auto).unwrap(), Resolved::Cpu);
+        }
+    }
 
     #[test]
     fn nvidia_smi_lines_become_a_short_status() {

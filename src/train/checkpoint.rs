@@ -383,7 +383,7 @@ pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device)
     if optim.is_empty() {
         return Ok(None);
     }
-    let r = quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(optim, device))
+    let r = crate::error::quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(optim, device))
         .map_err(|_| anyhow::anyhow!("checkpoint {} has an optimiser state that does not fit", path.display()))?
         .map_err(|e| anyhow::anyhow!("checkpoint {} has an unreadable optimiser state: {e}", path.display()))?;
     Ok(Some(r))
@@ -393,25 +393,13 @@ pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device)
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
     let (meta, record, _) = read_parts(path, true)?;
     let model = Model::<B>::new(meta.model, meta.dropout, device);
-    let record = quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device))
+    let record = crate::error::quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device))
         .map_err(|_| {
             anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)
         })?
         .map_err(|e| anyhow::anyhow!("checkpoint {} has unreadable weights: {e}", path.display()))?;
-    let model = quietly(|| model.load_record(record)).map_err(|_| {
+    let model = crate::error::quietly(|| model.load_record(record)).map_err(|_| {
         anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)
     })?;
     Ok((meta, model))
-}
-
-/// Runs `f`, turning a panic inside burn's record loading (weights of another shape) into an error without the
-/// panic message and backtrace reaching the terminal: the file is named by the caller's error instead.
-fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = QUIET.lock().unwrap_or_else(|p| p.into_inner());
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    r
 }
