@@ -30,6 +30,18 @@ impl std::fmt::Display for OperatingRule {
     }
 }
 
+impl OperatingRule {
+    /// The rule `[evaluation]` configures.
+    pub fn of(e: &crate::config::EvaluationConfig) -> Self {
+        use crate::config::OperatingPoint;
+        match e.operating_point {
+            OperatingPoint::Youden => Self::Youden,
+            OperatingPoint::Sensitivity => Self::Sensitivity(e.target_sensitivity),
+            OperatingPoint::Fixed => Self::Fixed(0.5),
+        }
+    }
+}
+
 /// Candidate thresholds: below, between and above the distinct scores, so every distinct split is reachable.
 fn candidates(scores: &[f32]) -> Vec<f32> {
     let mut s: Vec<f32> = scores.iter().copied().filter(|v| v.is_finite()).collect();
@@ -253,8 +265,18 @@ pub fn pct_ci(v: f64, ci: Interval) -> String {
     format!("{:.1}% [{:.1}, {:.1}]", 100.0 * v, 100.0 * ci.lo, 100.0 * ci.hi)
 }
 
+/// A paired-bootstrap comparison of two models on the same test images (`a` − `b`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairDifference {
+    pub a: crate::model::ModelKind,
+    pub b: crate::model::ModelKind,
+    /// Accuracy, each model at its own operating point.
+    pub accuracy: Difference,
+    pub auc: Option<Difference>,
+}
+
 /// One line on how two models differ on the test set, and whether that is within the noise.
-pub fn describe_difference(d: &crate::train::events::PairDifference) -> String {
+pub fn describe_difference(d: &PairDifference) -> String {
     let verdict = |x: &Difference| if x.within_noise() { "within the noise" } else { "a real difference" };
     let mut s = format!(
         "{} vs {}: accuracy {:+.1} points [{:+.1}, {:+.1}] ({})",

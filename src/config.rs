@@ -160,16 +160,6 @@ impl Default for EvaluationConfig {
     }
 }
 
-impl EvaluationConfig {
-    pub fn rule(&self) -> crate::analysis::OperatingRule {
-        match self.operating_point {
-            OperatingPoint::Youden => crate::analysis::OperatingRule::Youden,
-            OperatingPoint::Sensitivity => crate::analysis::OperatingRule::Sensitivity(self.target_sensitivity),
-            OperatingPoint::Fixed => crate::analysis::OperatingRule::Fixed(0.5),
-        }
-    }
-}
-
 /// Training recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -310,19 +300,6 @@ impl std::fmt::Display for DeviceChoice {
             Self::Cpu => write!(f, "cpu"),
             Self::Cuda(n) => write!(f, "cuda:{n}"),
             Self::Auto => write!(f, "auto"),
-        }
-    }
-}
-
-impl DataConfig {
-    /// The training augmentation these settings describe.
-    pub fn augment(&self) -> crate::data::augment::Augment {
-        crate::data::augment::Augment {
-            rotation_degrees: self.rotation_degrees,
-            scale: self.scale,
-            translate: self.translate,
-            brightness: self.brightness,
-            contrast: self.contrast,
         }
     }
 }

@@ -44,6 +44,17 @@ impl Draw {
 }
 
 impl Augment {
+    /// The training augmentation `[data]` configures.
+    pub fn of(d: &crate::config::DataConfig) -> Self {
+        Self {
+            rotation_degrees: d.rotation_degrees,
+            scale: d.scale,
+            translate: d.translate,
+            brightness: d.brightness,
+            contrast: d.contrast,
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         *self == Augment::default()
     }

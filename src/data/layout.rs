@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::{split::patient_key, Class, ClassCounts, Sample};
+use super::{Class, ClassCounts, Sample};
 use crate::error::Result;
 
 /// The three folders of the Kaggle layout.
@@ -145,6 +145,28 @@ impl Layout {
     }
 }
 
+/// The patient a file belongs to, from the Kaggle naming schemes:
+/// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
+/// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient.
+pub fn patient_key(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if let Some(rest) = stem.strip_prefix("person") {
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if !digits.is_empty() {
+            return format!("person{digits}");
+        }
+    }
+    // IM-NNNN-MMMM and NORMAL2-IM-NNNN-MMMM: drop the last dash-separated part (the image number).
+    if stem.contains("IM-") {
+        if let Some((patient, image)) = stem.rsplit_once('-') {
+            if !image.is_empty() && image.chars().all(|c| c.is_ascii_digit()) && patient.contains("IM-") {
+                return patient.to_string();
+            }
+        }
+    }
+    stem.to_string()
+}
+
 fn scan_class(dir: &Path, class: Class, out: &mut Vec<Sample>, ignored: &mut Vec<Ignored>) -> Result<()> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     let mut paths = Vec::new();
@@ -179,4 +201,20 @@ fn scan_class(dir: &Path, class: Class, out: &mut Vec<Sample>, ignored: &mut Vec
         out.push(Sample { path, label: class, patient });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_keys_follow_kaggle_names() {
+        let k = |n: &str| patient_key(Path::new(n));
+        assert_eq!(k("person1234_bacteria_567.jpeg"), "person1234");
+        assert_eq!(k("person1_virus_6.jpeg"), "person1");
+        assert_eq!(k("IM-0115-0001.jpeg"), "IM-0115");
+        assert_eq!(k("NORMAL2-IM-0927-0001.jpeg"), "NORMAL2-IM-0927");
+        assert_eq!(k("scan.png"), "scan");
+        assert_eq!(k("personal.jpeg"), "personal");
+    }
 }

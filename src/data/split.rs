@@ -14,28 +14,6 @@ use super::layout::Layout;
 use super::{Class, Sample};
 use crate::config::{DataConfig, SplitMode};
 
-/// The patient a file belongs to, from the Kaggle naming schemes:
-/// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
-/// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient.
-pub fn patient_key(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-    if let Some(rest) = stem.strip_prefix("person") {
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if !digits.is_empty() {
-            return format!("person{digits}");
-        }
-    }
-    // IM-NNNN-MMMM and NORMAL2-IM-NNNN-MMMM: drop the last dash-separated part (the image number).
-    if stem.contains("IM-") {
-        if let Some((patient, image)) = stem.rsplit_once('-') {
-            if !image.is_empty() && image.chars().all(|c| c.is_ascii_digit()) && patient.contains("IM-") {
-                return patient.to_string();
-            }
-        }
-    }
-    stem.to_string()
-}
-
 /// Splits `samples` into (train, validation) with about `val_fraction` of each class in validation.
 ///
 /// `Patient` mode shuffles whole patients (grouped by their majority class) and fills validation
@@ -198,17 +176,6 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
     use std::path::PathBuf;
-
-    #[test]
-    fn patient_keys_follow_kaggle_names() {
-        let k = |n: &str| patient_key(Path::new(n));
-        assert_eq!(k("person1234_bacteria_567.jpeg"), "person1234");
-        assert_eq!(k("person1_virus_6.jpeg"), "person1");
-        assert_eq!(k("IM-0115-0001.jpeg"), "IM-0115");
-        assert_eq!(k("NORMAL2-IM-0927-0001.jpeg"), "NORMAL2-IM-0927");
-        assert_eq!(k("scan.png"), "scan");
-        assert_eq!(k("personal.jpeg"), "personal");
-    }
 
     fn samples() -> Vec<Sample> {
         let mut v = Vec::new();

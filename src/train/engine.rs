@@ -374,12 +374,12 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
         validation_truth: data.val.truth(),
         differences: Vec::new(),
     };
-    report.write(&setup.run_dir)?;
+    super::report_files::write(&report, &setup.run_dir)?;
     for (index, &kind) in models.iter().enumerate() {
         let prev = previous.as_ref().and_then(|p| p.models.iter().find(|m| m.model == kind));
         if let Some(p) = prev.filter(|p| p.status == ModelStatus::Done) {
             report.models[index] = p.clone();
-            report.write(&setup.run_dir)?;
+            super::report_files::write(&report, &setup.run_dir)?;
             continue;
         }
         // A resumable `last` checkpoint (saved at the end of each epoch) continues that model.
@@ -422,7 +422,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                         error: failed.error.clone(),
                     });
                     report.models[index] = failed;
-                    report.write(&setup.run_dir)?;
+                    super::report_files::write(&report, &setup.run_dir)?;
                     continue;
                 }
             }
@@ -491,7 +491,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
                     let ev = crate::analysis::evaluate(
                         (&val_scores, &data.val.truth()),
                         (&scores, &report.test_truth, m.loss),
-                        cfg.evaluation.rule(),
+                        crate::analysis::OperatingRule::of(&cfg.evaluation),
                         cfg.evaluation.bootstrap_resamples,
                         cfg.data.seed,
                     );
@@ -532,7 +532,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
         });
         report.models[index] = result;
         report.stopped = stop;
-        report.write(&setup.run_dir)?;
+        super::report_files::write(&report, &setup.run_dir)?;
         if stop {
             break;
         }
@@ -578,7 +578,7 @@ fn add_ensemble(report: &mut RunReport, cfg: &Config, run_dir: &Path, emit: &Emi
         seconds: result.train_seconds,
         error: None,
     });
-    report.write(run_dir)
+    super::report_files::write(report, run_dir)
 }
 
 /// The counters of a training state (the caller sets where in the epochs it stands).
@@ -683,7 +683,7 @@ fn train_spec(cfg: &Config) -> BatchSpec {
     BatchSpec {
         batch_size: cfg.training.batch_size,
         shuffle: true,
-        augment: cfg.data.augment(),
+        augment: crate::data::augment::Augment::of(&cfg.data),
         seed: cfg.data.seed,
         mean: cfg.data.mean,
         std: cfg.data.std,

@@ -37,7 +37,7 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
     let ev = crate::analysis::evaluate(
         (&val, &report.validation_truth),
         (&test, &report.test_truth, test_loss),
-        cfg.evaluation.rule(),
+        crate::analysis::OperatingRule::of(&cfg.evaluation),
         cfg.evaluation.bootstrap_resamples,
         cfg.data.seed,
     );

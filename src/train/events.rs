@@ -180,12 +180,4 @@ pub fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// A paired-bootstrap comparison of two models on the same test images (`a` − `b`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairDifference {
-    pub a: ModelKind,
-    pub b: ModelKind,
-    /// Accuracy, each model at its own operating point.
-    pub accuracy: crate::analysis::Difference,
-    pub auc: Option<crate::analysis::Difference>,
-}
+pub use crate::analysis::PairDifference;

@@ -12,6 +12,7 @@ pub mod infer;
 pub mod plots;
 pub mod predictor;
 pub mod report;
+pub mod report_files;
 pub mod schedule;
 
 pub use events::{Command, ModelStatus, TrainEvent};

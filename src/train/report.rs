@@ -1,15 +1,13 @@
 //! The run's results: one entry per model (status, best validation, test metrics, time, checkpoints),
 //! written as report.json and a human report.md with the models side by side.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::write_atomic;
 use super::events::{ModelStatus, RunInfo};
 use crate::data::split::TestSource;
 use crate::data::SplitCounts;
-use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::ModelKind;
 
@@ -133,21 +131,6 @@ impl RunReport {
                 self.counts.test.total()
             )),
         }
-    }
-
-    /// report.json, the PNG plots and report.md. Plots that cannot be drawn are left out and report.md says
-    /// why; that does not stop the run.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
-        let md = match super::plots::write_all(self, dir) {
-            Ok(plots) => self.markdown_with(&plots),
-            Err(e) => format!(
-                "{}\n_Plots not drawn: {}_\n",
-                self.markdown_with(&[]),
-                crate::error::format_error(&e).replace('\n', " ")
-            ),
-        };
-        write_atomic(&dir.join("report.md"), md.as_bytes())
     }
 
     pub fn markdown(&self) -> String {
