@@ -1,0 +1,46 @@
+//! The house's one-way layers: data → model → train (the engine) → front-ends (tui, headless, cli, bench,
+//! signals). The lower layers, and the pure modules beside them, must not name a front-end; this test reads the
+//! sources and fails, naming the file and line, when one does.
+
+use std::path::{Path, PathBuf};
+
+/// Modules that only front-ends may use.
+const FRONT_ENDS: [&str; 5] = ["cli", "tui", "headless", "bench", "signals"];
+
+/// The layers below the front-ends (folders and single files under src/).
+const LOWER: [&str; 7] = ["data", "model", "train", "analysis.rs", "metrics.rs", "config.rs", "error.rs"];
+
+fn sources(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            sources(&e.unwrap().path(), out);
+        }
+    } else if p.extension().is_some_and(|e| e == "rs") {
+        out.push(p.to_path_buf());
+    }
+}
+
+#[test]
+fn lower_layers_never_import_a_front_end() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for l in LOWER {
+        sources(&src.join(l), &mut files);
+    }
+    assert!(files.len() > 20, "the layers were not found under {}", src.display());
+    let mut offences = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for fe in FRONT_ENDS {
+                for pattern in [format!("crate::{fe}::"), format!("crate::{fe};"), format!("crate::{{{fe}")] {
+                    if code.contains(&pattern) {
+                        offences.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "a lower layer imports a front-end:\n{}", offences.join("\n"));
+}
