@@ -225,11 +225,11 @@ impl Default for DataConfig {
             seed: 42,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
-            rotation_degrees: 90.0,
-            scale: 0.0,
-            translate: 0.0,
-            brightness: 0.0,
-            contrast: 0.0,
+            rotation_degrees: 10.0,
+            scale: 0.1,
+            translate: 0.05,
+            brightness: 0.2,
+            contrast: 0.2,
             max_image_side: 12_000,
         }
     }

@@ -83,24 +83,24 @@ impl Augment {
 
 /// Writes `img` with the draw applied, normalised, into `out` (3 × size × size; see [`normalize_into`]).
 pub fn apply_into(img: &Prepared, d: &Draw, mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
-    let warped;
-    let img = if d.is_geometric() {
-        warped = warp(img, d.degrees, d.scale, d.tx, d.ty);
-        &warped
-    } else {
-        img
-    };
+    normalize_into(&view(img, d), mean, std, out)
+}
+
+/// `img` with the draw applied: the warp, then contrast about the image's mean and brightness, clamped to the
+/// 8-bit range (torchvision's ColorJitter). Borrowed unchanged for the identity.
+pub fn view<'a>(img: &'a Prepared, d: &Draw) -> std::borrow::Cow<'a, Prepared> {
+    use std::borrow::Cow;
+    let img = if d.is_geometric() { Cow::Owned(warp(img, d.degrees, d.scale, d.tx, d.ty)) } else { Cow::Borrowed(img) };
     if d.brightness == 1.0 && d.contrast == 1.0 {
-        return normalize_into(img, mean, std, out);
+        return img;
     }
-    // Contrast about the image's mean, then brightness, clamped to the 8-bit range (torchvision's ColorJitter).
     let m = img.pixels.iter().map(|&v| v as f32).sum::<f32>() / img.pixels.len().max(1) as f32;
-    let adjusted: Vec<u8> = img
+    let pixels = img
         .pixels
         .iter()
         .map(|&v| (((v as f32 - m) * d.contrast + m) * d.brightness).round().clamp(0.0, 255.0) as u8)
         .collect();
-    normalize_into(&Prepared { size: img.size, pixels: adjusted }, mean, std, out)
+    Cow::Owned(Prepared { size: img.size, pixels })
 }
 
 /// Fixed views for test-time augmentation: the image itself, then small zooms and shifts (no rotation or

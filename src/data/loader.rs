@@ -50,11 +50,7 @@ impl Dataset {
         if *view == super::augment::Draw::IDENTITY {
             return self.clone();
         }
-        let images = self
-            .images
-            .par_iter()
-            .map(|img| Arc::new(super::image::warp(img, view.degrees, view.scale, view.tx, view.ty)))
-            .collect();
+        let images = self.images.par_iter().map(|img| Arc::new(super::augment::view(img, view).into_owned())).collect();
         Dataset { samples: self.samples.clone(), images }
     }
 
