@@ -237,7 +237,7 @@ impl Default for DataConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self { source: DemoSource::Real, train_images: 1000, test_images: 250, seed: 2018, image_size: 64, epochs: 3 }
+        Self { source: DemoSource::Real, train_images: 1000, test_images: 250, seed: 2018, image_size: 64, epochs: 6 }
     }
 }
 
