@@ -7,7 +7,9 @@
 # Env: STEPS (timed steps per measurement, default 3), BATCH (default 16), DEVICE (cpu, or cuda / cuda:N to compare
 # on a GPU: ours is then built with --features cuda, and PyTorch's wheel from PyPI is its CUDA build).
 # Each run's JSON line: target/bench-compare/{ours,torch}.jsonl (replaced by the next run).
-# Installs PyTorch CPU into .venv-torch with ../shared/pytorch-cpu-venv.sh when missing (PyPI, ~2.5 GB of wheels).
+# Installs PyTorch CPU into .venv-torch with ../shared/pytorch-cpu-venv.sh when missing (PyPI, ~2.5 GB of wheels),
+# unless PYTHON names an interpreter that has torch (a CUDA machine's own, say). PNEUMOSCOPE_BIN: a prebuilt binary
+# to use instead of building one (a machine without a Rust toolchain).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,9 +20,13 @@ steps=${STEPS:-3}
 batch=${BATCH:-16}
 device=${DEVICE:-cpu}
 threads=$(nproc)
-py=$(bash "$root/../shared/pytorch-cpu-venv.sh" "$root/.venv-torch" | tail -n 1)
-if [ "$device" = cpu ]; then cargo build --release -q; else cargo build --release -q --features cuda; fi
-bin="$root/target/release/pneumoscope"
+py=${PYTHON:-$(bash "$root/../shared/pytorch-cpu-venv.sh" "$root/.venv-torch" | tail -n 1)}
+if [ -n "${PNEUMOSCOPE_BIN:-}" ]; then
+  bin=$PNEUMOSCOPE_BIN
+else
+  if [ "$device" = cpu ]; then cargo build --release -q; else cargo build --release -q --features cuda; fi
+  bin="$root/target/release/pneumoscope"
+fi
 # Every run's JSON (per-step times included) stays in target/bench-compare/ for a look at what the medians hide.
 out="$root/target/bench-compare"
 mkdir -p "$out"
