@@ -3,7 +3,8 @@
 train/validation split pneumoscope uses, so the two can be compared side by side (docs/evaluation.md, "Parity").
 
 The split comes from pneumoscope:  pneumoscope data split --data DIR --out split.json  (same seed and fractions
-as the run it is compared with). The recipe, as pneumoscope's defaults for the seed's recipe: images decoded to
+as the run it is compared with). The recipe, as pneumoscope runs it with scripts/parity.sh's seed-recipe config (the simple CNN's convolutions start
+He-uniform as pneumoscope's do; --init default for PyTorch's own): images decoded to
 luminance, resized to SIZE x SIZE (antialiased bilinear, as pneumoscope and Pillow do), repeated in 3 channels,
 ImageNet normalisation; training images rotated by a uniform random angle in +-ROTATION degrees (bilinear, black
 fill: torchvision's RandomAffine(ROTATION)); batch 16 (a last batch of one image dropped); Adam (betas 0.9/0.999,
@@ -112,6 +113,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-lr", type=float, default=1e-3)
     ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--init", choices=["he", "default"], default="he",
+                    help="simple CNN's convolutions: He uniform as pneumoscope (default) or PyTorch's default")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -122,6 +125,14 @@ def main():
     xva, yva = load(root, split["validation"], a.size)
     decode_secs = time.perf_counter() - t0
     model = MODELS[a.model](a.dropout) if a.model != "simple" else MODELS[a.model]()
+    if a.model == "simple" and a.init == "he":
+        # pneumoscope's simple CNN: He-uniform convolutions, weights and biases in +-sqrt(6 / fan_in) (burn's
+        # KaimingUniform with gain sqrt(2), which it also applies to the bias); PyTorch's default is +-sqrt(1 / fan_in).
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                bound = math.sqrt(6.0 / (m.in_channels * m.kernel_size[0] * m.kernel_size[1]))
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.uniform_(m.bias, -bound, bound)
     opt = torch.optim.Adam(model.parameters(), lr=a.max_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
     n = len(ytr)
     steps_per_epoch = math.ceil(n / a.batch_size)

@@ -12,6 +12,13 @@ use burn::tensor::Tensor;
 const WIDTHS: [usize; 7] = [16, 32, 32, 64, 64, 128, 128];
 const POOL_AFTER: [bool; 7] = [true, false, true, false, true, false, true];
 
+/// He (Kaiming) uniform initialisation for ReLU layers: weights in ±√(6 / fan_in), so each layer keeps the
+/// signal's variance. PyTorch's default (±√(1 / fan_in)) divides it by about 6 per layer: after seven layers
+/// without BatchNorm the input barely reaches the head, and some seeds never start learning (docs/evaluation.md).
+pub fn he_uniform() -> burn::nn::Initializer {
+    burn::nn::Initializer::KaimingUniform { gain: std::f64::consts::SQRT_2, fan_out_only: false }
+}
+
 #[derive(Module, Debug)]
 pub struct SimpleCnn<B: Backend> {
     pub convs: Vec<Conv2d<B>>,
@@ -27,7 +34,10 @@ impl<B: Backend> SimpleCnn<B> {
         let mut cin = 3;
         for &c in &WIDTHS {
             convs.push(
-                Conv2dConfig::new([cin, c], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
+                Conv2dConfig::new([cin, c], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_initializer(he_uniform())
+                    .init(device),
             );
             cin = c;
         }
