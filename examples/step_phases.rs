@@ -25,10 +25,10 @@ fn main() {
     let cfg = pneumoscope::config::Config::default();
     let model: Model<A> = Model::new(kind, 0.5, &dev);
     if std::env::var("BURN_ADAM").is_ok() {
-        let optim = pneumoscope::train::engine::optimizer_config(&cfg).init::<A, Model<A>>();
+        let optim = pneumoscope::train::step::optimizer_config(&cfg).init::<A, Model<A>>();
         run(kind, s, bs, model, optim);
     } else {
-        let optim = pneumoscope::train::engine::init_optimizer::<A, _>(&cfg, &model, None);
+        let optim = pneumoscope::train::step::init_optimizer::<A, _>(&cfg, &model, None);
         run(kind, s, bs, model, optim);
     }
 }

@@ -336,7 +336,7 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
     };
     let mut model: Model<AD<B>> = Model::new(kind, 0.5, &device);
     let params = crate::model::trainable_params::<AD<B>, _>(&model);
-    let mut optim = crate::train::engine::init_optimizer::<AD<B>, _>(&cfg, &model, None);
+    let mut optim = crate::train::step::init_optimizer::<AD<B>, _>(&cfg, &model, None);
     let mut it = batches(ds.clone(), &spec, 0);
     let mut waited = std::time::Duration::ZERO;
     let mut done = 0;
@@ -345,12 +345,12 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
         let t = Instant::now();
         let Some(batch) = it.next() else { break };
         let wait = t.elapsed();
-        let (m, _, _) = crate::train::engine::train_step(
+        let (m, _, _) = crate::train::step::train_step(
             model,
             &mut optim,
             &batch,
             [1.0, 1.0],
-            crate::train::engine::StepLr::all(1e-4),
+            crate::train::step::StepLr::all(1e-4),
             &device,
         );
         model = m;

@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use pneumoscope::data::loader::Batch;
 use pneumoscope::model::gradcam::grad_cam;
 use pneumoscope::model::{Model, ModelKind};
-use pneumoscope::train::engine::{optimizer_config, train_step, StepLr};
+use pneumoscope::train::step::{optimizer_config, train_step, StepLr};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -16,7 +16,7 @@ use burn::tensor::Tensor;
 use pneumoscope::data::loader::Batch;
 use pneumoscope::model::pretrained::{load_resnet34, PretrainedError};
 use pneumoscope::model::{Model, ResNet34};
-use pneumoscope::train::engine::{optimizer_config, train_step, StepLr};
+use pneumoscope::train::step::{optimizer_config, train_step, StepLr};
 
 type B = Flex;
 type AD = Autodiff<Flex>;

@@ -9,8 +9,8 @@ use burn::tensor::{Int, Tensor, TensorData, Tolerance};
 use pneumoscope::config::{ClipMode, Config};
 use pneumoscope::model::{Model, ModelKind};
 use pneumoscope::train::checkpoint::{self, CheckpointMeta};
-use pneumoscope::train::engine::{init_optimizer, optimizer_config};
 use pneumoscope::train::infer::{cross_entropy, probabilities};
+use pneumoscope::train::step::{init_optimizer, optimizer_config};
 
 type B = burn::backend::Flex;
 type AD = Autodiff<B>;

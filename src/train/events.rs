@@ -181,3 +181,17 @@ pub fn fmt_secs(s: f64) -> String {
 }
 
 pub use crate::analysis::PairDifference;
+
+impl From<crate::data::prepare::Prepared> for TrainEvent {
+    fn from(p: crate::data::prepare::Prepared) -> Self {
+        use crate::data::prepare::Prepared;
+        match p {
+            Prepared::Warning(message) => TrainEvent::Warning { message },
+            Prepared::Skipped { path, error } => TrainEvent::Skipped { path, error },
+            Prepared::Progress { done, total } => TrainEvent::DataProgress { done, total },
+            Prepared::Ready { counts, skipped, seconds, test_source } => {
+                TrainEvent::DataReady { counts, skipped, seconds, test_source }
+            }
+        }
+    }
+}
