@@ -8,8 +8,10 @@ use pneumoscope::data::{Class, ClassCounts, SplitCounts};
 use pneumoscope::metrics::{Confusion, Metrics};
 use pneumoscope::model::ModelKind;
 use pneumoscope::train::events::{ModelStatus, RunInfo, TrainEvent};
-use pneumoscope::tui::app::{App, Effect, Pane, PredictResult};
+use pneumoscope::tui::app::{App, Effect};
+use pneumoscope::tui::keymap::Pane;
 use pneumoscope::tui::predict::ImageView;
+use pneumoscope::tui::predict::PredictResult;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -287,7 +289,7 @@ fn predict_pane_lists_test_images_and_shows_the_verdict() {
         truth: Class::Pneumonia,
         outcome: Ok(0.87),
         threshold: 0.5,
-        overlay: Some(pneumoscope::tui::app::Overlay(std::sync::Arc::new(image::RgbImage::new(4, 4)))),
+        overlay: Some(pneumoscope::tui::predict::Overlay(std::sync::Arc::new(image::RgbImage::new(4, 4)))),
     });
     assert!(draw(&a, 80, 24).contains("Grad-CAM: red = what drove P(pneumonia)"));
     // g again: off, nothing to compute.
@@ -305,7 +307,7 @@ fn help_overlay_is_generated_from_the_key_map() {
     a.on_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
     for (w, h) in SIZES {
         let s = draw(&a, w, h);
-        for b in pneumoscope::tui::app::KEYMAP.iter().filter(|b| !b.keys.is_empty()) {
+        for b in pneumoscope::tui::keymap::KEYMAP.iter().filter(|b| !b.keys.is_empty()) {
             assert!(s.contains(b.help), "help should list `{}` at {w}×{h}: {s}", b.help);
         }
     }

@@ -1,175 +1,17 @@
-//! The dashboard's state (updated from engine events and keys) and the key map, one table that both the
-//! event loop and the help overlay read. No terminal I/O here: rendering is a pure function of `App`.
+//! The dashboard's state, updated from engine events and keys (through the key map, keymap.rs). No terminal I/O
+//! here: rendering is a pure function of `App`.
 
 use std::path::PathBuf;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::data::{Class, SplitCounts};
 use crate::metrics::Metrics;
 use crate::model::ModelKind;
 use crate::train::events::{ModelStatus, RunInfo, TrainEvent};
 
-/// The panes, in tab order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Balance,
-    Charts,
-    Confusion,
-    Compare,
-    Predict,
-    Roc,
-}
-
-impl Pane {
-    pub const ALL: [Pane; 6] = [Pane::Balance, Pane::Charts, Pane::Confusion, Pane::Compare, Pane::Predict, Pane::Roc];
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Balance => "Data",
-            Pane::Charts => "Charts",
-            Pane::Confusion => "Confusion",
-            Pane::Compare => "Compare",
-            Pane::Predict => "Predict",
-            Pane::Roc => "ROC",
-        }
-    }
-    pub fn index(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
-    }
-}
-
-/// Everything a key can do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    NextPane,
-    PrevPane,
-    GoTo(Pane),
-    Up,
-    Down,
-    PageUp,
-    PageDown,
-    NextModel,
-    PrevModel,
-    Select,
-    PauseResume,
-    SkipModel,
-    Stop,
-    Quit,
-    Help,
-    Close,
-    SmoothMore,
-    SmoothLess,
-    ToggleChartScale,
-    ToggleSplit,
-    ToggleHeatmap,
-}
-
-/// One row of the key map.
-pub struct Binding {
-    /// As shown in the help overlay.
-    pub keys: &'static str,
-    pub codes: &'static [KeyCode],
-    pub action: Action,
-    pub help: &'static str,
-}
-
-/// The key map: the event loop looks keys up here and the help overlay lists it.
-pub const KEYMAP: &[Binding] = &[
-    Binding { keys: "tab", codes: &[KeyCode::Tab], action: Action::NextPane, help: "next pane" },
-    Binding { keys: "shift-tab", codes: &[KeyCode::BackTab], action: Action::PrevPane, help: "previous pane" },
-    Binding {
-        keys: "1",
-        codes: &[KeyCode::Char('1')],
-        action: Action::GoTo(Pane::Balance),
-        help: "data: class balance",
-    },
-    Binding {
-        keys: "2",
-        codes: &[KeyCode::Char('2')],
-        action: Action::GoTo(Pane::Charts),
-        help: "live loss/accuracy charts",
-    },
-    Binding {
-        keys: "3",
-        codes: &[KeyCode::Char('3')],
-        action: Action::GoTo(Pane::Confusion),
-        help: "confusion matrix",
-    },
-    Binding { keys: "4", codes: &[KeyCode::Char('4')], action: Action::GoTo(Pane::Compare), help: "model comparison" },
-    Binding {
-        keys: "5",
-        codes: &[KeyCode::Char('5')],
-        action: Action::GoTo(Pane::Predict),
-        help: "predict test images",
-    },
-    Binding {
-        keys: "6",
-        codes: &[KeyCode::Char('6')],
-        action: Action::GoTo(Pane::Roc),
-        help: "ROC and operating point",
-    },
-    Binding {
-        keys: "↑ k",
-        codes: &[KeyCode::Up, KeyCode::Char('k')],
-        action: Action::Up,
-        help: "move up (image list)",
-    },
-    Binding {
-        keys: "↓ j",
-        codes: &[KeyCode::Down, KeyCode::Char('j')],
-        action: Action::Down,
-        help: "move down (image list)",
-    },
-    Binding { keys: "pgup pgdn", codes: &[KeyCode::PageUp], action: Action::PageUp, help: "page up / down" },
-    Binding { keys: "", codes: &[KeyCode::PageDown], action: Action::PageDown, help: "" },
-    Binding {
-        keys: "→ l ]",
-        codes: &[KeyCode::Right, KeyCode::Char('l'), KeyCode::Char(']')],
-        action: Action::NextModel,
-        help: "show the next model",
-    },
-    Binding {
-        keys: "← h [",
-        codes: &[KeyCode::Left, KeyCode::Char('h'), KeyCode::Char('[')],
-        action: Action::PrevModel,
-        help: "show the previous model",
-    },
-    Binding { keys: "enter", codes: &[KeyCode::Enter], action: Action::Select, help: "classify the selected image" },
-    Binding { keys: "p", codes: &[KeyCode::Char('p')], action: Action::PauseResume, help: "pause / resume training" },
-    Binding { keys: "n", codes: &[KeyCode::Char('n')], action: Action::SkipModel, help: "next model (ends this one)" },
-    Binding { keys: "s", codes: &[KeyCode::Char('s')], action: Action::Stop, help: "stop training (saves)" },
-    Binding {
-        keys: "+ -",
-        codes: &[KeyCode::Char('+'), KeyCode::Char('=')],
-        action: Action::SmoothMore,
-        help: "more / less chart smoothing",
-    },
-    Binding { keys: "", codes: &[KeyCode::Char('-')], action: Action::SmoothLess, help: "" },
-    Binding {
-        keys: "e",
-        codes: &[KeyCode::Char('e')],
-        action: Action::ToggleChartScale,
-        help: "charts: batch / epoch view",
-    },
-    Binding { keys: "v", codes: &[KeyCode::Char('v')], action: Action::ToggleSplit, help: "confusion: val / test" },
-    Binding {
-        keys: "g",
-        codes: &[KeyCode::Char('g')],
-        action: Action::ToggleHeatmap,
-        help: "Grad-CAM heatmap on / off",
-    },
-    Binding { keys: "?", codes: &[KeyCode::Char('?')], action: Action::Help, help: "this help" },
-    Binding { keys: "esc", codes: &[KeyCode::Esc], action: Action::Close, help: "close help / popup" },
-    Binding { keys: "q", codes: &[KeyCode::Char('q')], action: Action::Quit, help: "quit (asks while training)" },
-];
-
-/// Looks a key up in the key map (ctrl-c always quits).
-pub fn action_for(key: &KeyEvent) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        return Some(Action::Quit);
-    }
-    KEYMAP.iter().find(|b| b.codes.contains(&key.code)).map(|b| b.action)
-}
+use super::keymap::{action_for, Action, Pane};
+use super::predict::{PredictResult, PredictState};
 
 /// What the dashboard knows about one model.
 #[derive(Debug, Clone)]
@@ -234,40 +76,6 @@ impl ModelView {
             init: if kind.is_network() { "scratch" } else { "mean of the models" }.into(),
         }
     }
-}
-
-/// A classified test image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PredictResult {
-    pub path: PathBuf,
-    pub model: ModelKind,
-    pub truth: Class,
-    /// P(pneumonia), or the error that stopped the prediction.
-    pub outcome: Result<f32, String>,
-    pub threshold: f32,
-    /// The Grad-CAM overlay, when it was asked for.
-    pub overlay: Option<Overlay>,
-}
-
-/// A Grad-CAM overlay picture (compared by identity: pictures are not diffed).
-#[derive(Debug, Clone)]
-pub struct Overlay(pub std::sync::Arc<image::RgbImage>);
-
-impl PartialEq for Overlay {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-/// The predict pane's state.
-#[derive(Debug, Clone, Default)]
-pub struct PredictState {
-    pub items: Vec<(PathBuf, Class)>,
-    pub selected: usize,
-    pub pending: Option<PathBuf>,
-    pub result: Option<PredictResult>,
-    /// Show the Grad-CAM overlay (key g) instead of the plain image.
-    pub heatmap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,43 +434,10 @@ impl App {
     }
 }
 
-/// TensorBoard's smoothing: debiased exponential moving average with weight `factor` on the past.
-pub fn ema(points: &[(f64, f64)], factor: f64) -> Vec<(f64, f64)> {
-    let mut out = Vec::with_capacity(points.len());
-    let mut last = 0.0;
-    let mut weight = 0.0;
-    for &(x, y) in points {
-        last = last * factor + (1.0 - factor) * y;
-        weight = weight * factor + (1.0 - factor);
-        out.push((x, if weight > 0.0 { last / weight } else { y }));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ema_matches_tensorboard() {
-        assert_eq!(ema(&[(0.0, 1.0), (1.0, 3.0)], 0.0), vec![(0.0, 1.0), (1.0, 3.0)]);
-        let s = ema(&[(0.0, 2.0), (1.0, 4.0)], 0.5);
-        assert!((s[0].1 - 2.0).abs() < 1e-12, "debiased: the first point is kept");
-        assert!((s[1].1 - (0.5 * 0.5 * 2.0 + 0.5 * 4.0) / 0.75).abs() < 1e-12);
-    }
-
-    #[test]
-    fn every_action_has_a_key_and_help_covers_the_key_map() {
-        for b in KEYMAP {
-            assert!(!b.codes.is_empty());
-        }
-        let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
-        assert_eq!(action_for(&key(KeyCode::Tab)), Some(Action::NextPane));
-        assert_eq!(action_for(&key(KeyCode::Char('j'))), Some(Action::Down));
-        assert_eq!(action_for(&key(KeyCode::Char('5'))), Some(Action::GoTo(Pane::Predict)));
-        assert_eq!(action_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
-        assert_eq!(action_for(&key(KeyCode::Char('z'))), None);
-    }
+    use crossterm::event::KeyModifiers;
 
     #[test]
     fn quitting_while_training_asks_first_and_stops_cleanly() {

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, Gauge, GraphType, Paragraph};
 use ratatui::Frame;
 
-use super::app::{ema, App, ModelView};
+use super::app::{App, ModelView};
 pub use crate::train::events::fmt_secs;
 
 /// The one-line summary of a model's progress.
@@ -154,4 +154,30 @@ fn chart(
         ]))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
     frame.render_widget(chart, area);
+}
+
+/// TensorBoard's smoothing: debiased exponential moving average with weight `factor` on the past.
+pub fn ema(points: &[(f64, f64)], factor: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut last = 0.0;
+    let mut weight = 0.0;
+    for &(x, y) in points {
+        last = last * factor + (1.0 - factor) * y;
+        weight = weight * factor + (1.0 - factor);
+        out.push((x, if weight > 0.0 { last / weight } else { y }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ema_matches_tensorboard() {
+        assert_eq!(ema(&[(0.0, 1.0), (1.0, 3.0)], 0.0), vec![(0.0, 1.0), (1.0, 3.0)]);
+        let s = ema(&[(0.0, 2.0), (1.0, 4.0)], 0.5);
+        assert!((s[0].1 - 2.0).abs() < 1e-12, "debiased: the first point is kept");
+        assert!((s[1].1 - (0.5 * 0.5 * 2.0 + 0.5 * 4.0) / 0.75).abs() < 1e-12);
+    }
 }

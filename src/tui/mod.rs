@@ -8,13 +8,16 @@ pub mod charts;
 pub mod compare;
 pub mod confusion;
 pub mod help;
+pub mod keymap;
 pub mod predict;
 pub mod roc;
+mod terminal;
+mod workers;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::Receiver;
 use crossterm::event::{self, Event, KeyEventKind};
 use ratatui::layout::{Alignment, Constraint, Direction, Layout};
 use ratatui::style::{Color, Modifier, Style};
@@ -22,8 +25,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
-use self::app::{App, Effect, Overlay, Pane, PredictResult};
+use self::app::{App, Effect};
+use self::keymap::Pane;
 use self::predict::ImageView;
+use self::terminal::{install_panic_hook, picker, redirect_stderr, tty_hung_up, Noise, TerminalGuard};
+use self::workers::{load_picture, spawn_gpu_status, spawn_predictor};
 use crate::data::Class;
 use crate::error::Result;
 use crate::model::ModelKind;
@@ -135,190 +141,8 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
             None => Span::raw("working…".to_string()),
         }
     };
-    let hints =
-        if width >= 110 { "  ?:help tab:pane ←→:model p:pause n:next s:stop q:quit" } else { "  ?:help q:quit" };
+    let hints = format!("  {}", keymap::status_hints(width >= 110));
     Line::from(vec![state, Span::styled(hints, Style::default().fg(Color::DarkGray))])
-}
-
-/// Restores the terminal and stderr when dropped (normal exit, error or unwinding panic).
-struct TerminalGuard {
-    saved_stderr: Option<i32>,
-}
-
-impl TerminalGuard {
-    fn restore(&mut self) {
-        ratatui::restore();
-        if let Some(fd) = self.saved_stderr.take() {
-            // SAFETY: fd is a duplicate of the original stderr made in `redirect_stderr`.
-            unsafe {
-                libc::dup2(fd, 2);
-                libc::close(fd);
-            }
-        }
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        self.restore();
-    }
-}
-
-/// Sends fd 2 to `log` so library output cannot corrupt the screen; returns the saved original.
-fn redirect_stderr(log: &std::path::Path) -> Option<i32> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).ok()?;
-    // SAFETY: plain descriptor duplication; both descriptors stay valid for the process.
-    unsafe {
-        let saved = libc::dup(2);
-        if saved < 0 {
-            return None;
-        }
-        if libc::dup2(file.as_raw_fd(), 2) < 0 {
-            libc::close(saved);
-            return None;
-        }
-        Some(saved)
-    }
-}
-
-/// Installs a panic hook that restores the terminal (and stderr) before the panic message is printed.
-fn install_panic_hook(saved_stderr: Option<i32>) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        ratatui::restore();
-        if let Some(fd) = saved_stderr {
-            // SAFETY: see TerminalGuard::restore; restoring twice is harmless.
-            unsafe {
-                libc::dup2(fd, 2);
-            }
-        }
-        previous(info);
-    }));
-}
-
-/// Polls `nvidia-smi` for GPU `n` every 5 s (stops at the first silence: no tool, no such GPU).
-fn spawn_gpu_status(n: usize) -> Receiver<String> {
-    let (tx, rx) = unbounded();
-    let _ = std::thread::Builder::new().name("pneumoscope-gpu-status".into()).spawn(move || {
-        while let Some(s) = crate::train::backend::gpu_status(n) {
-            if tx.send(s).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
-    });
-    rx
-}
-
-/// Loads checkpoints and classifies images off the UI thread.
-fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
-    let (req_tx, req_rx) = unbounded::<Effect>();
-    let (res_tx, res_rx) = unbounded();
-    let _ = std::thread::Builder::new().name("pneumoscope-predict".into()).spawn(move || {
-        use crate::train::backend::Cpu;
-        type Ad = burn::backend::Autodiff<Cpu>;
-        let device = Default::default();
-        let mut cache: Option<crate::train::predictor::Predictor<Cpu>> = None;
-        let mut grad_cache: Option<(PathBuf, crate::model::Model<Ad>)> = None;
-        for req in req_rx.iter() {
-            let Effect::Predict { path, checkpoint, model, truth, heatmap } = req else {
-                continue;
-            };
-            let outcome = (|| -> std::result::Result<(f32, f32), String> {
-                if cache.as_ref().map(|c| &c.path) != Some(&checkpoint) {
-                    let loaded = crate::train::predictor::Predictor::<Cpu>::load(&checkpoint, &device)
-                        .map_err(|e| crate::error::format_error(&e))?;
-                    cache = Some(loaded);
-                }
-                let predictor = cache.as_ref().ok_or("no model")?;
-                let r = predictor.predict_files(std::slice::from_ref(&path), 30_000, &device);
-                match r.into_iter().next() {
-                    Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
-                    Some(Err((_, e))) => Err(e),
-                    None => Err("no result".into()),
-                }
-            })();
-            let (outcome, threshold) = match outcome {
-                Ok((p, t)) => (Ok(p), t),
-                Err(e) => (Err(e), 0.5),
-            };
-            // Grad-CAM needs the model on the autodiff backend: loaded once per checkpoint.
-            // (An ensemble has no single network to explain: its pane says so.)
-            let overlay = (heatmap && outcome.is_ok() && model.is_network())
-                .then(|| -> Option<Overlay> {
-                    if grad_cache.as_ref().map(|c| &c.0) != Some(&checkpoint) {
-                        let (_, m) = crate::train::checkpoint::load::<Ad>(&checkpoint, &device).ok()?;
-                        grad_cache = Some((checkpoint.clone(), m));
-                    }
-                    let (_, m) = grad_cache.as_ref()?;
-                    let meta = cache.as_ref()?.meta();
-                    let e = crate::train::explain::explain_file(m, meta, &path, 30_000, &device).ok()?;
-                    Some(Overlay(std::sync::Arc::new(e.overlay)))
-                })
-                .flatten();
-            if res_tx.send(PredictResult { path, model, truth, outcome, threshold, overlay }).is_err() {
-                return;
-            }
-        }
-    });
-    (req_tx, res_rx)
-}
-
-/// Decodes an image for display, downscaled so terminal encoding stays cheap.
-fn load_picture(path: &std::path::Path) -> Option<image::DynamicImage> {
-    let (img, _) = crate::data::image::decode(path, 30_000).ok()?;
-    Some(img.resize(480, 480, image::imageops::FilterType::Triangle).grayscale())
-}
-
-/// How images are drawn: the terminal's graphics protocol when it answers ratatui-image's query, else
-/// half-block characters. Inside tmux or screen the query is not made: they swallow it (unless passthrough is
-/// on), and the query's reader thread, left waiting for an answer that never comes, would eat the first key the
-/// user presses.
-fn picker() -> ratatui_image::picker::Picker {
-    let multiplexed = ["TMUX", "STY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    if multiplexed || std::env::var("PNEUMOSCOPE_IMAGES").as_deref() == Ok("halfblocks") {
-        return ratatui_image::picker::Picker::halfblocks();
-    }
-    ratatui_image::picker::Picker::from_query_stdio().unwrap_or_else(|_| ratatui_image::picker::Picker::halfblocks())
-}
-
-/// Counts events that are neither keys nor resizes; a flood of them means the terminal is gone.
-#[derive(Default)]
-struct Noise {
-    since: Option<Instant>,
-    count: u32,
-}
-
-impl Noise {
-    fn clear(&mut self) {
-        *self = Noise::default();
-    }
-    /// True when more than 500 such events arrived within a second.
-    fn tick(&mut self) -> bool {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        if since.elapsed() > Duration::from_secs(1) {
-            self.since = Some(Instant::now());
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count > 500
-    }
-}
-
-/// Waits up to `wait` for input on the terminal; true when it hung up (crossterm's own poll spins forever on a
-/// terminal that is gone, so the check is made with poll(2) first).
-fn tty_hung_up(wait: Duration) -> bool {
-    // SAFETY: poll(2) on our own stdin descriptor with a stack-allocated pollfd.
-    unsafe {
-        if libc::isatty(0) != 1 {
-            std::thread::sleep(wait.min(Duration::from_millis(50)));
-            return false;
-        }
-        let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
-        let r = libc::poll(&mut fds, 1, wait.as_millis().min(1000) as i32);
-        r > 0 && (fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL)) != 0
-    }
 }
 
 /// The terminal is gone: ask the engine to stop (it saves a checkpoint) and leave once it has.

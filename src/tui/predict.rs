@@ -10,15 +10,52 @@ use ratatui::Frame;
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::StatefulImage;
 
+use std::path::PathBuf;
+
 use super::app::App;
 use crate::data::Class;
+use crate::model::ModelKind;
+
+/// A classified test image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictResult {
+    pub path: PathBuf,
+    pub model: ModelKind,
+    pub truth: Class,
+    /// P(pneumonia), or the error that stopped the prediction.
+    pub outcome: Result<f32, String>,
+    pub threshold: f32,
+    /// The Grad-CAM overlay, when it was asked for.
+    pub overlay: Option<Overlay>,
+}
+
+/// A Grad-CAM overlay picture (compared by identity: pictures are not diffed).
+#[derive(Debug, Clone)]
+pub struct Overlay(pub std::sync::Arc<image::RgbImage>);
+
+impl PartialEq for Overlay {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The predict pane's state.
+#[derive(Debug, Clone, Default)]
+pub struct PredictState {
+    pub items: Vec<(PathBuf, Class)>,
+    pub selected: usize,
+    pub pending: Option<PathBuf>,
+    pub result: Option<PredictResult>,
+    /// Show the Grad-CAM overlay (key g) instead of the plain image.
+    pub heatmap: bool,
+}
 
 /// The picture of the selected image, owned by the event loop (a terminal resource, not App state).
 #[derive(Default)]
 pub struct ImageView {
     pub path: Option<std::path::PathBuf>,
     /// The overlay shown instead of the image, if any.
-    pub overlay: Option<super::app::Overlay>,
+    pub overlay: Option<Overlay>,
     pub protocol: Option<StatefulProtocol>,
 }
 
