@@ -59,6 +59,8 @@ pub struct PipelineResult {
 }
 
 pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
+    // The limit training applies by default (data.max_image_side).
+    let side_limit = crate::config::DataConfig::default().max_image_side;
     let tmp;
     let root = match &args.data {
         Some(d) => d.clone(),
@@ -99,7 +101,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
         single.install(|| {
             for s in &samples {
                 if let Ok(bytes) = std::fs::read(&s.path) {
-                    let _ = crate::data::image::with_pixels(&bytes, 30_000, |pixels, _, _, _| pixels.len());
+                    let _ = crate::data::image::with_pixels(&bytes, side_limit, |pixels, _, _, _| pixels.len());
                 }
             }
         })
@@ -107,13 +109,13 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
     let one_thread = || {
         single.install(|| {
             for s in &samples {
-                let _ = load_prepared(&s.path, args.size, 30_000);
+                let _ = load_prepared(&s.path, args.size, side_limit);
             }
         })
     };
     let all_threads = || {
         samples.par_iter().for_each(|s| {
-            let _ = load_prepared(&s.path, args.size, 30_000);
+            let _ = load_prepared(&s.path, args.size, side_limit);
         })
     };
     // Rounds interleave the three figures so that a noisy moment on a shared machine hits all of them alike.
@@ -125,7 +127,7 @@ pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
     }
     let (decode_only, one, all) = (median(decode_rates), median(one_rates), median(all_rates));
 
-    let (ds, _) = preload(&samples, args.size, 30_000, &|_, _| {});
+    let (ds, _) = preload(&samples, args.size, side_limit, &|_, _| {});
     let ds = Arc::new(ds);
     let spec = BatchSpec {
         batch_size: args.batch_size,

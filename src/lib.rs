@@ -106,7 +106,7 @@ pub fn run_train(args: &cli::TrainArgs) -> error::Result<i32> {
         let layout = data::layout::Layout::scan(&data_root_for_tui)?;
         let plan = data::split::plan(&layout, &cfg_for_tui);
         let test_items = plan.test.iter().map(|s| (s.path.clone(), s.label)).collect();
-        let outcome = tui::run(handle, &models, test_items, &log_file, &stop_signals)?;
+        let outcome = tui::run(handle, &models, test_items, cfg_for_tui.max_image_side, &log_file, &stop_signals)?;
         match outcome.report {
             Some(r) => {
                 let r = r.map_err(forget)?;

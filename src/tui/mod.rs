@@ -171,6 +171,8 @@ pub fn run(
     handle: EngineHandle,
     models: &[ModelKind],
     test_items: Vec<(PathBuf, Class)>,
+    // The run's `data.max_image_side`: the predict pane reads the test films as training did.
+    max_image_side: u32,
     log_file: &std::path::Path,
     signals: &crate::signals::StopSignals,
 ) -> Result<Outcome> {
@@ -181,7 +183,7 @@ pub fn run(
     let mut terminal = ratatui::try_init()?;
     let mut guard = TerminalGuard { saved_stderr };
     let picker = picker();
-    let (pred_tx, pred_rx) = spawn_predictor();
+    let (pred_tx, pred_rx) = spawn_predictor(max_image_side);
     let mut image = ImageView::default();
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
@@ -246,7 +248,10 @@ pub fn run(
             if sel.is_some() && (image.path != sel || image.overlay != overlay) {
                 image.protocol = match &overlay {
                     Some(o) => Some(picker.new_resize_protocol(image::DynamicImage::ImageRgb8((*o.0).clone()))),
-                    None => sel.as_deref().and_then(load_picture).map(|img| picker.new_resize_protocol(img)),
+                    None => sel
+                        .as_deref()
+                        .and_then(|p| load_picture(p, max_image_side))
+                        .map(|img| picker.new_resize_protocol(img)),
                 };
                 image.path = sel;
                 image.overlay = overlay;

@@ -24,7 +24,7 @@ pub(super) fn spawn_gpu_status(n: usize) -> Receiver<String> {
 }
 
 /// Loads checkpoints and classifies images off the UI thread.
-pub(super) fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
+pub(super) fn spawn_predictor(max_side: u32) -> (Sender<Effect>, Receiver<PredictResult>) {
     let (req_tx, req_rx) = unbounded::<Effect>();
     let (res_tx, res_rx) = unbounded();
     let _ = std::thread::Builder::new().name("pneumoscope-predict".into()).spawn(move || {
@@ -44,7 +44,7 @@ pub(super) fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
                     cache = Some(loaded);
                 }
                 let predictor = cache.as_ref().ok_or("no model")?;
-                let r = predictor.predict_files(std::slice::from_ref(&path), 30_000, &device);
+                let r = predictor.predict_files(std::slice::from_ref(&path), max_side, &device);
                 match r.into_iter().next() {
                     Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
                     Some(Err((_, e))) => Err(e),
@@ -65,7 +65,7 @@ pub(super) fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
                     }
                     let (_, m) = grad_cache.as_ref()?;
                     let meta = cache.as_ref()?.meta();
-                    let e = crate::train::explain::explain_file(m, meta, &path, 30_000, &device).ok()?;
+                    let e = crate::train::explain::explain_file(m, meta, &path, max_side, &device).ok()?;
                     Some(Overlay(std::sync::Arc::new(e.overlay)))
                 })
                 .flatten();
@@ -78,7 +78,7 @@ pub(super) fn spawn_predictor() -> (Sender<Effect>, Receiver<PredictResult>) {
 }
 
 /// Decodes an image for display, downscaled so terminal encoding stays cheap.
-pub(super) fn load_picture(path: &std::path::Path) -> Option<image::DynamicImage> {
-    let (img, _) = crate::data::image::decode(path, 30_000).ok()?;
+pub(super) fn load_picture(path: &std::path::Path, max_side: u32) -> Option<image::DynamicImage> {
+    let (img, _) = crate::data::image::decode(path, max_side).ok()?;
     Some(img.resize(480, 480, image::imageops::FilterType::Triangle).grayscale())
 }
