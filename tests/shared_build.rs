@@ -2,7 +2,7 @@
 //! --release` reuses them. That holds only while every dependency gets the same feature set in both commands —
 //! one extra feature anywhere under burn (a dev-dependency asking for a crate's default features, say) gives
 //! that crate and everything above it a new fingerprint, and the tests rebuild burn (about 6.5 minutes on 2
-//! cores). This compares the two resolved feature sets with `cargo tree` (offline, from Cargo.lock).
+//! cores). This compares the two resolved feature sets with `cargo tree` (from Cargo.lock).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -11,7 +11,7 @@ use std::process::Command;
 fn resolved(edges: &str) -> BTreeMap<String, String> {
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     let out = Command::new(cargo)
-        .args(["tree", "--offline", "--locked", "--prefix", "none", "-f", "{p}|{f}", "-e", edges])
+        .args(["tree", "--locked", "--prefix", "none", "-f", "{p}|{f}", "-e", edges])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo runs");
