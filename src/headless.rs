@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::train::engine::EngineHandle;
-use crate::train::events::{fmt_secs, TrainEvent};
+use crate::train::events::{fmt_secs, BatchProgress, TrainEvent};
 use crate::train::report::RunReport;
 
 fn stamp() -> String {
@@ -104,18 +104,19 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     bar = Some(b);
                 }
             }
-            TrainEvent::Batch {
-                epoch,
-                step,
-                steps_per_epoch,
-                global_step,
-                loss,
-                accuracy,
-                lr,
-                images_per_sec,
-                eta_secs,
-                ..
-            } => {
+            TrainEvent::Batch(b) => {
+                let BatchProgress {
+                    epoch,
+                    step,
+                    steps_per_epoch,
+                    global_step,
+                    loss,
+                    accuracy,
+                    lr,
+                    images_per_sec,
+                    eta_secs,
+                    ..
+                } = b;
                 let msg = format!(
                     "epoch {epoch} step {step}/{steps_per_epoch} loss {loss:.4} acc {:.1}% lr {lr:.2e} {images_per_sec:.1} img/s eta {}",
                     accuracy * 100.0,

@@ -7,7 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use pneumoscope::data::{Class, ClassCounts, SplitCounts};
 use pneumoscope::metrics::{Confusion, Metrics};
 use pneumoscope::model::ModelKind;
-use pneumoscope::train::events::{ModelStatus, RunInfo, TrainEvent};
+use pneumoscope::train::events::{BatchProgress, ModelStatus, RunInfo, TrainEvent};
 use pneumoscope::tui::app::{App, Effect};
 use pneumoscope::tui::keymap::Pane;
 use pneumoscope::tui::predict::ImageView;
@@ -61,7 +61,7 @@ fn app() -> App {
     }
     for epoch in 1..=3 {
         for step in 1..=10 {
-            app.on_event(TrainEvent::Batch {
+            app.on_event(TrainEvent::Batch(BatchProgress {
                 model: ModelKind::Simple,
                 epoch,
                 step,
@@ -72,7 +72,7 @@ fn app() -> App {
                 lr: 1e-3,
                 images_per_sec: 88.5,
                 eta_secs: 30.0,
-            });
+            }));
         }
         app.on_event(TrainEvent::EpochEnded {
             model: ModelKind::Simple,
@@ -111,7 +111,7 @@ fn app() -> App {
         init: "scratch".into(),
     });
     for step in 1..=4 {
-        app.on_event(TrainEvent::Batch {
+        app.on_event(TrainEvent::Batch(BatchProgress {
             model: ModelKind::Regularized,
             epoch: 2,
             step,
@@ -122,7 +122,7 @@ fn app() -> App {
             lr: 5e-4,
             images_per_sec: 27.3,
             eta_secs: 125.0,
-        });
+        }));
     }
     app.predict.items = vec![
         (PathBuf::from("/data/chest_xray/test/NORMAL/IM-0001-0001.jpeg"), Class::Normal),
@@ -346,7 +346,7 @@ fn a_resumed_runs_history_reaches_the_charts() {
     let history = (1..=2)
         .flat_map(|epoch| {
             vec![
-                E::Batch {
+                E::Batch(BatchProgress {
                     model: ModelKind::Regularized,
                     epoch,
                     step: 10,
@@ -357,7 +357,7 @@ fn a_resumed_runs_history_reaches_the_charts() {
                     lr: 1e-3,
                     images_per_sec: 30.0,
                     eta_secs: 0.0,
-                },
+                }),
                 E::EpochEnded {
                     model: ModelKind::Regularized,
                     epoch,

@@ -61,6 +61,25 @@ pub struct RunInfo {
 }
 
 /// What the engine reports, in order.
+/// One training step's figures: the `Batch` event's payload (in the journal, ten of them are averaged into one
+/// `batch_window` line).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    pub model: ModelKind,
+    pub epoch: usize,
+    /// 1-based step within the epoch.
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    /// 0-based global step across epochs.
+    pub global_step: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    /// Seconds left for this model at the current pace.
+    pub eta_secs: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainEvent {
@@ -102,21 +121,7 @@ pub enum TrainEvent {
         /// Where the weights started: "scratch" or "imagenet (<file>)".
         init: String,
     },
-    Batch {
-        model: ModelKind,
-        epoch: usize,
-        /// 1-based step within the epoch.
-        step: usize,
-        steps_per_epoch: usize,
-        /// 0-based global step across epochs.
-        global_step: usize,
-        loss: f64,
-        accuracy: f64,
-        lr: f64,
-        images_per_sec: f64,
-        /// Seconds left for this model at the current pace.
-        eta_secs: f64,
-    },
+    Batch(BatchProgress),
     EpochEnded {
         model: ModelKind,
         epoch: usize,

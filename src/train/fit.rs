@@ -16,7 +16,7 @@ use super::adam::AdamKernel;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::control::{poll, Control};
 use super::engine::RunSetup;
-use super::events::{Command, TrainEvent};
+use super::events::{BatchProgress, Command, TrainEvent};
 use super::infer::{evaluate, LossSpec};
 use super::journal::Emitter;
 use super::report::ModelResult;
@@ -255,7 +255,7 @@ impl<B: crate::model::FusedBatchNorm + AdamKernel> Fit<'_, B> {
                 let elapsed = train_secs + epoch_start.elapsed().as_secs_f64();
                 let ips = images_seen as f64 / elapsed.max(1e-9);
                 let per_step = elapsed / global_step as f64;
-                emit.send(TrainEvent::Batch {
+                emit.send(TrainEvent::Batch(BatchProgress {
                     model: kind,
                     epoch,
                     step,
@@ -266,7 +266,7 @@ impl<B: crate::model::FusedBatchNorm + AdamKernel> Fit<'_, B> {
                     lr,
                     images_per_sec: ips,
                     eta_secs: per_step * (total_steps - global_step) as f64,
-                });
+                }));
                 control = poll(cmds, emit);
                 if !matches!(control, Control::Continue) {
                     break;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crossbeam_channel::Sender;
 
-use super::events::TrainEvent;
+use super::events::{BatchProgress, TrainEvent};
 use crate::model::ModelKind;
 
 /// Sends events and appends the ones worth keeping to metrics.jsonl.
@@ -58,18 +58,19 @@ impl Emitter {
         let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         match ev {
             TrainEvent::DataProgress { .. } | TrainEvent::Paused | TrainEvent::Resumed => {}
-            TrainEvent::Batch {
-                model,
-                epoch,
-                step,
-                steps_per_epoch,
-                global_step,
-                loss,
-                accuracy,
-                lr,
-                images_per_sec,
-                ..
-            } => {
+            TrainEvent::Batch(b) => {
+                let BatchProgress {
+                    model,
+                    epoch,
+                    step,
+                    steps_per_epoch,
+                    global_step,
+                    loss,
+                    accuracy,
+                    lr,
+                    images_per_sec,
+                    ..
+                } = *b;
                 let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
                 w.n += 1;
                 w.loss += loss;
@@ -105,7 +106,7 @@ pub(crate) fn read_history(run_dir: &Path) -> Vec<TrainEvent> {
         if v["event"] == "batch_window" {
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
             let Ok(model) = serde_json::from_value::<ModelKind>(v["model"].clone()) else { continue };
-            out.push(TrainEvent::Batch {
+            out.push(TrainEvent::Batch(BatchProgress {
                 model,
                 epoch: f("epoch") as usize,
                 step: f("step") as usize,
@@ -116,7 +117,7 @@ pub(crate) fn read_history(run_dir: &Path) -> Vec<TrainEvent> {
                 lr: f("lr"),
                 images_per_sec: f("images_per_sec"),
                 eta_secs: 0.0,
-            });
+            }));
             continue;
         }
         if let Ok(

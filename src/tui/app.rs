@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use crate::data::{Class, SplitCounts};
 use crate::metrics::Metrics;
 use crate::model::ModelKind;
-use crate::train::events::{ModelStatus, RunInfo, TrainEvent};
+use crate::train::events::{BatchProgress, ModelStatus, RunInfo, TrainEvent};
 
 use super::keymap::{action_for, Action, Pane};
 use super::predict::{PredictResult, PredictState};
@@ -205,18 +205,19 @@ impl App {
                     m.epochs = epochs;
                 }
             }
-            TrainEvent::Batch {
-                model,
-                epoch,
-                step,
-                steps_per_epoch,
-                loss,
-                accuracy,
-                lr,
-                images_per_sec,
-                eta_secs,
-                ..
-            } => {
+            TrainEvent::Batch(b) => {
+                let BatchProgress {
+                    model,
+                    epoch,
+                    step,
+                    steps_per_epoch,
+                    loss,
+                    accuracy,
+                    lr,
+                    images_per_sec,
+                    eta_secs,
+                    ..
+                } = b;
                 if let Some(m) = self.model_mut(model) {
                     let x = (epoch - 1) as f64 + step as f64 / steps_per_epoch.max(1) as f64;
                     m.epoch = epoch;
