@@ -220,7 +220,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from("chest_xray"),
-            image_size: 256,
+            image_size: 128,
             split: SplitMode::Patient,
             val_fraction: 0.2,
             test_fraction: 0.15,
@@ -247,7 +247,7 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
             models: MODEL_NAMES.iter().map(|s| s.to_string()).collect(),
-            epochs: 10,
+            epochs: 5,
             batch_size: 16,
             optimizer: OptimizerKind::Adam,
             max_lr: 1e-3,
