@@ -77,7 +77,7 @@ fn a_failing_disk_is_reported_training_goes_on_and_the_run_does_not_claim_what_i
     assert!(log.contains("training goes on"), "{log}");
     assert!(log.contains("not everything could be saved"), "{log}");
     // The last epoch's failure promises no retry that will never come.
-    let last_warning = log.lines().filter(|l| l.contains("no space left")).last().unwrap();
+    let last_warning = log.lines().rfind(|l| l.contains("no space left")).unwrap();
     assert!(!last_warning.contains("retried"), "{last_warning}");
     let (run, r) = report(tmp.path());
     assert_eq!(r["models"][0]["status"], "failed");

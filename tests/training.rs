@@ -329,13 +329,15 @@ fn impossible_header_values_are_refused_before_a_model_is_built() {
     ] {
         let path = dir.path().join("bad.ckpt");
         checkpoint::save(&path, &meta, &model).unwrap();
-        let err = checkpoint::load::<B>(&path, &device).err().expect("refused").to_string();
+        let Err(err) = checkpoint::load::<B>(&path, &device) else { panic!("{what}: accepted") };
+        let err = err.to_string();
         assert!(err.contains("bad.ckpt") && err.contains("invalid header") && err.contains(what), "{err}");
     }
     // Weights of another architecture under a valid header: an error naming the file, not a panic.
     let path = dir.path().join("wrong-kind.ckpt");
     checkpoint::save(&path, &meta_of(ModelKind::Regularized), &model).unwrap();
-    let err = checkpoint::load::<B>(&path, &device).err().expect("refused").to_string();
+    let Err(err) = checkpoint::load::<B>(&path, &device) else { panic!("weights of another model: accepted") };
+    let err = err.to_string();
     assert!(err.contains("wrong-kind.ckpt") && err.contains("do not fit"), "{err}");
 }
 
