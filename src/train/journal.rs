@@ -59,28 +59,16 @@ impl Emitter {
         match ev {
             TrainEvent::DataProgress { .. } | TrainEvent::Paused | TrainEvent::Resumed => {}
             TrainEvent::Batch(b) => {
-                let BatchProgress {
-                    model,
-                    epoch,
-                    step,
-                    steps_per_epoch,
-                    global_step,
-                    loss,
-                    accuracy,
-                    lr,
-                    images_per_sec,
-                    ..
-                } = *b;
                 let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
                 w.n += 1;
-                w.loss += loss;
-                w.acc += accuracy;
-                if w.n == LOG_WINDOW || step == steps_per_epoch {
+                w.loss += b.loss;
+                w.acc += b.accuracy;
+                if w.n == LOG_WINDOW || b.step == b.steps_per_epoch {
                     let line = serde_json::json!({
-                        "event": "batch_window", "time": time, "model": model, "epoch": epoch, "step": step,
-                        "steps_per_epoch": steps_per_epoch,
-                        "global_step": global_step, "batches": w.n, "loss": w.loss / w.n as f64,
-                        "accuracy": w.acc / w.n as f64, "lr": lr, "images_per_sec": images_per_sec,
+                        "event": "batch_window", "time": time, "model": b.model, "epoch": b.epoch, "step": b.step,
+                        "steps_per_epoch": b.steps_per_epoch,
+                        "global_step": b.global_step, "batches": w.n, "loss": w.loss / w.n as f64,
+                        "accuracy": w.acc / w.n as f64, "lr": b.lr, "images_per_sec": b.images_per_sec,
                     });
                     *w = Window::default();
                     drop(w);

@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use crate::data::{Class, SplitCounts};
 use crate::metrics::Metrics;
 use crate::model::ModelKind;
-use crate::train::events::{BatchProgress, ModelStatus, RunInfo, TrainEvent};
+use crate::train::events::{ModelStatus, RunInfo, TrainEvent};
 
 use super::keymap::{action_for, Action, Pane};
 use super::predict::{PredictResult, PredictState};
@@ -206,27 +206,15 @@ impl App {
                 }
             }
             TrainEvent::Batch(b) => {
-                let BatchProgress {
-                    model,
-                    epoch,
-                    step,
-                    steps_per_epoch,
-                    loss,
-                    accuracy,
-                    lr,
-                    images_per_sec,
-                    eta_secs,
-                    ..
-                } = b;
-                if let Some(m) = self.model_mut(model) {
-                    let x = (epoch - 1) as f64 + step as f64 / steps_per_epoch.max(1) as f64;
-                    m.epoch = epoch;
-                    m.step = step;
-                    m.batch_loss.push((x, loss));
-                    m.batch_acc.push((x, accuracy));
-                    m.lr = lr;
-                    m.images_per_sec = images_per_sec;
-                    m.eta_secs = eta_secs;
+                if let Some(m) = self.model_mut(b.model) {
+                    let x = (b.epoch - 1) as f64 + b.step as f64 / b.steps_per_epoch.max(1) as f64;
+                    m.epoch = b.epoch;
+                    m.step = b.step;
+                    m.batch_loss.push((x, b.loss));
+                    m.batch_acc.push((x, b.accuracy));
+                    m.lr = b.lr;
+                    m.images_per_sec = b.images_per_sec;
+                    m.eta_secs = b.eta_secs;
                 }
             }
             TrainEvent::EpochEnded { model, epoch, train_loss, train_accuracy, validation, .. } => {
