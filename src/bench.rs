@@ -1,5 +1,6 @@
-//! `pneumoscope bench pipeline`: throughput of the data pipeline — decode+resize of full-size JPEGs (one
-//! thread and all threads) and cached batch assembly (augment + normalise). A benchmark, not a test.
+//! The measurements behind `pneumoscope bench` (benchmarks, not tests): `pipeline`, the throughput of the data
+//! pipeline — decode+resize of full-size JPEGs (one thread and all threads) and cached batch assembly (augment +
+//! normalise); `model_one`/`models`, training and inference speed, latency and peak memory per model and size.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,39 +9,30 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::config::DeviceChoice;
 use crate::data::image::load_prepared;
 use crate::data::layout::Layout;
 use crate::data::loader::{assemble, epoch_order, preload, BatchSpec};
 use crate::data::synth::{generate, SynthSpec};
 use crate::error::Result;
+use crate::model::ModelKind;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct PipelineArgs {
+/// What `bench pipeline` measures (the command line's `commands::bench::PipelineArgs`).
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
     /// Number of JPEGs to generate and decode.
-    #[arg(long, default_value_t = 200)]
     pub images: usize,
-    /// Smallest longer side of the generated JPEGs. With the generator's aspect ratios (0.72–1) the defaults
-    /// give 1.0–2.2 megapixel files, the size of most Kaggle films (about 1000–2900 px on the longer side).
-    #[arg(long, default_value_t = 1180)]
+    /// Smallest and largest longer side of the generated JPEGs.
     pub min_side: u32,
-    /// Largest longer side of the generated JPEGs.
-    #[arg(long, default_value_t = 1480)]
     pub max_side: u32,
     /// Model input size to resize to.
-    #[arg(long, default_value_t = 256)]
     pub size: usize,
     /// Batch size for the assembly benchmark.
-    #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Use the images of this data folder instead of generated ones.
-    #[arg(long)]
     pub data: Option<PathBuf>,
     /// Rounds of the decode measurements (interleaved); each figure is the median round.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub repeat: u32,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +50,7 @@ pub struct PipelineResult {
     pub batch_assembly_ms_per_batch: f64,
 }
 
-pub fn pipeline(args: &PipelineArgs) -> Result<PipelineResult> {
+pub fn pipeline(args: &PipelineSpec) -> Result<PipelineResult> {
     // The limit training applies by default (data.max_image_side).
     let side_limit = crate::config::DataConfig::default().max_image_side;
     let tmp;
@@ -206,41 +198,15 @@ impl PipelineResult {
     }
 }
 
-/// `pneumoscope bench models`: arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ModelsArgs {
-    /// Models to measure.
-    #[arg(long, value_delimiter = ',', default_value = "simple,regularized,resnet34")]
-    pub models: Vec<String>,
-    /// Square input sizes to measure.
-    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
-    pub sizes: Vec<usize>,
-    #[arg(long, default_value_t = 16)]
+/// One model at one size (`bench model-one`, which `bench models` runs in a child process per model and size).
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub model: ModelKind,
+    pub size: usize,
     pub batch_size: usize,
     /// Timed training steps (after one warm-up step) and timed inference batches.
-    #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// cpu, cuda or cuda:N (a binary built with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// One model at one size, measured in a process of its own (so peak memory is that model's).
-#[derive(Debug, Clone, clap::Args)]
-pub struct OneArgs {
-    #[arg(long)]
-    pub model: String,
-    #[arg(long)]
-    pub size: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 5)]
-    pub steps: usize,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -275,10 +241,8 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// Measures one model at one size on the chosen device (CPU, or CUDA in a binary built with it).
-pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
-    let choice = crate::config::DeviceChoice::parse(&args.device)
-        .map_err(|m| crate::error::ConfigError::new(format!("invalid value for `--device`: {m}")))?;
-    let resolved = crate::train::backend::resolve(choice)?;
+pub fn model_one(args: &ModelSpec) -> Result<ModelFigures> {
+    let resolved = crate::train::backend::resolve(args.device)?;
     let mut figures = match resolved {
         crate::train::backend::Resolved::Cpu => model_one_on::<crate::train::backend::Cpu>(args, Default::default()),
         #[cfg(feature = "cuda")]
@@ -293,20 +257,19 @@ pub fn model_one(args: &OneArgs) -> Result<ModelFigures> {
 }
 
 fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel>(
-    args: &OneArgs,
+    args: &ModelSpec,
     device: B::Device,
 ) -> Result<ModelFigures> {
     use crate::data::image::Prepared;
     use crate::data::loader::{batches, Dataset};
     use crate::data::{Class, Sample};
-    use crate::model::{Model, ModelKind};
+    use crate::model::Model;
     use crate::train::infer::{probabilities, to_tensors};
     use burn::backend::Autodiff;
     use burn::module::AutodiffModule;
     type AD<B> = Autodiff<B>;
 
-    let kind = ModelKind::parse(&args.model)
-        .ok_or_else(|| crate::error::ConfigError::new(format!("`{}` is not a model", args.model)))?;
+    let kind = args.model;
     let (s, bs, steps) = (args.size, args.batch_size.max(1), args.steps.max(1));
     // Random gray images in the decoded-image cache: the trainer reads them through the real prefetching loader.
     let n = bs * (steps + 1);
@@ -406,18 +369,19 @@ fn model_one_on<B: crate::model::FusedBatchNorm + crate::train::adam::AdamKernel
     })
 }
 
-/// Runs `model_one` for every model and size, each in a child process of this binary.
-pub fn models(args: &ModelsArgs) -> Result<Vec<ModelFigures>> {
+/// Runs `model_one` for every model and size, each in a child process of this binary (so that peak memory is
+/// that model's).
+pub fn models(
+    models: &[ModelKind],
+    sizes: &[usize],
+    batch_size: usize,
+    steps: usize,
+    device: DeviceChoice,
+) -> Result<Vec<ModelFigures>> {
     let exe = std::env::current_exe()?;
     let mut out = Vec::new();
-    for m in &args.models {
-        if crate::model::ModelKind::parse(m).is_none() {
-            return Err(crate::error::ConfigError::new(format!(
-                "invalid value for `--models`: `{m}` (allowed: simple, regularized, resnet34)"
-            ))
-            .into());
-        }
-        for &s in &args.sizes {
+    for m in models {
+        for &s in sizes {
             if !(16..=1024).contains(&s) {
                 return Err(
                     crate::error::ConfigError::new(format!("invalid value for `--sizes`: {s} (16 to 1024)")).into()
@@ -425,8 +389,9 @@ pub fn models(args: &ModelsArgs) -> Result<Vec<ModelFigures>> {
             }
             eprintln!("measuring {m} at {s} px …");
             let o = std::process::Command::new(&exe)
-                .args(["bench", "model-one", "--model", m, "--size", &s.to_string(), "--device", &args.device])
-                .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
+                .args(["bench", "model-one", "--model", m.name(), "--size", &s.to_string()])
+                .args(["--device", &device.to_string()])
+                .args(["--batch-size", &batch_size.to_string(), "--steps", &steps.to_string()])
                 .stderr(std::process::Stdio::inherit())
                 .output()?;
             if !o.status.success() {

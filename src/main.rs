@@ -19,7 +19,7 @@ fn main() {
         // SAFETY: sets one integer option of the allocator; any value is valid and takes effect on later frees.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
-    let code = pneumoscope::cli::main();
+    let code = pneumoscope::commands::main();
     std::process::exit(code);
 }
 

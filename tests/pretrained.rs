@@ -299,7 +299,7 @@ fn train_pretrained_fine_tunes_resnet34_from_the_file_and_says_so() {
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("imagenet (resnet34-imagenet.safetensors)"), "{md}");
     let meta = pneumoscope::train::checkpoint::load_meta(&run.join("checkpoints/resnet34-best.ckpt")).unwrap();
-    assert!(meta.init.starts_with("imagenet"), "{}", meta.init);
+    assert!(matches!(meta.init, pneumoscope::model::Init::ImageNet(_)), "{}", meta.init);
 
     // A file that is not ResNet-34 weights stops the run before anything trains, naming the file (exit 2).
     let bad = tmp.path().join("resnet18.pth");

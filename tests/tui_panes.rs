@@ -53,7 +53,7 @@ fn app() -> App {
             params: 288_000,
             steps_per_epoch: 10,
             epochs: 3,
-            init: "scratch".into(),
+            init: pneumoscope::model::Init::Scratch,
         },
     ];
     for e in evs {
@@ -89,11 +89,11 @@ fn app() -> App {
     app.on_event(TrainEvent::CheckpointSaved {
         model: ModelKind::Simple,
         path: PathBuf::from("runs/x/checkpoints/simple-best.ckpt"),
-        kind: "best".into(),
+        kind: pneumoscope::train::CheckpointKind::Best,
     });
     app.on_event(TrainEvent::Evaluated {
         model: ModelKind::Simple,
-        split: "test".into(),
+        split: pneumoscope::train::EvalSplit::Test,
         metrics: metrics(150, 84, 10, 380, 0.41),
     });
     app.on_event(TrainEvent::ModelFinished {
@@ -108,7 +108,7 @@ fn app() -> App {
         params: 1_210_000,
         steps_per_epoch: 10,
         epochs: 3,
-        init: "scratch".into(),
+        init: pneumoscope::model::Init::Scratch,
     });
     for step in 1..=4 {
         app.on_event(TrainEvent::Batch(BatchProgress {
@@ -245,7 +245,7 @@ fn compare_pane_says_when_resnet34_started_from_imagenet_weights() {
         params: 21_285_698,
         steps_per_epoch: 10,
         epochs: 3,
-        init: "imagenet (resnet34-b627a593.pth)".into(),
+        init: pneumoscope::model::Init::ImageNet("resnet34-b627a593.pth".into()),
     });
     let s = draw(&a, 80, 24);
     assert!(s.contains("init: resnet34 ImageNet, others scratch"), "{s}");
@@ -460,8 +460,16 @@ fn the_ensemble_joins_the_comparison_as_a_fourth_row_and_can_be_chosen_for_predi
     let e = a.models[0].evaluation.clone().unwrap();
     let manifest = PathBuf::from("runs/20261125-120000/checkpoints/ensemble.json");
     for ev in [
-        TrainEvent::CheckpointSaved { model: ModelKind::Ensemble, path: manifest.clone(), kind: "ensemble".into() },
-        TrainEvent::Evaluated { model: ModelKind::Ensemble, split: "test".into(), metrics: e.test_at_half },
+        TrainEvent::CheckpointSaved {
+            model: ModelKind::Ensemble,
+            path: manifest.clone(),
+            kind: pneumoscope::train::CheckpointKind::Ensemble,
+        },
+        TrainEvent::Evaluated {
+            model: ModelKind::Ensemble,
+            split: pneumoscope::train::EvalSplit::Test,
+            metrics: e.test_at_half,
+        },
         TrainEvent::Analysed { model: ModelKind::Ensemble, evaluation: Box::new(e.clone()), differences: vec![] },
         TrainEvent::ModelFinished { model: ModelKind::Ensemble, status: ModelStatus::Done, seconds: 30.0, error: None },
     ] {

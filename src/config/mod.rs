@@ -1,11 +1,13 @@
 //! The run configuration: serde structs with their defaults, loading from TOML and validation.
-//! Must not depend on data, model, train or any front-end; everything else reads these structs.
+//! Must not depend on data, train or any front-end, and on `model` only for the names of the architectures
+//! (`ModelKind`); everything else reads these structs.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Result};
+use crate::model::ModelKind;
 
 mod validate;
 
@@ -101,14 +103,48 @@ pub enum OptimizerKind {
     Adam,
 }
 
-/// How the loss weighs the two classes.
+/// How the loss weighs the two classes. Written `"none"`, `"balanced"` or `[normal, pneumonia]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "ClassWeightsText", into = "ClassWeightsText")]
 pub enum ClassWeights {
-    /// `"none"` (equal weights) or `"balanced"` (inverse class frequency in the training split).
-    Named(String),
+    /// Equal weights.
+    None,
+    /// Inverse class frequency in the training split.
+    Balanced,
     /// Explicit `[normal, pneumonia]` weights.
     Explicit([f32; 2]),
+}
+
+/// `ClassWeights` as TOML writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ClassWeightsText {
+    Named(String),
+    Explicit([f32; 2]),
+}
+
+impl TryFrom<ClassWeightsText> for ClassWeights {
+    type Error = String;
+    fn try_from(t: ClassWeightsText) -> std::result::Result<Self, String> {
+        match t {
+            ClassWeightsText::Named(n) if n == "none" => Ok(Self::None),
+            ClassWeightsText::Named(n) if n == "balanced" => Ok(Self::Balanced),
+            ClassWeightsText::Named(n) => {
+                Err(format!("`{n}` (allowed: \"none\", \"balanced\" or [w_normal, w_pneumonia])"))
+            }
+            ClassWeightsText::Explicit(w) => Ok(Self::Explicit(w)),
+        }
+    }
+}
+
+impl From<ClassWeights> for ClassWeightsText {
+    fn from(w: ClassWeights) -> Self {
+        match w {
+            ClassWeights::None => Self::Named("none".into()),
+            ClassWeights::Balanced => Self::Named("balanced".into()),
+            ClassWeights::Explicit(w) => Self::Explicit(w),
+        }
+    }
 }
 
 /// How gradients are clipped.
@@ -167,7 +203,8 @@ impl Default for EvaluationConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
     /// Models to train, in order: any of `simple`, `regularized`, `resnet34`.
-    pub models: Vec<String>,
+    #[serde(deserialize_with = "model_names")]
+    pub models: Vec<ModelKind>,
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerKind,
@@ -195,7 +232,7 @@ pub struct TrainingConfig {
     /// With pretrained weights: the backbone's learning rate as a fraction of the head's, once unfrozen.
     pub backbone_lr_factor: f64,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when built with it and a GPU answers, else CPU).
-    pub device: String,
+    pub device: DeviceChoice,
     /// Worker threads for the CPU backend and the data pipeline (0: one per core).
     pub threads: usize,
 }
@@ -210,7 +247,20 @@ pub struct OutputConfig {
     pub cache_dir: PathBuf,
 }
 
-pub const MODEL_NAMES: [&str; 3] = ["simple", "regularized", "resnet34"];
+/// The architectures' names, for messages: "simple, regularized, resnet34".
+pub fn model_names_list() -> String {
+    ModelKind::ALL.map(|k| k.name()).join(", ")
+}
+
+/// A model named in `training.models` or `--models`: one of the three architectures.
+pub fn parse_model(name: &str) -> std::result::Result<ModelKind, String> {
+    ModelKind::parse(name.trim())
+        .ok_or_else(|| format!("`{}` is not a model (allowed: {})", name.trim(), model_names_list()))
+}
+
+fn model_names<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<ModelKind>, D::Error> {
+    Vec::<String>::deserialize(d)?.iter().map(|n| parse_model(n).map_err(serde::de::Error::custom)).collect()
+}
 /// More worker threads than this is a typo, not a machine (and rayon would try to start them all).
 pub const MAX_THREADS: usize = 1024;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -246,7 +296,7 @@ impl Default for DemoConfig {
 impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
-            models: MODEL_NAMES.iter().map(|s| s.to_string()).collect(),
+            models: ModelKind::ALL.to_vec(),
             epochs: 5,
             batch_size: 16,
             optimizer: OptimizerKind::Adam,
@@ -255,14 +305,14 @@ impl Default for TrainingConfig {
             weight_decay: 1e-4,
             grad_clip: 0.1,
             grad_clip_mode: ClipMode::Value,
-            class_weights: ClassWeights::Named("none".into()),
+            class_weights: ClassWeights::None,
             sampler: Sampler::Shuffle,
             label_smoothing: 0.0,
             dropout: 0.5,
             pretrained: PathBuf::new(),
             freeze_epochs: 1,
             backbone_lr_factor: 0.1,
-            device: "cpu".into(),
+            device: DeviceChoice::Cpu,
             threads: 0,
         }
     }
@@ -274,8 +324,9 @@ impl Default for OutputConfig {
     }
 }
 
-/// The device a run asks for, parsed from `training.device`.
+/// The device a run asks for (`training.device`, `--device`): written `cpu`, `cuda`, `cuda:N` or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceChoice {
     Cpu,
     Cuda(usize),
@@ -293,6 +344,19 @@ impl DeviceChoice {
                 _ => Err(format!("`{s}` is not a device; allowed: cpu, cuda, cuda:N, auto")),
             },
         }
+    }
+}
+
+impl TryFrom<String> for DeviceChoice {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<DeviceChoice> for String {
+    fn from(d: DeviceChoice) -> String {
+        d.to_string()
     }
 }
 
@@ -320,10 +384,6 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::new(validate::describe_toml_error(&e, text)))?;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    pub fn device(&self) -> DeviceChoice {
-        DeviceChoice::parse(&self.training.device).unwrap_or(DeviceChoice::Cpu)
     }
 
     /// The cache folder for generated data.
@@ -431,7 +491,11 @@ mod tests {
         let c = Config::from_toml("[training]\nclass_weights = [1.0, 0.5]\n").unwrap();
         assert_eq!(c.training.class_weights, ClassWeights::Explicit([1.0, 0.5]));
         let c = Config::from_toml("[training]\nclass_weights = \"balanced\"\n").unwrap();
-        assert_eq!(c.training.class_weights, ClassWeights::Named("balanced".into()));
+        assert_eq!(c.training.class_weights, ClassWeights::Balanced);
+        let c = Config::from_toml("[training]\nclass_weights = \"none\"\n").unwrap();
+        assert_eq!(c.training.class_weights, ClassWeights::None);
+        let err = Config::from_toml("[training]\nclass_weights = \"inverse\"\n").unwrap_err().to_string();
+        assert!(err.contains("`training.class_weights`") && err.contains("balanced"), "{err}");
     }
 
     #[test]
@@ -442,5 +506,30 @@ mod tests {
         assert_eq!(DeviceChoice::parse("auto"), Ok(DeviceChoice::Auto));
         assert!(DeviceChoice::parse("cuda:x").is_err());
         assert!(DeviceChoice::parse("gpu").is_err());
+        let c = Config::from_toml("[training]\ndevice = \"cuda:1\"\n").unwrap();
+        assert_eq!(c.training.device, DeviceChoice::Cuda(1));
+        let err = Config::from_toml("[training]\ndevice = \"tpu\"\n").unwrap_err().to_string();
+        assert!(err.contains("`training.device`") && err.contains("cuda:N"), "{err}");
+    }
+
+    #[test]
+    fn models_are_read_as_kinds_and_unknown_names_are_refused_by_name() {
+        let c = Config::from_toml("[training]\nmodels = [\"resnet34\", \"simple\"]\n").unwrap();
+        assert_eq!(c.training.models, vec![ModelKind::Resnet34, ModelKind::Simple]);
+        for bad in ["vgg", "ensemble"] {
+            let err = Config::from_toml(&format!("[training]\nmodels = [\"{bad}\"]\n")).unwrap_err().to_string();
+            assert!(err.contains("`training.models`") && err.contains(&format!("`{bad}` is not a model")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_saved_config_reads_back_the_same() {
+        let mut c = Config::default();
+        c.training.device = DeviceChoice::Cuda(2);
+        c.training.class_weights = ClassWeights::Explicit([1.0, 0.25]);
+        c.training.models = vec![ModelKind::Regularized];
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("device = \"cuda:2\"") && text.contains("models = [\"regularized\"]"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), c);
     }
 }

@@ -1,7 +1,7 @@
 //! What makes a configuration acceptable: every value checked against what is allowed, and TOML's own errors
 //! turned into one line that names the key.
 
-use super::{ClassWeights, Config, DeviceChoice, MAX_THREADS, MODEL_NAMES};
+use super::{model_names_list, ClassWeights, Config, MAX_THREADS};
 use crate::error::ConfigError;
 
 impl Config {
@@ -53,11 +53,11 @@ impl Config {
             return bad("demo.epochs", "0 (allowed: 1 or more)".into());
         }
         if t.models.is_empty() {
-            return bad("training.models", format!("[] (list one or more of: {})", MODEL_NAMES.join(", ")));
+            return bad("training.models", format!("[] (list one or more of: {})", model_names_list()));
         }
         for (i, m) in t.models.iter().enumerate() {
-            if !MODEL_NAMES.contains(&m.as_str()) {
-                return bad("training.models", format!("`{m}` is not a model (allowed: {})", MODEL_NAMES.join(", ")));
+            if !m.is_network() {
+                return bad("training.models", format!("`{m}` is not a model (allowed: {})", model_names_list()));
             }
             if t.models[..i].contains(m) {
                 return bad("training.models", format!("`{m}` is listed twice (each model trains once per run)"));
@@ -99,17 +99,9 @@ impl Config {
                 format!("{} (allowed: more than 0, at most 1)", t.backbone_lr_factor),
             );
         }
-        match &t.class_weights {
-            ClassWeights::Named(n) if n == "none" || n == "balanced" => {}
-            ClassWeights::Named(n) => {
-                return bad(
-                    "training.class_weights",
-                    format!("`{n}` (allowed: \"none\", \"balanced\" or [w_normal, w_pneumonia])"),
-                )
-            }
-            ClassWeights::Explicit(w) if w.iter().all(|x| x.is_finite() && *x > 0.0) => {}
-            ClassWeights::Explicit(w) => {
-                return bad("training.class_weights", format!("{w:?} (both weights must be positive numbers)"))
+        if let ClassWeights::Explicit(w) = &t.class_weights {
+            if !w.iter().all(|x| x.is_finite() && *x > 0.0) {
+                return bad("training.class_weights", format!("{w:?} (both weights must be positive numbers)"));
             }
         }
         let e = &self.evaluation;
@@ -127,9 +119,6 @@ impl Config {
                 "evaluation.bootstrap_resamples",
                 format!("{} (allowed: 100 to 100000)", e.bootstrap_resamples),
             );
-        }
-        if let Err(msg) = DeviceChoice::parse(&t.device) {
-            return bad("training.device", msg);
         }
         Ok(())
     }

@@ -105,8 +105,8 @@ pub fn prepare(cfg: &Config, root: &Path, emit: &(dyn Fn(Prepared) + Sync)) -> R
 /// Class weights for the loss, from the config and the training split.
 pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
     match &cfg.training.class_weights {
-        ClassWeights::Named(n) if n == "balanced" => balanced_weights(data.counts.train),
+        ClassWeights::Balanced => balanced_weights(data.counts.train),
         ClassWeights::Explicit(w) => *w,
-        ClassWeights::Named(_) => [1.0, 1.0],
+        ClassWeights::None => [1.0, 1.0],
     }
 }

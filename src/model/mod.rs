@@ -74,6 +74,75 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
+/// Where a model's weights started. Written as text in checkpoints, reports and events ("scratch",
+/// "imagenet (resnet34-b627a593.pth)", "mean of simple + regularized"), read back through [`Init::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Init {
+    /// Freshly initialised weights.
+    Scratch,
+    /// torchvision's ImageNet weights, from the file of this name.
+    ImageNet(String),
+    /// The ensemble: no weights of its own, the mean of these models' P(pneumonia) (none named: not yet known).
+    Mean(Vec<ModelKind>),
+}
+
+impl Init {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if s == "scratch" {
+            return Ok(Self::Scratch);
+        }
+        if let Some(file) = s.strip_prefix("imagenet (").and_then(|r| r.strip_suffix(')')) {
+            return Ok(Self::ImageNet(file.to_string()));
+        }
+        if s == "mean of the models" {
+            return Ok(Self::Mean(Vec::new()));
+        }
+        if let Some(names) = s.strip_prefix("mean of ") {
+            let members: Option<Vec<ModelKind>> = names.split(" + ").map(ModelKind::parse).collect();
+            if let Some(m) = members.filter(|m| !m.is_empty()) {
+                return Ok(Self::Mean(m));
+            }
+        }
+        Err(format!("`{s}` is not a weight source (scratch, imagenet (FILE), mean of MODEL + MODEL…)"))
+    }
+
+    /// A short label for narrow tables: "scratch", "ImageNet", "mean".
+    pub fn short(&self) -> &'static str {
+        match self {
+            Self::Scratch => "scratch",
+            Self::ImageNet(_) => "ImageNet",
+            Self::Mean(_) => "mean",
+        }
+    }
+}
+
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Scratch => f.write_str("scratch"),
+            Self::ImageNet(file) => write!(f, "imagenet ({file})"),
+            Self::Mean(m) if m.is_empty() => f.write_str("mean of the models"),
+            Self::Mean(m) => {
+                write!(f, "mean of {}", m.iter().map(|k| k.name()).collect::<Vec<_>>().join(" + "))
+            }
+        }
+    }
+}
+
+impl From<Init> for String {
+    fn from(i: Init) -> String {
+        i.to_string()
+    }
+}
+
+impl TryFrom<String> for Init {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        Init::parse(&s)
+    }
+}
+
 /// Any of the three classifiers.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -239,6 +308,31 @@ mod tests {
         // The regularized CNN: BatchNorm after each conv, more layers than the simple one.
         let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Regularized, 0.5, &device));
         assert_eq!(names.iter().filter(|(n, _)| n.ends_with("running_mean")).count(), 9);
+    }
+
+    #[test]
+    fn weight_sources_read_back_what_they_write() {
+        let all = [
+            Init::Scratch,
+            Init::ImageNet("resnet34-b627a593.pth".into()),
+            Init::Mean(vec![ModelKind::Simple, ModelKind::Regularized, ModelKind::Resnet34]),
+            Init::Mean(Vec::new()),
+        ];
+        for init in all {
+            let text = init.to_string();
+            assert_eq!(Init::parse(&text), Ok(init.clone()), "{text}");
+            let json = serde_json::to_string(&init).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Init>(&json).unwrap(), init);
+        }
+        // What checkpoints and reports have always held.
+        assert_eq!(
+            Init::parse("mean of simple + regularized"),
+            Ok(Init::Mean(vec![ModelKind::Simple, ModelKind::Regularized]))
+        );
+        for bad in ["", "imagenet", "mean of vgg", "mean of ", "Scratch"] {
+            assert!(Init::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

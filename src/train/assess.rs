@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::adam::AdamKernel;
 use super::checkpoint::{self, CheckpointMeta};
-use super::events::{ModelStatus, TrainEvent};
+use super::events::{CheckpointKind, EvalSplit, ModelStatus, TrainEvent};
 use super::fit::{save_failed, Fit};
 use super::infer::evaluate;
 use super::journal::Emitter;
@@ -70,7 +70,7 @@ pub(crate) fn test_best<B: crate::model::FusedBatchNorm + AdamKernel>(
             result.test_scores = scores;
             result.validation_scores = val_scores.clone();
             result.evaluation = Some(ev.clone());
-            emit.send(TrainEvent::Evaluated { model: kind, split: "test".into(), metrics: m });
+            emit.send(TrainEvent::Evaluated { model: kind, split: EvalSplit::Test, metrics: m });
             report.models[index] = result.clone();
             report.compare_models(cfg.evaluation.bootstrap_resamples, cfg.data.seed);
             let differences = report.differences.iter().filter(|d| d.a == kind || d.b == kind).cloned().collect();
@@ -99,7 +99,7 @@ pub(crate) fn add_ensemble(report: &mut RunReport, cfg: &Config, run_dir: &Path,
         Ok(()) => emit.send(TrainEvent::CheckpointSaved {
             model: ModelKind::Ensemble,
             path: path.clone(),
-            kind: "ensemble".into(),
+            kind: CheckpointKind::Ensemble,
         }),
         Err(e) => emit.send(TrainEvent::Warning { message: format!("the ensemble is not saved: {e}") }),
     }
@@ -108,7 +108,7 @@ pub(crate) fn add_ensemble(report: &mut RunReport, cfg: &Config, run_dir: &Path,
     report.models.push(result.clone());
     report.compare_models(cfg.evaluation.bootstrap_resamples, cfg.data.seed);
     if let (Some(test), Some(ev)) = (result.test, result.evaluation.clone()) {
-        emit.send(TrainEvent::Evaluated { model: ModelKind::Ensemble, split: "test".into(), metrics: test });
+        emit.send(TrainEvent::Evaluated { model: ModelKind::Ensemble, split: EvalSplit::Test, metrics: test });
         let differences = report
             .differences
             .iter()

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Class;
 use crate::error::Result;
-use crate::model::{Model, ModelKind};
+use crate::model::{Init, Model, ModelKind};
 
 /// Checksummed layout: every section framed by its length and CRC-32.
 const MAGIC: &[u8; 17] = b"PNEUMOSCOPE-CKP2\n";
@@ -43,8 +43,8 @@ pub struct CheckpointMeta {
     /// What the training data was (a user's folder, the built-in small real subset, SYNTHETIC pictures).
     #[serde(default)]
     pub data_source: crate::data::demo::DataSource,
-    /// Where ResNet-34 started: "scratch" or the pretrained weights file.
-    pub init: String,
+    /// Where the weights started: from scratch or the pretrained weights file.
+    pub init: Init,
     pub pneumoscope_version: String,
     pub created: String,
     /// Where training stood when this was saved (`last` checkpoints), for `train --resume`.

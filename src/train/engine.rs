@@ -2,7 +2,6 @@
 //! after another (Adam, one-cycle LR per batch, weight decay, gradient clipping), validates each epoch, keeps
 //! best/last checkpoints, tests, and writes the run folder. It talks only through events and commands.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,28 +14,10 @@ use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
 use super::fit::{Fit, TrainOutcome};
 use super::journal::{read_history, Emitter};
 use super::report::{ModelResult, RunReport};
-use crate::config::Config;
-use crate::data::demo::DataSource;
+pub use super::setup::RunSetup;
 use crate::data::prepare::{loss_weights, prepare};
 use crate::error::Result;
 use crate::model::ModelKind;
-
-/// Everything a run needs, resolved by the front-end.
-#[derive(Debug, Clone)]
-pub struct RunSetup {
-    pub config: Config,
-    /// The data folder (the user's, or the generated synthetic one).
-    pub data_root: PathBuf,
-    /// What the data folder holds (a user's folder, the built-in real subset, SYNTHETIC pictures).
-    pub source: DataSource,
-    /// The run folder to fill (created by the engine if missing).
-    pub run_dir: PathBuf,
-    pub device: Resolved,
-    /// Continue the run already in `run_dir` (its report.json, checkpoints and metrics.jsonl).
-    pub resume: bool,
-    /// On resume, train a model whose `last` checkpoint is damaged again from scratch instead of failing it.
-    pub restart_damaged: bool,
-}
 
 /// The front-end's side of a running engine.
 pub struct EngineHandle {
@@ -94,7 +75,7 @@ fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
 
     std::fs::create_dir_all(&setup.run_dir).with_context(|| format!("cannot create {}", setup.run_dir.display()))?;
     checkpoint::write_atomic(&setup.run_dir.join("config.toml"), toml::to_string_pretty(cfg)?.as_bytes())?;
-    let models: Vec<ModelKind> = cfg.training.models.iter().filter_map(|m| ModelKind::parse(m)).collect();
+    let models: Vec<ModelKind> = cfg.training.models.clone();
     let info = RunInfo {
         run_dir: setup.run_dir.clone(),
         data_root: setup.data_root.clone(),

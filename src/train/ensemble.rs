@@ -9,7 +9,7 @@ use super::predictor::{mean_scores, probability_loss, EnsembleManifest};
 use super::report::{ModelResult, RunReport};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::ModelKind;
+use crate::model::{Init, ModelKind};
 
 /// The ensemble's result and manifest, from the models of `report` that finished and were tested on the same
 /// validation and test images (None with fewer than two).
@@ -46,7 +46,6 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         .filter_map(|m| m.best_checkpoint.as_ref().and_then(|p| p.file_name()).map(PathBuf::from))
         .collect();
     let manifest = EnsembleManifest::new(files, ev.threshold, ev.rule.clone());
-    let names: Vec<&str> = members.iter().map(|m| m.model.name()).collect();
     let result = ModelResult {
         status: ModelStatus::Done,
         params: members.iter().map(|m| m.params).sum(),
@@ -55,7 +54,7 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         best_val_accuracy: Some(Metrics::from_scores(&val, &report.validation_truth, val_loss, 0.5).accuracy),
         test: Some(Metrics::from_scores(&test, &report.test_truth, test_loss, 0.5)),
         train_seconds: members.iter().map(|m| m.train_seconds).sum(),
-        init: format!("mean of {}", names.join(" + ")),
+        init: Init::Mean(members.iter().map(|m| m.model).collect()),
         evaluation: Some(ev),
         test_scores: test,
         validation_scores: val,
@@ -122,7 +121,7 @@ mod tests {
         assert_eq!(manifest.members, vec![PathBuf::from("simple-best.ckpt"), PathBuf::from("regularized-best.ckpt")]);
         assert_eq!(manifest.threshold, e.threshold);
         assert_eq!((r.params, r.train_seconds), (20, 10.0));
-        assert_eq!(r.init, "mean of simple + regularized");
+        assert_eq!(r.init.to_string(), "mean of simple + regularized");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::SplitCounts;
 use crate::metrics::Metrics;
-use crate::model::ModelKind;
+use crate::model::{Init, ModelKind};
 
 /// Commands a front-end sends to the running engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,33 @@ pub struct BatchProgress {
     pub eta_secs: f64,
 }
 
+/// Which checkpoint was written: the latest epoch (for `--resume`), the best validation loss so far, or the
+/// ensemble's manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointKind {
+    Last,
+    Best,
+    Ensemble,
+}
+
+/// The split a model was evaluated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    Validation,
+    Test,
+}
+
+impl std::fmt::Display for EvalSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Validation => "validation",
+            Self::Test => "test",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainEvent {
@@ -118,8 +145,8 @@ pub enum TrainEvent {
         params: usize,
         steps_per_epoch: usize,
         epochs: usize,
-        /// Where the weights started: "scratch" or "imagenet (<file>)".
-        init: String,
+        /// Where the weights started.
+        init: Init,
     },
     Batch(BatchProgress),
     EpochEnded {
@@ -138,11 +165,11 @@ pub enum TrainEvent {
     CheckpointSaved {
         model: ModelKind,
         path: PathBuf,
-        kind: String,
+        kind: CheckpointKind,
     },
     Evaluated {
         model: ModelKind,
-        split: String,
+        split: EvalSplit,
         metrics: Metrics,
     },
     /// The full test evaluation of a model: operating point from validation, CIs, calibration, curves, and how

@@ -15,19 +15,19 @@ use crossbeam_channel::Receiver;
 use super::adam::AdamKernel;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::control::{poll, Control};
-use super::engine::RunSetup;
-use super::events::{BatchProgress, Command, TrainEvent};
+use super::events::{BatchProgress, CheckpointKind, Command, TrainEvent};
 use super::infer::{evaluate, LossSpec};
 use super::journal::Emitter;
 use super::report::ModelResult;
 use super::schedule::OneCycle;
+use super::setup::RunSetup;
 use super::step::{eval_spec, init_optimizer, train_spec, train_step, StepLr};
 use crate::data::loader::{batches, epoch_batches};
 use crate::data::prepare::RunData;
 use crate::data::split::{self, TestSource};
 use crate::data::Class;
 use crate::error::{self, Result};
-use crate::model::{Model, ModelKind};
+use crate::model::{Init, Model, ModelKind};
 
 /// The counters of a training state (the caller sets where in the epochs it stands).
 fn position(global_step: usize, best_loss: f64, r: &ModelResult, images_seen: usize, secs: f64) -> TrainState {
@@ -67,7 +67,7 @@ fn meta_for(
     epoch: usize,
     val: Option<(f64, f64)>,
     train_state: Option<TrainState>,
-    init: &str,
+    init: &Init,
 ) -> CheckpointMeta {
     let cfg = &setup.config;
     CheckpointMeta {
@@ -84,7 +84,7 @@ fn meta_for(
         val_accuracy: val.map(|v| v.1),
         synthetic_data: setup.source.is_synthetic(),
         data_source: setup.source,
-        init: init.to_string(),
+        init: init.clone(),
         pneumoscope_version: env!("CARGO_PKG_VERSION").into(),
         created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         train_state,
@@ -133,13 +133,12 @@ impl<B: crate::model::FusedBatchNorm + AdamKernel> Fit<'_, B> {
             _ => false,
         };
         result.init = match cfg.pretrained() {
-            Some(path) if pretrained => format!(
-                "imagenet ({})",
+            Some(path) if pretrained => Init::ImageNet(
                 path.file_name()
                     .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| path.display().to_string())
+                    .unwrap_or_else(|| path.display().to_string()),
             ),
-            _ => "scratch".into(),
+            _ => Init::Scratch,
         };
         result.params = crate::model::trainable_params::<AD<B>, _>(&model);
         // The moments of what the first epoch trains (the head alone while a pretrained backbone is frozen).
@@ -293,7 +292,11 @@ impl<B: crate::model::FusedBatchNorm + AdamKernel> Fit<'_, B> {
                 let meta = meta_for(setup, data.test_source, kind, epoch - 1, None, Some(state), &result.init);
                 checkpoint::save_resumable(&last_path, &meta, &model.valid(), optim.to_record())?;
                 result.last_checkpoint = Some(last_path.clone());
-                emit.send(TrainEvent::CheckpointSaved { model: kind, path: last_path.clone(), kind: "last".into() });
+                emit.send(TrainEvent::CheckpointSaved {
+                    model: kind,
+                    path: last_path.clone(),
+                    kind: CheckpointKind::Last,
+                });
                 result.epochs_done = epoch - 1;
                 return Ok(if matches!(control, Control::Stop) {
                     TrainOutcome::Stopped
@@ -377,6 +380,6 @@ fn save_best<B: Backend>(
     result.best_epoch = Some(meta.epoch);
     result.best_val_loss = meta.val_loss;
     result.best_val_accuracy = meta.val_accuracy;
-    emit.send(TrainEvent::CheckpointSaved { model: meta.model, path: path.to_path_buf(), kind: "best".into() });
+    emit.send(TrainEvent::CheckpointSaved { model: meta.model, path: path.to_path_buf(), kind: CheckpointKind::Best });
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod predictor;
 pub mod report;
 pub mod report_files;
 pub mod schedule;
+pub mod setup;
 pub mod step;
 
-pub use events::{Command, ModelStatus, TrainEvent};
+pub use events::{CheckpointKind, Command, EvalSplit, ModelStatus, TrainEvent};

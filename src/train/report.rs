@@ -9,7 +9,7 @@ use super::events::{ModelStatus, RunInfo};
 use crate::data::split::TestSource;
 use crate::data::SplitCounts;
 use crate::metrics::Metrics;
-use crate::model::ModelKind;
+use crate::model::{Init, ModelKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
@@ -25,7 +25,7 @@ pub struct ModelResult {
     pub images_per_sec: f64,
     pub best_checkpoint: Option<PathBuf>,
     pub last_checkpoint: Option<PathBuf>,
-    pub init: String,
+    pub init: Init,
     pub error: Option<String>,
     /// Operating point, test figures at 0.5 and at it, confidence intervals, calibration, curves.
     #[serde(default)]
@@ -57,7 +57,7 @@ impl ModelResult {
             images_per_sec: 0.0,
             best_checkpoint: None,
             last_checkpoint: None,
-            init: "scratch".into(),
+            init: Init::Scratch,
             error: None,
             evaluation: None,
             test_scores: Vec::new(),
@@ -244,7 +244,7 @@ impl RunReport {
             move |m: &ModelResult| m.test.as_ref().map(|t| pct(f(t))).unwrap_or_else(|| "-".into())
         };
         s.push_str(&row("status", &|m| m.status.label().to_string()));
-        s.push_str(&row("initialisation", &|m| m.init.clone()));
+        s.push_str(&row("initialisation", &|m| m.init.to_string()));
         s.push_str(&row("parameters", &|m| format!("{:.2} M", m.params as f64 / 1e6)));
         s.push_str(&row("epochs", &|m| m.epochs_done.to_string()));
         s.push_str(&row("best val loss", &|m| {

@@ -6,77 +6,12 @@ use std::path::PathBuf;
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::data::{Class, SplitCounts};
-use crate::metrics::Metrics;
 use crate::model::ModelKind;
-use crate::train::events::{ModelStatus, RunInfo, TrainEvent};
+use crate::train::events::{CheckpointKind, ModelStatus, RunInfo, TrainEvent};
 
 use super::keymap::{action_for, Action, Pane};
+pub use super::model_view::ModelView;
 use super::predict::{PredictResult, PredictState};
-
-/// What the dashboard knows about one model.
-#[derive(Debug, Clone)]
-pub struct ModelView {
-    pub kind: ModelKind,
-    pub status: ModelStatus,
-    pub params: usize,
-    pub epoch: usize,
-    pub epochs: usize,
-    pub step: usize,
-    pub steps_per_epoch: usize,
-    /// (x in epochs, value) per batch.
-    pub batch_loss: Vec<(f64, f64)>,
-    pub batch_acc: Vec<(f64, f64)>,
-    /// (epoch, value) per epoch.
-    pub train_loss: Vec<(f64, f64)>,
-    pub train_acc: Vec<(f64, f64)>,
-    pub val_loss: Vec<(f64, f64)>,
-    pub val_acc: Vec<(f64, f64)>,
-    pub last_val: Option<Metrics>,
-    pub test: Option<Metrics>,
-    /// Operating point, CIs, calibration and curves once the model is tested.
-    pub evaluation: Option<crate::analysis::Evaluation>,
-    pub best_val_loss: Option<f64>,
-    pub best_val_acc: Option<f64>,
-    pub lr: f64,
-    pub images_per_sec: f64,
-    pub eta_secs: f64,
-    pub seconds: f64,
-    pub best_checkpoint: Option<PathBuf>,
-    pub error: Option<String>,
-    pub init: String,
-}
-
-impl ModelView {
-    pub fn new(kind: ModelKind) -> Self {
-        Self {
-            kind,
-            status: ModelStatus::Queued,
-            params: 0,
-            epoch: 0,
-            epochs: 0,
-            step: 0,
-            steps_per_epoch: 0,
-            batch_loss: Vec::new(),
-            batch_acc: Vec::new(),
-            train_loss: Vec::new(),
-            train_acc: Vec::new(),
-            val_loss: Vec::new(),
-            val_acc: Vec::new(),
-            last_val: None,
-            test: None,
-            evaluation: None,
-            best_val_loss: None,
-            best_val_acc: None,
-            lr: 0.0,
-            images_per_sec: 0.0,
-            eta_secs: 0.0,
-            seconds: 0.0,
-            best_checkpoint: None,
-            error: None,
-            init: if kind.is_network() { "scratch" } else { "mean of the models" }.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -232,7 +167,7 @@ impl App {
                 }
             }
             TrainEvent::CheckpointSaved { model, path, kind } => {
-                if kind == "best" || kind == "ensemble" {
+                if matches!(kind, CheckpointKind::Best | CheckpointKind::Ensemble) {
                     if let Some(m) = self.model_mut(model) {
                         m.best_checkpoint = Some(path);
                     }

@@ -10,33 +10,27 @@ use ratatui::Frame;
 
 use super::app::App;
 use super::charts::fmt_secs;
+use crate::model::Init;
 use crate::train::ModelStatus;
 
 const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
 
-/// "ImageNet" for a model that started from ImageNet weights (the file name is in the wide column and reports).
-fn short_init(init: &str) -> &str {
-    if init.starts_with("imagenet") {
-        "ImageNet"
-    } else {
-        init
-    }
-}
-
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let wide = area.width >= 102;
-    let same_init = app.models.windows(2).all(|w| w[0].init == w[1].init);
+    // Where the networks started ("ImageNet" for torchvision's weights: the file name is in the wide column and
+    // the reports); the ensemble has no weights of its own.
+    let networks: Vec<_> = app.models.iter().filter(|m| m.kind.is_network()).collect();
+    let same_init = networks.windows(2).all(|w| w[0].init == w[1].init);
     let inits = if same_init {
-        format!("all {}", app.models.first().map(|m| short_init(&m.init)).unwrap_or("-"))
+        format!("all {}", networks.first().map(|m| m.init.short()).unwrap_or("-"))
     } else {
         // Name the models that did not start from scratch; the rest did.
-        let mut parts: Vec<String> = app
-            .models
+        let mut parts: Vec<String> = networks
             .iter()
-            .filter(|m| m.init != "scratch")
-            .map(|m| format!("{} {}", m.kind.name(), short_init(&m.init)))
+            .filter(|m| m.init != Init::Scratch)
+            .map(|m| format!("{} {}", m.kind.name(), m.init.short()))
             .collect();
-        if app.models.iter().any(|m| m.init == "scratch") {
+        if networks.iter().any(|m| m.init == Init::Scratch) {
             parts.push("others scratch".into());
         }
         parts.join(", ")
@@ -116,7 +110,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     Cell::from(time),
                 ]
                 .into_iter()
-                .chain(wide.then(|| Cell::from(m.init.clone())))
+                .chain(wide.then(|| Cell::from(m.init.to_string())))
                 .collect::<Vec<_>>(),
             )
         })

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod confusion;
 pub mod help;
 pub mod keymap;
+pub mod model_view;
 pub mod predict;
 pub mod roc;
 mod terminal;
@@ -79,7 +80,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
         Pane::Charts => charts::render(app, frame, body),
         Pane::Confusion => confusion::render(app, frame, body),
         Pane::Compare => compare::render(app, frame, body),
-        Pane::Predict => predict::render(app, image, frame, body),
+        Pane::Predict => predict::render(app.current(), &app.predict, image, frame, body),
         Pane::Roc => roc::render(app, frame, body),
     }
     frame.render_widget(Paragraph::new(status_line(app, area.width)), rows[3]);

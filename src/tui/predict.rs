@@ -12,7 +12,7 @@ use ratatui_image::StatefulImage;
 
 use std::path::PathBuf;
 
-use super::app::App;
+use super::model_view::ModelView;
 use crate::data::Class;
 use crate::model::ModelKind;
 
@@ -59,13 +59,12 @@ pub struct ImageView {
     pub protocol: Option<StatefulProtocol>,
 }
 
-pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
-    let m = app.current();
+/// The pane: the selected test image, and what model `m` made of it.
+pub fn render(m: &ModelView, p: &PredictState, image: &mut ImageView, frame: &mut Frame, area: Rect) {
     let title = format!(" Predict with {} ({}) — enter: classify, ←/→: model ", m.kind.name(), m.status.label());
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let p = &app.predict;
     if p.items.is_empty() {
         frame.render_widget(Paragraph::new("no test images (the data folder has no test/ split)"), inner);
         return;
@@ -123,7 +122,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame, area: Rect) {
         },
         _ => lines.push(Line::from("press enter to classify this image")),
     }
-    if p.heatmap && !app.current().kind.is_network() {
+    if p.heatmap && !m.kind.is_network() {
         lines.push(Line::styled(
             "Grad-CAM explains one network: choose a model (←/→) for a heatmap",
             Style::default().fg(Color::Yellow),
