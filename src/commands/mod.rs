@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod predict;
 pub mod train;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Evaluate a checkpoint on the test split: metrics and confusion matrix.
     Eval(eval::EvalArgs),
+    /// Write a model's weights for PyTorch: model.safetensors (PyTorch's names) and model.json (input, classes,
+    /// threshold).
+    Export(export::ExportArgs),
     /// Benchmarks (figures for docs/benchmarks.md; not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -96,6 +100,7 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Train(a)) => train::run(&a),
         Some(Command::Predict(a)) => predict::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
+        Some(Command::Export(a)) => export::run(&a),
         Some(Command::Data(c)) => data::run(c),
         Some(Command::Bench(c)) => bench::run(c),
     }

@@ -3,6 +3,7 @@
 
 pub mod batch_norm;
 mod batch_norm_flex;
+pub mod export;
 pub mod gradcam;
 pub mod pretrained;
 pub mod regularized_cnn;

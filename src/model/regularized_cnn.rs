@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 const WIDTHS: [usize; 9] = [16, 32, 32, 64, 64, 128, 128, 256, 256];
-const POOL_AFTER: [bool; 9] = [true, false, true, false, true, false, true, false, true];
+pub const POOL_AFTER: [bool; 9] = [true, false, true, false, true, false, true, false, true];
 
 /// Conv3×3 (no bias: BatchNorm's shift replaces it) + BatchNorm + ReLU.
 #[derive(Module, Debug)]

@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 
 /// Channel widths of the conv layers; a pool follows the layers marked in `POOL_AFTER`.
 const WIDTHS: [usize; 7] = [16, 32, 32, 64, 64, 128, 128];
-const POOL_AFTER: [bool; 7] = [true, false, true, false, true, false, true];
+pub const POOL_AFTER: [bool; 7] = [true, false, true, false, true, false, true];
 
 /// He (Kaiming) uniform initialisation for ReLU layers: weights in ±√(6 / fan_in), so each layer keeps the
 /// signal's variance. PyTorch's default (±√(1 / fan_in)) divides it by about 6 per layer: after seven layers
