@@ -74,10 +74,16 @@ pub fn decode_bytes(bytes: &[u8], max_side: u32) -> Result<(DynamicImage, ImageI
     // 16-bit RGBA at the largest allowed side, with room for the decoder's own buffers.
     limits.max_alloc = Some((max_side as u64 * max_side as u64 * 8).max(64 << 20));
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
+    let failed = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => ImageError::TooLarge { width, height, limit: max_side },
         other => ImageError::Decode(other.to_string()),
-    })?;
+    };
+    let mut decoder = reader.into_decoder().map_err(failed)?;
+    // Shown upright, as a viewer shows it (EXIF orientation; a file without one is as stored).
+    let orientation =
+        image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(failed)?;
+    img.apply_orientation(orientation);
     let color = img.color();
     let info = ImageInfo {
         width: img.width(),
@@ -148,9 +154,15 @@ pub fn with_pixels<T>(
     let channels = out.num_components();
     let len = decoder.output_buffer_size().ok_or_else(|| ImageError::Decode("JPEG: no image size".into()))?;
     let info = ImageInfo { width, height, channels: channels as u8, bits: 8 };
+    let orientation = super::pixels::exif_orientation(decoder.exif().map(Vec::as_slice));
     let run = |buf: &mut [u8]| -> Result<T, ImageError> {
         decoder.decode_into(buf).map_err(jpeg_error)?;
-        Ok(f(buf, width as usize, height as usize, channels))
+        if orientation == image::metadata::Orientation::NoTransforms {
+            return Ok(f(buf, width as usize, height as usize, channels));
+        }
+        // A film turned by its EXIF orientation (rare in radiographs): shown upright, as a viewer shows it.
+        let (turned, w, h) = super::pixels::orient(buf, width as usize, height as usize, channels, orientation);
+        Ok(f(&turned, w, h, channels))
     };
     let out = if len <= REUSED_BUFFER_MAX {
         DECODE_BUFFER.with_borrow_mut(|buf| {
@@ -174,14 +186,18 @@ thread_local! {
 }
 
 /// Hands a decoded image's pixels to `f` as 8-bit gray (1 channel) or RGB (3), converting only images that
-/// are neither (16-bit, alpha, CMYK): the common gray and RGB files are read in place.
+/// are neither (16-bit, alpha, CMYK): the common gray and RGB files are read in place. 16-bit films are
+/// windowed to 8 bits on their luminance ([`super::pixels::window16`]), not cut to their top 8 bits.
 fn with_image_pixels<T>(img: &DynamicImage, f: impl FnOnce(&[u8], usize, usize, usize) -> T) -> T {
     use image::ColorType::*;
     let (w, h) = (img.width() as usize, img.height() as usize);
     match img {
         DynamicImage::ImageLuma8(luma) => f(luma.as_raw(), w, h, 1),
         DynamicImage::ImageRgb8(rgb) => f(rgb.as_raw(), w, h, 3),
-        _ if matches!(img.color(), L16 | La8 | La16) => f(img.to_luma8().as_raw(), w, h, 1),
+        _ if matches!(img.color(), L16 | La16 | Rgb16 | Rgba16) => {
+            f(&super::pixels::window16(img.to_luma16().as_raw()), w, h, 1)
+        }
+        _ if img.color() == La8 => f(img.to_luma8().as_raw(), w, h, 1),
         _ => f(img.to_rgb8().as_raw(), w, h, 3),
     }
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod image;
 pub mod layout;
 pub mod loader;
+pub mod pixels;
 pub mod prepare;
 pub mod split;
 pub mod stats;
