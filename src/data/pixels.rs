@@ -34,7 +34,8 @@ pub const WINDOW_CLIP: f64 = 0.005;
 
 /// 16-bit luminance windowed to 8 bits: the 0.5th to 99.5th percentile of the film's values map linearly onto
 /// 0–255 (a robust min–max, as a viewer's automatic window), so a 12-bit film stored in 16 bits (values up to
-/// 4095) keeps its contrast instead of landing in the darkest 16 levels. A flat film maps to 0.
+/// 4095) keeps its contrast instead of landing in the darkest 16 levels. A flat film has no window and keeps
+/// its level's top 8 bits (all 65535 stays white).
 pub fn window16(values: &[u16]) -> Vec<u8> {
     if values.is_empty() {
         return Vec::new();
@@ -61,7 +62,10 @@ pub fn window16(values: &[u16]) -> Vec<u8> {
         lo = *values.iter().min().unwrap() as f64;
         hi = *values.iter().max().unwrap() as f64;
     }
-    let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+    if hi <= lo {
+        return values.iter().map(|&v| (v >> 8) as u8).collect();
+    }
+    let scale = 255.0 / (hi - lo);
     values.iter().map(|&v| ((v as f64 - lo) * scale).round().clamp(0.0, 255.0) as u8).collect()
 }
 
@@ -88,7 +92,8 @@ mod tests {
 
     #[test]
     fn flat_and_nearly_flat_films_do_not_divide_by_zero() {
-        assert_eq!(window16(&[700; 50]), vec![0; 50]);
+        assert_eq!(window16(&[700; 50]), vec![2; 50]);
+        assert_eq!(window16(&[65535; 50]), vec![255; 50], "a flat white film stays white");
         let mut v = vec![100u16; 1000];
         v[0] = 50;
         v[1] = 300;
