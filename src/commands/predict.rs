@@ -19,7 +19,7 @@ pub struct PredictArgs {
     /// Also write a Grad-CAM overlay per image (<name>-gradcam.png: where the model saw pneumonia) into this folder.
     #[arg(long, value_name = "OUT_DIR")]
     pub heatmap: Option<PathBuf>,
-    /// Images (.jpeg, .jpg, .png) or folders holding them.
+    /// Images (.jpeg, .jpg, .png, .dcm) or folders holding them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
 }

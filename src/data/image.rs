@@ -13,7 +13,7 @@ pub enum ImageError {
     Empty,
     #[error("cannot open: {0}")]
     Io(String),
-    #[error("not a JPEG or PNG image")]
+    #[error("not a JPEG, PNG or DICOM image")]
     UnknownFormat,
     #[error("image is {width}×{height}, larger than the {limit}-pixel limit (data.max_image_side)")]
     TooLarge { width: u32, height: u32, limit: u32 },
@@ -54,6 +54,16 @@ pub fn decode(path: &Path, max_side: u32) -> Result<(DynamicImage, ImageInfo), I
 pub fn decode_bytes(bytes: &[u8], max_side: u32) -> Result<(DynamicImage, ImageInfo), ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
+    }
+    if super::dicom::is_dicom(bytes) {
+        let (img, d) = super::dicom::decode(bytes, max_side)?;
+        let info = ImageInfo {
+            width: img.width(),
+            height: img.height(),
+            channels: img.color().channel_count(),
+            bits: d.bits_stored.min(255) as u8,
+        };
+        return Ok((img, info));
     }
     // The content decides the format, not the extension (a PNG saved as .jpeg still loads).
     let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?;
@@ -128,8 +138,11 @@ pub fn with_pixels<T>(
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
-    let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?;
-    if format != image::ImageFormat::Jpeg {
+    let format = match super::dicom::is_dicom(bytes) {
+        true => None,
+        false => Some(image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat)?),
+    };
+    if format != Some(image::ImageFormat::Jpeg) {
         let (img, info) = decode_bytes(bytes, max_side)?;
         return Ok((with_image_pixels(&img, f), info));
     }

@@ -50,7 +50,7 @@ pub struct Layout {
 }
 
 /// Extensions taken as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpeg", "jpg", "png"];
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpeg", "jpg", "png", "dcm", "dicom"];
 
 pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
@@ -116,7 +116,7 @@ impl Layout {
                 let before = samples.len();
                 scan_class(&class_dir, class, &mut samples, &mut layout.ignored)?;
                 if samples.len() == before {
-                    let msg = format!("class folder {} holds no images (.jpeg, .jpg, .png)", class_dir.display());
+                    let msg = format!("class folder {} holds no images (.jpeg, .jpg, .png, .dcm)", class_dir.display());
                     if split == SplitName::Train {
                         bail!("{msg}: training needs images of both classes");
                     }
@@ -147,8 +147,12 @@ impl Layout {
 
 /// The patient a file belongs to, from the Kaggle naming schemes:
 /// `person1234_bacteria_567.jpeg` → `person1234`, `IM-0115-0001.jpeg` → `IM-0115`,
-/// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient.
+/// `NORMAL2-IM-0927-0001.jpeg` → `NORMAL2-IM-0927`. Any other name is its own patient. A DICOM file's key is
+/// a hash of the PatientID in its header, when it has one (`dicom::patient_key`).
 pub fn patient_key(path: &Path) -> String {
+    if let Some(key) = super::dicom::has_dicom_extension(path).then(|| super::dicom::patient_key(path)).flatten() {
+        return key;
+    }
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if let Some(rest) = stem.strip_prefix("person") {
         let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -182,7 +186,7 @@ fn scan_class(dir: &Path, class: Class, out: &mut Vec<Sample>, ignored: &mut Vec
             continue; // .DS_Store and friends
         }
         if !has_image_extension(&path) {
-            ignored.push(Ignored { path, reason: "not an image file extension (.jpeg, .jpg, .png)".into() });
+            ignored.push(Ignored { path, reason: "not an image file extension (.jpeg, .jpg, .png, .dcm)".into() });
             continue;
         }
         // metadata() follows symlinks: a dangling link or a loop fails here instead of at decode time.

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod demo;
+pub mod dicom;
 pub mod image;
 pub mod layout;
 pub mod loader;

@@ -24,6 +24,12 @@ pub struct ClassStats {
     pub min_height: Option<u32>,
     pub max_height: Option<u32>,
     pub patients: usize,
+    /// Bits per stored value ("8", "16"; a DICOM film's BitsStored) → files.
+    #[serde(default)]
+    pub bits: BTreeMap<String, usize>,
+    /// DICOM films by "modality photometric-interpretation" (e.g. "CR MONOCHROME1") → files.
+    #[serde(default)]
+    pub dicom: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,12 +65,13 @@ pub fn compute(root: &Path, max_side: u32, progress: &(dyn Fn(usize, usize) + Sy
         .par_iter()
         .map(|(_, s)| {
             let r = decode(&s.path, max_side).map(|(_, info)| info);
+            let dicom = super::dicom::has_dicom_extension(&s.path).then(|| super::dicom::info(&s.path).ok()).flatten();
             progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-            r
+            (r, dicom)
         })
         .collect();
     let mut patients: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
-    for ((split, sample), info) in all.iter().zip(infos) {
+    for ((split, sample), (info, dicom)) in all.iter().zip(infos) {
         let entry = stats
             .splits
             .entry(split.folder().to_string())
@@ -80,6 +87,10 @@ pub fn compute(root: &Path, max_side: u32, progress: &(dyn Fn(usize, usize) + Sy
             Ok(info) => {
                 entry.readable += 1;
                 *entry.channels.entry(info.channels.to_string()).or_default() += 1;
+                *entry.bits.entry(info.bits.to_string()).or_default() += 1;
+                if let Some(d) = dicom {
+                    *entry.dicom.entry(format!("{} {}", d.modality, d.photometric)).or_default() += 1;
+                }
                 entry.min_width = Some(entry.min_width.map_or(info.width, |v| v.min(info.width)));
                 entry.max_width = Some(entry.max_width.map_or(info.width, |v| v.max(info.width)));
                 entry.min_height = Some(entry.min_height.map_or(info.height, |v| v.min(info.height)));
@@ -148,6 +159,25 @@ impl DataStats {
                     "",
                     n(Class::Pneumonia) as f64 / n(Class::Normal) as f64
                 ));
+            }
+        }
+        // Bit depths and DICOM headers, where there is more than 8-bit JPEG/PNG to tell.
+        for split in SplitName::ALL {
+            for class in Class::ALL {
+                let Some(c) = self.splits.get(split.folder()).and_then(|m| m.get(class.folder())) else {
+                    continue;
+                };
+                if c.dicom.is_empty() && c.bits.keys().all(|b| b == "8") {
+                    continue;
+                }
+                let list = |m: &BTreeMap<String, usize>, unit: &str| {
+                    m.iter().map(|(k, n)| format!("{k}{unit} ×{n}")).collect::<Vec<_>>().join(", ")
+                };
+                let mut line = format!("{:<6} {:<10} bits {}", split.folder(), class.folder(), list(&c.bits, "-bit"));
+                if !c.dicom.is_empty() {
+                    line.push_str(&format!(" · DICOM {}", list(&c.dicom, "")));
+                }
+                s.push_str(&format!("{line}\n"));
             }
         }
         if !self.unreadable.is_empty() {

@@ -162,7 +162,7 @@ pub fn collect_images(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String
                     files.push(p);
                 }
             } else if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
-                problems.push((p, "skipped: not an image file extension (.jpeg, .jpg, .png)".into()));
+                problems.push((p, "skipped: not an image file extension (.jpeg, .jpg, .png, .dcm)".into()));
             }
         }
     }
