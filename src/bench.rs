@@ -1,6 +1,7 @@
 //! The measurements behind `pneumoscope bench` (benchmarks, not tests): `pipeline`, the throughput of the data
-//! pipeline — decode+resize of full-size JPEGs (one thread and all threads) and cached batch assembly (augment +
-//! normalise); `model_one`/`models`, training and inference speed, latency and peak memory per model and size.
+//! pipeline — decode+resize of full-size films (generated JPEGs, or a data folder's files; one thread and all
+//! threads) and cached batch assembly (augment + normalise); `model_one`/`models`, training and inference speed,
+//! latency and peak memory per model and size.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,10 +77,16 @@ pub fn pipeline(args: &PipelineSpec) -> Result<PipelineResult> {
     let mut pixels = 0u64;
     for s in &samples {
         let bytes = std::fs::read(&s.path)?;
-        if let Ok(r) = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format() {
-            if let Ok((w, h)) = r.into_dimensions() {
-                pixels += w as u64 * h as u64;
-            }
+        let dims = if crate::data::dicom::is_dicom(&bytes) {
+            crate::data::dicom::dimensions(&bytes)
+        } else {
+            image::ImageReader::new(std::io::Cursor::new(&bytes))
+                .with_guessed_format()
+                .ok()
+                .and_then(|r| r.into_dimensions().ok())
+        };
+        if let Some((w, h)) = dims {
+            pixels += w as u64 * h as u64;
         }
     }
     let n = samples.len();
@@ -178,7 +185,7 @@ fn tempfile_dir() -> Result<TempDir> {
 impl PipelineResult {
     pub fn render(&self) -> String {
         format!(
-            "data pipeline ({} JPEGs, mean {:.2} MP → {} px, {} threads; decode figures: median of {} rounds)\n\
+            "data pipeline ({} files, mean {:.2} MP → {} px, {} threads; decode figures: median of {} rounds)\n\
              decode only, 1 thread        {:>8.1} images/s\n\
              decode+resize, 1 thread      {:>8.1} images/s\n\
              decode+resize, {} threads     {:>8.1} images/s\n\

@@ -14,7 +14,7 @@ use crate::model::ModelKind;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Data pipeline throughput: decode+resize of full-size JPEGs and cached batch assembly.
+    /// Data pipeline throughput: decode+resize of full-size films (JPEG, PNG, DICOM) and cached batch assembly.
     Pipeline(PipelineArgs),
     /// Models: training and inference images/s, single-image latency, peak memory and loader wait, per size.
     Models(ModelsArgs),
@@ -41,7 +41,7 @@ pub struct PipelineArgs {
     /// Batch size for the assembly benchmark.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Use the images of this data folder instead of generated ones.
+    /// Use the images of this data folder (JPEG, PNG or DICOM) instead of generated JPEGs.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Rounds of the decode measurements (interleaved); each figure is the median round.

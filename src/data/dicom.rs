@@ -70,6 +70,13 @@ fn read(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObject, ImageErro
     options.from_reader(&bytes[128..]).map_err(|e| ImageError::Decode(format!("DICOM: {e}")))
 }
 
+/// A DICOM film's width and height from its header (`None` when it has none or cannot be read).
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let head = read(bytes, true).ok()?;
+    let dim = |t| head.get(t).and_then(|e| e.to_int::<u32>().ok());
+    Some((dim(tags::COLUMNS)?, dim(tags::ROWS)?))
+}
+
 /// The header of a DICOM file, without its pixel data.
 pub fn info(path: &Path) -> Result<DicomInfo, ImageError> {
     let obj = OpenFileOptions::new()
