@@ -5,18 +5,21 @@ The references (*-ref.png) are the display computed here with pydicom and numpy,
 
 Usage: python3 -m venv /tmp/pyd && /tmp/pyd/bin/pip install pydicom pydicom-data numpy pillow pylibjpeg \
          pylibjpeg-openjpeg
-       /tmp/pyd/bin/python scripts/make_dicom_fixtures.py
+       /tmp/pyd/bin/python scripts/make_dicom_fixtures.py [NAME.dcm ...]   (only those files; default: all)
 """
 import copy
 import glob
+import io
 import os
+import sys
 
 import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
+from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+                         generate_uid)
 
 here = os.path.dirname(os.path.abspath(__file__))
 out = os.path.join(here, "..", "tests", "fixtures", "dicom")
@@ -48,7 +51,12 @@ def dataset(pixels, photometric="MONOCHROME1", bits=16, stored=15, window=(15000
     return ds
 
 
+only = set(sys.argv[1:])
+
+
 def save(ds, name):
+    if only and name not in only:
+        return
     ds.save_as(os.path.join(out, name), enforce_file_format=True)
 
 
@@ -91,6 +99,14 @@ render(nowin).save(os.path.join(out, "cr-nowindow-ref.png"))
 # 5. 8 bits stored, MONOCHROME2, the display itself with an identity window (centre 128, width 256).
 eight = dataset(np.asarray(render(m1)), photometric="MONOCHROME2", bits=8, stored=8, window=(128, 256))
 save(eight, "cr-8bit.dcm")
+# 5b. The 8-bit display as JPEG baseline (quality 95, by Pillow; pydicom does not encode JPEG), encapsulated.
+jpg = io.BytesIO()
+render(m1).save(jpg, format="JPEG", quality=95)
+baseline = dataset(np.asarray(render(m1)), photometric="MONOCHROME2", bits=8, stored=8, window=(128, 256))
+baseline.PixelData = encapsulate([jpg.getvalue()])
+baseline["PixelData"].VR = "OB"
+baseline.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+save(baseline, "cr-jpeg-baseline.dcm")
 # 6. Two frames: refused.
 two = dataset(np.stack([small[:16, :16], small[16:32, :16]]), window=None)
 two.NumberOfFrames = 2
