@@ -1,10 +1,10 @@
-//! Times training-mode BatchNorm (`pneumoscope::model::batch_norm`, forward + backward through autodiff, with the
+//! Times training-mode BatchNorm (`pneumoscope_kernels::batch_norm`, forward + backward through autodiff, with the
 //! sum and gradient read-out around it) at the regularized CNN's nine BatchNorm shapes, batch 16, on the CPU
 //! backend. A profiling aid, not a test: `cargo run --release --example batch_norm_time`.
 use burn::backend::{Autodiff, Flex};
 use burn::nn::BatchNormConfig;
 use burn::tensor::{Distribution, Tensor};
-use pneumoscope::model::batch_norm::batch_norm;
+use pneumoscope_kernels::batch_norm::batch_norm;
 use std::time::Instant;
 
 #[global_allocator]

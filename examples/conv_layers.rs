@@ -1,4 +1,4 @@
-//! Times conv2d forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
+//! Times conv2d (the project's kernels, as the models run it) forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
 //! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test. Env: MODEL=simple
 //! (the simple CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's).
 use burn::backend::{Autodiff, Flex};
@@ -6,6 +6,7 @@ use burn::module::AutodiffModule;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{Distribution, Tensor};
+use pneumoscope_kernels::conv::conv2d;
 use std::time::Instant;
 
 #[global_allocator]
@@ -63,11 +64,11 @@ fn main() {
         let xa = Tensor::<A, 4>::from_inner(xb.clone());
         let xa = if name != "stem" && name != "c1" { xa.require_grad() } else { xa };
         let fwd = || {
-            let y = conv_b.forward(xb.clone());
+            let y = conv2d(&conv_b, xb.clone());
             let _ = y.into_data();
         };
         let fb = || {
-            let y = conv_a.forward(xa.clone());
+            let y = conv2d(&conv_a, xa.clone());
             let g = y.sum().backward();
             let _ = conv_a.weight.grad(&g).map(|t| t.into_data());
             if name != "stem" && name != "c1" {

@@ -1,4 +1,4 @@
-//! The fused training-mode BatchNorm (src/model/batch_norm.rs) gives what burn's own `BatchNorm` gives: the same
+//! The fused training-mode BatchNorm (kernels/src/batch_norm/mod.rs) gives what burn's own `BatchNorm` gives: the same
 //! output, the same gradients for the input, γ and β, and the same running statistics; and in inference the same
 //! output from the running statistics.
 
@@ -6,7 +6,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Tensor, TensorData, Tolerance};
-use pneumoscope::model::batch_norm::batch_norm;
+use pneumoscope_kernels::batch_norm::batch_norm;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -60,8 +60,7 @@ fn the_same_film_reads_the_same_in_other_encodings() {
     let (mean, max) = diff(&gray("cr-8bit.dcm"), &image::open(fixture("cr-m1-ref.png")).unwrap().to_luma8());
     assert!(mean < 0.6 && max <= 1, "8-bit: mean {mean:.2}, max {max}");
     // JPEG baseline (lossy, quality 95) of that display: close, not identical.
-    let (mean, max) =
-        diff(&gray("cr-jpeg-baseline.dcm"), &image::open(fixture("cr-m1-ref.png")).unwrap().to_luma8());
+    let (mean, max) = diff(&gray("cr-jpeg-baseline.dcm"), &image::open(fixture("cr-m1-ref.png")).unwrap().to_luma8());
     assert!(mean < 1.0 && max <= 8, "JPEG baseline: mean {mean:.2}, max {max}");
 }
 

@@ -40,7 +40,7 @@ impl Heatmap {
 /// Grad-CAM maps of `class` (0 NORMAL, 1 PNEUMONIA) for a batch of N×3×S×S images, one per image.
 /// The features are computed in inference mode (BatchNorm running statistics); the head is differentiated on
 /// the autodiff backend with dropout off, so the map does not depend on chance.
-pub fn grad_cam<B: AutodiffBackend<InnerBackend: crate::model::FusedBatchNorm>>(
+pub fn grad_cam<B: AutodiffBackend<InnerBackend: crate::model::Kernels> + crate::model::Kernels>(
     model: &Model<B>,
     images: Tensor<B::InnerBackend, 4>,
     class: usize,

@@ -1,8 +1,6 @@
 //! The three classifiers (one file each) behind one `Model` enum, and the names that identify them.
 //! Must not depend on data loading, train or front-ends; inputs are N×3×S×S tensors, outputs N×2 logits.
 
-pub mod batch_norm;
-mod batch_norm_flex;
 pub mod export;
 pub mod gradcam;
 pub mod pretrained;
@@ -15,7 +13,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-pub use batch_norm::FusedBatchNorm;
+/// What the models need of a backend: the project's kernels (kernels/), with every backend's own operations as
+/// defaults.
+pub use pneumoscope_kernels::Kernels;
 
 pub use regularized_cnn::RegularizedCnn;
 pub use resnet34::ResNet34;
@@ -186,15 +186,6 @@ impl<B: Backend> Model<B> {
         std::iter::once(fc.weight.id).chain(fc.bias.as_ref().map(|b| b.id)).collect()
     }
 
-    /// Features → logits.
-    pub fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
-        match self {
-            Model::Simple(m) => m.head(features),
-            Model::Regularized(m) => m.head(features),
-            Model::Resnet34(m) => m.head(features),
-        }
-    }
-
     /// The same model with its dropout switched off (for gradients through the head at inference, Grad-CAM).
     pub fn without_dropout(self) -> Self {
         let off = || burn::nn::DropoutConfig::new(0.0).init();
@@ -206,8 +197,17 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// The passes through the convolutional layers: BatchNorm in training mode needs [`FusedBatchNorm`].
-impl<B: FusedBatchNorm> Model<B> {
+/// The passes through the convolutional layers: BatchNorm in training mode needs [`Kernels`].
+impl<B: Kernels> Model<B> {
+    /// Features → logits.
+    pub fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
+        match self {
+            Model::Simple(m) => m.head(features),
+            Model::Regularized(m) => m.head(features),
+            Model::Resnet34(m) => m.head(features),
+        }
+    }
+
     /// The last convolutional stage's activations (the layer Grad-CAM explains).
     pub fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {

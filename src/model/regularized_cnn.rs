@@ -1,13 +1,16 @@
 //! The regularized CNN: the simple CNN's family with BatchNorm after every conv, two more conv layers, and a
 //! two-layer head with Dropout. Must not depend on anything but burn.
 
-use crate::model::batch_norm::{batch_norm, FusedBatchNorm};
+use crate::model::Kernels;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use pneumoscope_kernels::batch_norm::batch_norm;
+use pneumoscope_kernels::conv::conv2d;
+use pneumoscope_kernels::pool::max_pool2d;
 
 const WIDTHS: [usize; 9] = [16, 32, 32, 64, 64, 128, 128, 256, 256];
 pub const POOL_AFTER: [bool; 9] = [true, false, true, false, true, false, true, false, true];
@@ -56,15 +59,15 @@ impl<B: Backend> RegularizedCnn<B> {
     }
 }
 
-impl<B: FusedBatchNorm> RegularizedCnn<B> {
+impl<B: Kernels> RegularizedCnn<B> {
     /// The last conv block's activations (before a final pool, if any), used by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = x;
         let last = self.blocks.len() - 1;
         for (i, (block, pool)) in self.blocks.iter().zip(POOL_AFTER).enumerate() {
-            x = self.relu.forward(batch_norm(&block.bn, block.conv.forward(x)));
+            x = self.relu.forward(batch_norm(&block.bn, conv2d(&block.conv, x)));
             if pool && i != last {
-                x = self.pool.forward(x);
+                x = max_pool2d(&self.pool, x);
             }
         }
         x
@@ -75,10 +78,10 @@ impl<B: FusedBatchNorm> RegularizedCnn<B> {
     }
 }
 
-impl<B: Backend> RegularizedCnn<B> {
+impl<B: Kernels> RegularizedCnn<B> {
     /// Final pool (if any), global average pooling and the two-layer head with dropout: features → logits.
     pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = if POOL_AFTER[self.blocks.len() - 1] { self.pool.forward(x) } else { x };
+        let x = if POOL_AFTER[self.blocks.len() - 1] { max_pool2d(&self.pool, x) } else { x };
         let x = self.gap.forward(x).flatten::<2>(1, 3);
         let x = self.relu.forward(self.fc1.forward(self.dropout.forward(x)));
         self.fc2.forward(self.dropout.forward(x))

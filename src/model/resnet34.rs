@@ -2,13 +2,16 @@
 //! avgpool, Dropout, fc), with torchvision's parameter names except `downsample.{0,1}` → `downsample.{conv,bn}`.
 //! Must not depend on anything but burn.
 
-use crate::model::batch_norm::{batch_norm, FusedBatchNorm};
+use crate::model::Kernels;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use pneumoscope_kernels::batch_norm::batch_norm;
+use pneumoscope_kernels::conv::conv2d;
+use pneumoscope_kernels::pool::max_pool2d;
 
 /// Blocks per stage; stage `i` has `WIDTH << i` channels (64, 128, 256, 512).
 pub const LAYERS: [usize; 4] = [3, 4, 6, 3];
@@ -59,14 +62,14 @@ impl<B: Backend> BasicBlock<B> {
     }
 }
 
-impl<B: FusedBatchNorm> BasicBlock<B> {
+impl<B: Kernels> BasicBlock<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = self.relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         self.relu.forward(out + identity)
     }
 }
@@ -131,10 +134,10 @@ impl<B: Backend> ResNet34<B> {
     }
 }
 
-impl<B: FusedBatchNorm> ResNet34<B> {
+impl<B: Kernels> ResNet34<B> {
     /// The feature map of the last stage (N×512×S/32×S/32), used by the classifier and by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.maxpool.forward(self.relu.forward(batch_norm(&self.bn1, self.conv1.forward(x))));
+        let mut x = max_pool2d(&self.maxpool, self.relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x))));
         for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in stage {
                 x = block.forward(x);

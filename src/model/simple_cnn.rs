@@ -1,5 +1,5 @@
 //! The simple CNN: seven Conv3×3+ReLU layers in four MaxPool stages, global average pooling and a linear
-//! head (8 weight layers). Must not depend on anything but burn.
+//! head (8 weight layers). Must not depend on anything but burn and the project's kernels.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -7,6 +7,9 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use pneumoscope_kernels::conv::conv2d;
+use pneumoscope_kernels::pool::max_pool2d;
+use pneumoscope_kernels::Kernels;
 
 /// Channel widths of the conv layers; a pool follows the layers marked in `POOL_AFTER`.
 const WIDTHS: [usize; 7] = [16, 32, 32, 64, 64, 128, 128];
@@ -49,15 +52,17 @@ impl<B: Backend> SimpleCnn<B> {
             fc: LinearConfig::new(cin, 2).init(device),
         }
     }
+}
 
+impl<B: Kernels> SimpleCnn<B> {
     /// The last conv layer's activations (N×128×S/8×S/8, before the final pool), used by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = x;
         let last = self.convs.len() - 1;
         for (i, (conv, pool)) in self.convs.iter().zip(POOL_AFTER).enumerate() {
-            x = self.relu.forward(conv.forward(x));
+            x = self.relu.forward(conv2d(conv, x));
             if pool && i != last {
-                x = self.pool.forward(x);
+                x = max_pool2d(&self.pool, x);
             }
         }
         x
@@ -65,7 +70,7 @@ impl<B: Backend> SimpleCnn<B> {
 
     /// Final pool, global average pooling and the linear layer: features → logits.
     pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = self.gap.forward(self.pool.forward(x)).flatten::<2>(1, 3);
+        let x = self.gap.forward(max_pool2d(&self.pool, x)).flatten::<2>(1, 3);
         self.fc.forward(x)
     }
 

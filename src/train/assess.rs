@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::ModelKind;
 
 /// Tests the best checkpoint of a model that completed an epoch and records it in `result` and `report`.
-pub(crate) fn test_best<B: crate::model::FusedBatchNorm + AdamKernel>(
+pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
     fit: &Fit<'_, B>,
     kind: ModelKind,
     index: usize,

@@ -58,7 +58,7 @@ pub fn spawn(setup: RunSetup) -> EngineHandle {
 }
 /// The run, on the engine's thread: the data prepared, then each queued model trained (or resumed, or kept from
 /// the earlier part of the run), tested and reported, then the ensemble.
-fn run<B: crate::model::FusedBatchNorm + AdamKernel>(
+fn run<B: crate::model::Kernels + AdamKernel>(
     setup: &RunSetup,
     device: B::Device,
     emit: &Emitter,

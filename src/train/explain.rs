@@ -57,7 +57,7 @@ pub struct Explained {
 }
 
 /// Grad-CAM of the PNEUMONIA class for one image file with `model` (autodiff backend, from the checkpoint).
-pub fn explain_file<B: AutodiffBackend<InnerBackend: crate::model::FusedBatchNorm>>(
+pub fn explain_file<B: AutodiffBackend<InnerBackend: crate::model::Kernels> + crate::model::Kernels>(
     model: &Model<B>,
     meta: &CheckpointMeta,
     path: &Path,

@@ -104,7 +104,7 @@ pub(crate) struct Fit<'a, B: Backend> {
     pub cmds: &'a Receiver<Command>,
 }
 
-impl<B: crate::model::FusedBatchNorm + AdamKernel> Fit<'_, B> {
+impl<B: crate::model::Kernels + AdamKernel> Fit<'_, B> {
     /// Trains one model for the configured epochs (or from its `last` checkpoint on): validates each epoch, keeps
     /// the best and last checkpoints, and fills `result` with what is on disk.
     pub(crate) fn train_model(

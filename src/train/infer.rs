@@ -81,7 +81,7 @@ pub fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
 }
 
 /// Evaluates a model (in inference mode) over a whole dataset: metrics at `threshold` and the scores.
-pub fn evaluate<B: crate::model::FusedBatchNorm>(
+pub fn evaluate<B: crate::model::Kernels>(
     model: &Model<B>,
     ds: Arc<Dataset>,
     spec: &BatchSpec,

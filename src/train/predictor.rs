@@ -17,7 +17,7 @@ use crate::data::image::load_prepared;
 use crate::data::loader::{batches, BatchSpec, Dataset};
 use crate::data::Class;
 use crate::error::Result;
-use crate::model::{FusedBatchNorm, Model, ModelKind};
+use crate::model::{Kernels, Model, ModelKind};
 
 /// The ensemble's manifest, written next to its members' checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub struct Predictor<B: Backend> {
     pub path: PathBuf,
 }
 
-impl<B: FusedBatchNorm> Predictor<B> {
+impl<B: Kernels> Predictor<B> {
     /// Loads a checkpoint or an ensemble manifest (its members must share image size and normalisation).
     pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
         let Some(manifest) = EnsembleManifest::read(path)? else {

@@ -51,7 +51,7 @@ pub fn train_step<B, O>(
     device: &B::Device,
 ) -> (Model<B>, f64, usize)
 where
-    B: burn::tensor::backend::AutodiffBackend + crate::model::FusedBatchNorm,
+    B: burn::tensor::backend::AutodiffBackend + crate::model::Kernels,
     O: Optimizer<Model<B>, B>,
 {
     let n = batch.len();

@@ -1,11 +1,59 @@
-//! The patched burn-flex (patches/burn-flex: faster strided iteration, broadcast binary ops and convolutions) computes what
-//! the plain definition says: element-wise ops on broadcast, permuted, flipped and narrowed tensors, checked
-//! against a reference computed element by element from the logical values.
+//! The project's kernels (kernels/: pneumoscope-kernels) compute what the plain definition says: convolutions
+//! (im2col/GEMM, Winograd, small-channel direct) forward and backward, and max pooling with its backward pass,
+//! through the backend extension traits the models use, on the CPU backend and through autodiff as training runs
+//! them, against references computed element by element.
 
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 
 type B = Flex;
+
+/// The kernels as the models call them, in the shape of burn's `module::conv2d` / `max_pool2d` functions.
+mod via_kernels {
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Int, Tensor, TensorPrimitive};
+    use pneumoscope_kernels::conv::Conv2dKernel;
+    use pneumoscope_kernels::pool::{MaxPool2dKernel, PoolOptions};
+
+    pub fn conv2d<B: Conv2dKernel>(
+        x: Tensor<B, 4>,
+        w: Tensor<B, 4>,
+        b: Option<Tensor<B, 1>>,
+        o: ConvOptions<2>,
+    ) -> Tensor<B, 4> {
+        let p = |t: Tensor<B, 4>| t.into_primitive().tensor();
+        let b = b.map(|b| b.into_primitive().tensor());
+        Tensor::from_primitive(TensorPrimitive::Float(B::conv2d_kernel(p(x), p(w), b, o)))
+    }
+
+    fn options(k: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2], ceil: bool) -> PoolOptions {
+        PoolOptions { kernel: k, stride: s, padding: p, dilation: d, ceil_mode: ceil }
+    }
+
+    pub fn max_pool2d<B: MaxPool2dKernel>(
+        x: Tensor<B, 4>,
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+        ceil: bool,
+    ) -> Tensor<B, 4> {
+        let y = B::max_pool2d_kernel(x.into_primitive().tensor(), options(k, s, p, d, ceil));
+        Tensor::from_primitive(TensorPrimitive::Float(y))
+    }
+
+    pub fn max_pool2d_with_indices<B: MaxPool2dKernel>(
+        x: Tensor<B, 4>,
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+        ceil: bool,
+    ) -> (Tensor<B, 4>, Tensor<B, 4, Int>) {
+        let (y, i) = B::max_pool2d_kernel_with_indices(x.into_primitive().tensor(), options(k, s, p, d, ceil));
+        (Tensor::from_primitive(TensorPrimitive::Float(y)), Tensor::from_primitive(i))
+    }
+}
 
 /// Logical values of a 4-d tensor, row-major.
 fn values(t: &Tensor<B, 4>) -> Vec<f32> {
@@ -18,29 +66,6 @@ fn tensor(shape: [usize; 4], offset: f32) -> Tensor<B, 4> {
     Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape(shape)
 }
 
-/// `f(a, b)` with numpy broadcasting, element by element.
-fn reference(a: &Tensor<B, 4>, b: &Tensor<B, 4>, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    let (da, db) = (a.dims(), b.dims());
-    let out: [usize; 4] = std::array::from_fn(|i| da[i].max(db[i]));
-    let (va, vb) = (values(a), values(b));
-    let at = |v: &[f32], d: [usize; 4], i: [usize; 4]| {
-        let idx: [usize; 4] = std::array::from_fn(|k| if d[k] == 1 { 0 } else { i[k] });
-        v[((idx[0] * d[1] + idx[1]) * d[2] + idx[2]) * d[3] + idx[3]]
-    };
-    let mut r = Vec::new();
-    for i0 in 0..out[0] {
-        for i1 in 0..out[1] {
-            for i2 in 0..out[2] {
-                for i3 in 0..out[3] {
-                    let i = [i0, i1, i2, i3];
-                    r.push(f(at(&va, da, i), at(&vb, db, i)));
-                }
-            }
-        }
-    }
-    r
-}
-
 fn close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
@@ -49,71 +74,9 @@ fn close(got: &[f32], want: &[f32], what: &str) {
 }
 
 #[test]
-fn broadcast_elementwise_ops_match_the_definition() {
-    let x = tensor([2, 3, 4, 5], 0.0);
-    let per_channel = tensor([1, 3, 1, 1], 4.0); // BatchNorm's scale/shift shape
-    let row = tensor([1, 1, 1, 5], 5.0);
-    let per_row = tensor([2, 3, 4, 1], 6.0);
-    // Views that are not contiguous: permuted, flipped, narrowed.
-    let permuted = tensor([2, 4, 3, 5], 1.0).permute([0, 2, 1, 3]);
-    let flipped = tensor([2, 3, 4, 5], 2.0).flip([1, 3]);
-    let narrowed = tensor([2, 3, 6, 5], 3.0).narrow(2, 1, 4);
-    let operands = [
-        ("x", x.clone()),
-        ("per_channel", per_channel),
-        ("row", row),
-        ("per_row", per_row),
-        ("permuted", permuted),
-        ("flipped", flipped),
-        ("narrowed", narrowed),
-    ];
-    for (na, a) in &operands {
-        for (nb, b) in &operands {
-            if a.dims().iter().zip(b.dims()).any(|(p, q)| *p != q && *p != 1 && q != 1) {
-                continue;
-            }
-            close(&values(&(a.clone() * b.clone())), &reference(a, b, |p, q| p * q), &format!("{na} * {nb}"));
-            close(&values(&(a.clone() - b.clone())), &reference(a, b, |p, q| p - q), &format!("{na} - {nb}"));
-            close(&values(&(a.clone() + b.clone())), &reference(a, b, |p, q| p + q), &format!("{na} + {nb}"));
-            // Divisors kept away from 0; powf has no SIMD path (the general fallback).
-            let bb = b.clone().abs() + 0.5;
-            close(&values(&(a.clone() / bb.clone())), &reference(a, &bb, |p, q| p / q), &format!("{na} / {nb}"));
-            let aa = a.clone().abs() + 0.1;
-            close(
-                &values(&aa.clone().powf(bb.clone())),
-                &reference(&aa, &bb, |p, q| p.powf(q)),
-                &format!("{na} ^ {nb}"),
-            );
-        }
-    }
-}
-
-#[test]
-fn strided_copies_keep_the_logical_order() {
-    // permute + flip + narrow, materialised: the values in logical order.
-    let base = tensor([3, 4, 5, 2], 0.0);
-    let v = values(&base);
-    let t = base.permute([2, 0, 3, 1]).flip([0, 2]).narrow(3, 1, 2); // [5, 3, 2, 2]
-    let got = values(&t);
-    let mut want = Vec::new();
-    for a in 0..5 {
-        for b in 0..3 {
-            for c in 0..2 {
-                for d in 0..2 {
-                    // logical [a, b, c, d] of the view = base[b, d + 1, 4 - a, 1 - c]
-                    let (i0, i1, i2, i3) = (b, d + 1, 4 - a, 1 - c);
-                    want.push(v[((i0 * 4 + i1) * 5 + i2) * 2 + i3]);
-                }
-            }
-        }
-    }
-    close(&got, &want, "permute/flip/narrow");
-}
-
-#[test]
 fn conv2d_with_padding_and_stride_matches_the_definition() {
-    use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
+    use via_kernels::conv2d;
     let (n, cin, cout, h, w, k) = (2, 5, 4, 9, 7, 3);
     for (stride, pad) in [(1, 1), (2, 1), (1, 0), (2, 2)] {
         let x = tensor([n, cin, h, w], 0.5);
@@ -220,14 +183,14 @@ fn assert_close_scaled(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// Patches 4, 5 and 8 (conv_im2col.rs): the forward pass, weight gradient and input gradient of conv2d (grouped:
-/// burn-flex's transposed convolution), through burn's autodiff
+/// The im2col/GEMM kernels (kernels/src/conv/im2col.rs): the forward pass, weight gradient and input gradient of conv2d (grouped:
+/// burn-flex's own), through burn's autodiff
 /// as training runs them, against the definition, with stride, padding, dilation, groups, rectangular inputs
 /// and kernels, bias, and a batch large enough to be split into several im2col chunks.
 #[test]
 fn conv2d_forward_and_gradients_match_the_definition() {
     use burn::backend::Autodiff;
-    use burn::tensor::module::conv2d;
+    use via_kernels::conv2d;
     type A = Autodiff<Flex>;
     let base = Case { n: 2, cin: 6, cout: 4, h: 9, w: 7, kh: 3, kw: 3, stride: 1, pad: 1, dil: 1, groups: 1 };
     let cases = [
@@ -252,7 +215,7 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { n: 3, stride: 3, pad: 1, kh: 2, kw: 4, ..base },
         // 72 × 16384 im2col entries per image: several chunks of the 16 MiB budget, the last one shorter.
         Case { n: 5, cin: 8, cout: 3, h: 128, w: 128, ..base },
-        // Patch 10 (Winograd F(2×2, 3×3): 3×3, stride 1, ≥ 16 channels each way, ≥ 64 output tiles of 2×2):
+        // Winograd F(2×2, 3×3): 3×3, stride 1, ≥ 16 channels each way, ≥ 64 output tiles of 2×2):
         // odd and even sizes (a last tile half outside the output), no padding and padding 2, one image, bands
         // that end mid-image and several bands per thread (the 66 × 66 case); deep layers (more weights than
         // transformed data: the whole batch at once, one GEMM per transform point) in the last three.
@@ -264,7 +227,7 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { n: 4, cin: 128, cout: 128, h: 8, w: 8, ..base },
         Case { n: 4, cin: 128, cout: 160, h: 7, w: 8, ..base },
         Case { n: 16, cin: 128, cout: 128, h: 6, w: 6, pad: 0, ..base },
-        // Patch 11 (conv_small.rs: ≤ 4 input channels, stride 1): the CNNs' RGB first layer; blocks of 8 columns
+        // The small-channel kernel (small.rs: ≤ 4 input channels, stride 1): the CNNs' RGB first layer; blocks of 8 columns
         // and 8 output channels ending mid-block; 5×5, 3×1 and 7×7 kernels; one image.
         Case { n: 3, cin: 3, cout: 16, h: 13, w: 21, ..base },
         Case { n: 1, cin: 1, cout: 5, h: 6, w: 9, kh: 5, kw: 5, pad: 2, ..base },
@@ -306,7 +269,7 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         assert_close_scaled(&got_dw, &want_dw, &format!("weight gradient {case:?}"));
         let got_dx: Vec<f32> = xa.grad(&grads).unwrap().into_data().to_vec().unwrap();
         assert_close_scaled(&got_dx, &want_dx, &format!("input gradient {case:?}"));
-        // Patch 9: the bias gradient, Σ over images and positions of the output gradient per channel.
+        // The bias gradient, Σ over images and positions of the output gradient per channel.
         let want_db: Vec<f32> =
             (0..case.cout).map(|co| dyv.chunks(oh * ow).skip(co).step_by(case.cout).flatten().sum()).collect();
         let got_db: Vec<f32> = ba.grad(&grads).unwrap().into_data().to_vec().unwrap();
@@ -314,14 +277,14 @@ fn conv2d_forward_and_gradients_match_the_definition() {
     }
 }
 
-/// Patch 7 (pool.rs): 2-D max pooling, values and indices, against the definition: 2×2/2, 3×3/2 with padding
+/// 2-D max pooling (kernels/src/pool.rs), values and indices, against the definition: 2×2/2, 3×3/2 with padding
 /// (ResNet's stem), a non-square kernel, ceil mode (a window hanging off the edge), and ties (first wins).
-/// Patch 9: the 2×2/2 fast path (odd sizes here: a row and a column no window covers), pooling without indices
+/// The 2×2/2 fast path (odd sizes here: a row and a column no window covers), pooling without indices
 /// (inference) and the backward pass (each output's gradient lands on its window's maximum).
 #[test]
 fn max_pool2d_matches_the_definition() {
     use burn::backend::Autodiff;
-    use burn::tensor::module::{max_pool2d, max_pool2d_with_indices};
+    use via_kernels::{max_pool2d, max_pool2d_with_indices};
     type A = Autodiff<Flex>;
     // (kernel, stride, padding, ceil mode)
     type Pool = ([usize; 2], [usize; 2], [usize; 2], bool);
@@ -352,7 +315,7 @@ fn max_pool2d_matches_the_definition() {
         assert_eq!(values(&max_pool2d(x.clone(), k, s, p, [1, 1], ceil)), got, "without indices {k:?} {s:?} {ceil}");
         let xa = Tensor::<A, 4>::from_data(x.clone().into_data(), &Default::default()).require_grad();
         let dy = tensor([n, c, oh, ow], 0.3);
-        let ya = burn::tensor::module::max_pool2d(xa.clone(), k, s, p, [1, 1], ceil);
+        let ya = max_pool2d(xa.clone(), k, s, p, [1, 1], ceil);
         let grads = (ya * Tensor::<A, 4>::from_data(dy.clone().into_data(), &Default::default())).sum().backward();
         let got_dx = xa.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
         let mut want_dx = vec![0f32; xv.len()];
@@ -385,13 +348,13 @@ fn max_pool2d_matches_the_definition() {
     }
 }
 
-/// Patch 8's chunks run side by side; the weight gradient's per-chunk partial sums must be added in the same order
+/// The im2col chunks run side by side; the weight gradient's per-chunk partial sums must be added in the same order
 /// every time, or training stops being reproducible. Sixteen images large enough for several chunks per thread;
-/// the same for patch 10 (Winograd, 16 channels: several bands per thread, one partial sum per thread).
+/// the same for Winograd ( 16 channels: several bands per thread, one partial sum per thread).
 #[test]
 fn conv2d_weight_gradient_is_bit_reproducible() {
     use burn::backend::Autodiff;
-    use burn::tensor::module::conv2d;
+    use via_kernels::conv2d;
     type A = Autodiff<Flex>;
     let dev = Default::default();
     let im2col = Case { n: 16, cin: 8, cout: 8, h: 64, w: 64, kh: 3, kw: 3, stride: 1, pad: 1, dil: 1, groups: 1 };
@@ -413,13 +376,13 @@ fn conv2d_weight_gradient_is_bit_reproducible() {
     }
 }
 
-/// Patch 10 is what runs the models' 3×3 layers: ResNet-34's stride-1 layers and the CNNs' layers from 16
+/// Winograd is what runs the models' 3×3 layers: ResNet-34's stride-1 layers and the CNNs' layers from 16
 /// channels take the Winograd path for a training batch at 128 px; stride 2, the 3-channel first layers, and one
 /// image's small deep maps do not. (The values are checked above; this guards the dispatch.)
 #[test]
 fn winograd_takes_the_models_stride_1_layers() {
     use burn::tensor::ops::ConvOptions;
-    use burn_flex::ops::conv_winograd::applies;
+    use pneumoscope_kernels::conv::winograd::applies;
     let same = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let strided = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
     for (c, hw) in [(64, 32), (128, 16), (256, 8), (512, 4)] {
@@ -433,14 +396,14 @@ fn winograd_takes_the_models_stride_1_layers() {
     assert!(applies([1, 64, 32, 32], [64, 64, 3, 3], &same), "one image's 32×32 map: 256 tiles");
 }
 
-/// Patch 11 (conv_small.rs): the forward pass of few-input-channel, stride-1 convolutions against the definition
+/// The small-channel kernel (kernels/src/conv/small.rs): the forward pass of few-input-channel, stride-1 convolutions against the definition
 /// — square and rectangular kernels, padding 0–3, widths that end mid-block, output channels that end mid-block,
 /// one image, bias — in both builds of the kernel (AVX2 + FMA where the CPU has them, and the baseline one).
 #[test]
 fn small_channel_convolution_matches_the_definition() {
-    use burn::tensor::module::conv2d;
     use burn::tensor::TensorPrimitive;
-    use burn_flex::ops::conv_small::{applies, conv2d_forward_baseline, conv2d_weight_backward_baseline};
+    use pneumoscope_kernels::conv::small::{applies, conv2d_forward_baseline, conv2d_weight_backward_baseline};
+    use via_kernels::conv2d;
     let case = |n, cin, cout, h, w, kh, kw, pad| Case { n, cin, cout, h, w, kh, kw, stride: 1, pad, dil: 1, groups: 1 };
     for c in [
         case(3, 3, 16, 13, 21, 3, 3, 1),

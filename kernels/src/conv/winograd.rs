@@ -1,4 +1,4 @@
-//! pneumoscope patch 10: 3×3, stride-1 convolutions (f32, ungrouped) as Winograd F(2×2, 3×3), forward pass, input
+//! 3×3, stride-1 convolutions (f32, ungrouped) as Winograd F(2×2, 3×3), forward pass, input
 //! gradient and weight gradient.
 //!
 //! Each 2×2 block of outputs ("tile") is computed from the 4×4 block of (padded) input under it as
@@ -33,26 +33,26 @@
 //!
 //! Every output element is written by one task and sums run in a fixed order, so results do not depend on
 //! scheduling. Used where the batch has enough output tiles ([`MIN_TILES`]) to pay for transforming the weight:
-//! a single image's small deep layers keep conv_im2col.rs's forward pass. The transformed weights, whole-batch
-//! buffers and gradient accumulators live in per-thread buffers kept between calls (conv_im2col.rs's `scratch`):
+//! a single image's small deep layers keep im2col.rs's forward pass. The transformed weights, whole-batch
+//! buffers and gradient accumulators live in per-thread buffers kept between calls (im2col.rs's `scratch`):
 //! allocating them afresh cost page faults on tens of MiB per call on the deep layers.
 //!
-//! `BURN_FLEX_WINOGRAD=0` in the environment turns this path off (for measuring it against im2col).
+//! `PNEUMOSCOPE_WINOGRAD=0` in the environment turns this path off (for measuring it against im2col).
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
 use burn_std::Shape;
 use core::ops::Range;
 
-use super::conv_im2col::{dims4, gemm_into, scratch, threads};
-use crate::{FlexTensor, Layout};
+use super::im2col::{dims4, gemm_into, scratch, threads};
+use burn_flex::{FlexTensor, Layout};
 
 /// Points of the 4×4 transform.
 const XI: usize = 16;
 
-/// Fewest input and output channels taken. The models' 3-channel first layers take conv_small.rs (patch 11);
+/// Fewest input and output channels taken. The models' 3-channel first layers take small.rs;
 /// GEMMs thinner than 16 were not measured (the CNNs’ 16 → 32 layer gains 6–16 %).
 const MIN_CHANNELS: usize = 16;
 
@@ -71,7 +71,7 @@ const GRAD_BAND_ELEMS: usize = 2 << 20;
 #[cfg(feature = "std")]
 fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BURN_FLEX_WINOGRAD").map_or(true, |v| v.trim() != "0"))
+    *ON.get_or_init(|| std::env::var("PNEUMOSCOPE_WINOGRAD").map_or(true, |v| v.trim() != "0"))
 }
 
 #[cfg(not(feature = "std"))]

@@ -1,12 +1,12 @@
-//! pneumoscope patches 4, 5 and 8: a 2D convolution's forward pass, weight gradient and input gradient as
+//! A 2D convolution's forward pass, weight gradient and input gradient as
 //! im2col + one GEMM per chunk of the batch.
 //!
 //! With `P = out_h · out_w`, `R = C_in · KH · KW` and `cols` the im2col matrix of a chunk of `nb` images
 //! (`[R, nb·P]`, taps in the padding are zero):
 //!
-//! - forward (patch 5): `Y = W · cols` (`[C_out, R] · [R, nb·P]`), scattered back to `[nb, C_out, P]`;
-//! - weight gradient (patch 4): `dW = Σ_chunks dYᵀ · colsᵀ` (`[C_out, nb·P] · [nb·P, R]`);
-//! - input gradient (patch 8): `dcols = Wᵀ · dYᵀ` (`[R, C_out] · [C_out, nb·P]`), summed back into `dX` tap by tap
+//! - forward: `Y = W · cols` (`[C_out, R] · [R, nb·P]`), scattered back to `[nb, C_out, P]`;
+//! - weight gradient: `dW = Σ_chunks dYᵀ · colsᵀ` (`[C_out, nb·P] · [nb·P, R]`);
+//! - input gradient: `dcols = Wᵀ · dYᵀ` (`[R, C_out] · [C_out, nb·P]`), summed back into `dX` tap by tap
 //!   (col2im).
 //!
 //! burn-backend's defaults ran the weight gradient as a forward convolution whose kernel is the output gradient
@@ -21,16 +21,16 @@
 //! channels, and the gradients run one chunk at a time with gemm's internal parallelism. Chunks keep their
 //! im2col buffers within [`COLS_BUDGET`] altogether. Results do not depend on timing: every output element is
 //! computed by one task, and the weight gradient's partial sums are added in a fixed order. f32 and f64 run
-//! natively; f16/bf16 go through f32 (module.rs).
+//! natively; other types fall through to burn-flex (mod.rs).
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
-use burn_backend::ops::ConvOptions;
 use burn_backend::ops::conv::calculate_conv_output_size;
+use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
 use burn_std::Shape;
 
-use crate::{FlexTensor, Layout};
+use burn_flex::{FlexTensor, Layout};
 
 /// Largest total size of the im2col buffers in flight, in elements (16 MiB of f32).
 const COLS_BUDGET: usize = 4 << 20;
@@ -84,19 +84,13 @@ pub(crate) mod scratch {
 
     /// Runs `f` with two buffers of the given lengths (contents unspecified). Re-entrant calls on the same
     /// thread (rayon may run another task while one waits) get fresh buffers.
-    pub fn with<T: bytemuck::Pod + Default, R>(
-        lens: [usize; 2],
-        f: impl FnOnce(&mut [T], &mut [T]) -> R,
-    ) -> R {
+    pub fn with<T: bytemuck::Pod + Default, R>(lens: [usize; 2], f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
         with_in(&BUFFERS, lens, f)
     }
 
     /// [`with`] from a second pair of buffers, for data a caller holds while the tasks it starts (which use
     /// [`with`]) run: a transformed weight, a whole batch's transformed input, gradient accumulators.
-    pub fn with_held<T: bytemuck::Pod + Default, R>(
-        lens: [usize; 2],
-        f: impl FnOnce(&mut [T], &mut [T]) -> R,
-    ) -> R {
+    pub fn with_held<T: bytemuck::Pod + Default, R>(lens: [usize; 2], f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
         with_in(&HELD, lens, f)
     }
 
@@ -126,10 +120,7 @@ pub(crate) mod scratch {
 #[cfg(not(feature = "std"))]
 pub(crate) mod scratch {
     use alloc::vec;
-    pub fn with<T: bytemuck::Pod + Default, R>(
-        lens: [usize; 2],
-        f: impl FnOnce(&mut [T], &mut [T]) -> R,
-    ) -> R {
+    pub fn with<T: bytemuck::Pod + Default, R>(lens: [usize; 2], f: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
         let (mut a, mut b) = (vec![T::default(); lens[0]], vec![T::default(); lens[1]]);
         f(&mut a, &mut b)
     }
@@ -479,7 +470,20 @@ pub fn conv2d_forward<T: Scalar>(
             let w = w as *const T;
             // prod (C_out × nb·P) = W (C_out × R) · cols (R × nb·P): the weight is packed once per chunk.
             let par = plan.gemm_parallelism(c_out, width, r);
-            unsafe { gemm_into((c_out, width, r), prod.as_mut_ptr(), width, false, w, (1, r), cols.as_ptr(), (1, width), one, par) };
+            unsafe {
+                gemm_into(
+                    (c_out, width, r),
+                    prod.as_mut_ptr(),
+                    width,
+                    false,
+                    w,
+                    (1, r),
+                    cols.as_ptr(),
+                    (1, width),
+                    one,
+                    par,
+                )
+            };
             // [C_out, nb, P] → [nb, C_out, P], adding the bias on the way.
             for (i, plane) in out.chunks_mut(p).enumerate() {
                 let (j, co) = (i / c_out, i % c_out);
@@ -596,7 +600,9 @@ fn forward_by_channels<T: Scalar>(sb: &SmallBatch<'_, T>, out: &mut [T]) {
                 // out[co0 .. co0 + rows] (rows × P) = W[co0 .. co0 + rows] (rows × R) · cols (R × P)
                 let lhs = w[co0 * r..].as_ptr();
                 let par = gemm::Parallelism::None;
-                unsafe { gemm_into((rows, p, r), out.as_mut_ptr(), p, false, lhs, (1, r), cols.as_ptr(), (1, p), one, par) };
+                unsafe {
+                    gemm_into((rows, p, r), out.as_mut_ptr(), p, false, lhs, (1, r), cols.as_ptr(), (1, p), one, par)
+                };
                 if let Some(bias) = bias {
                     for (row, &v) in out.chunks_mut(p).zip(&bias[co0..]) {
                         row.iter_mut().for_each(|o| *o += v);
@@ -721,11 +727,7 @@ pub fn conv2d_weight_backward<T: Scalar>(
     #[cfg(not(feature = "rayon"))]
     let grad = starts.iter().map(|&b0| run(b0)).reduce(add);
     let grad = grad.unwrap_or_else(|| vec![T::default(); len]);
-    FlexTensor::new(
-        burn_std::Bytes::from_elems(grad),
-        Layout::contiguous(Shape::from(weight_shape.to_vec())),
-        dtype,
-    )
+    FlexTensor::new(burn_std::Bytes::from_elems(grad), Layout::contiguous(Shape::from(weight_shape.to_vec())), dtype)
 }
 
 /// Input gradient of an ungrouped `conv2d` over f32 or f64; shape of `x` (`[N, C_in, H, W]`).
@@ -769,7 +771,20 @@ pub fn conv2d_x_backward<T: Scalar>(
             transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
             // dcols (R × nb·P) = Wᵀ (R × C_out) · dYᵀ (C_out × nb·P)
             let par = plan.gemm_parallelism(r, width, c_out);
-            unsafe { gemm_into((r, width, c_out), dcols.as_mut_ptr(), width, false, w, (r, 1), dy_t.as_ptr(), (1, width), one, par) };
+            unsafe {
+                gemm_into(
+                    (r, width, c_out),
+                    dcols.as_mut_ptr(),
+                    width,
+                    false,
+                    w,
+                    (r, 1),
+                    dy_t.as_ptr(),
+                    (1, width),
+                    one,
+                    par,
+                )
+            };
             col2im(dcols, nb, &g, dx, !plan.parallel);
         });
     });

@@ -14,7 +14,7 @@
 //! variance), so checkpoints and imported weights mean the same thing.
 //!
 //! The computations are methods of [`FusedBatchNorm`] with defaults in plain tensor operations (any backend);
-//! the CPU backend runs them as kernels of its own (batch_norm_flex.rs: a few parallel passes instead of six or
+//! the CPU backend runs them as kernels of its own (flex.rs: a few parallel passes instead of six or
 //! seven single-threaded broadcast operations).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -28,9 +28,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
+mod flex;
+
 /// A backend that can run training-mode BatchNorm. Every backend can, through the default methods (plain
 /// tensor operations); the CPU backend overrides the forward and backward computations with its own kernels
-/// (batch_norm_flex.rs), and the autodiff backend overrides `batch_norm_train` to record one operation whose
+/// (flex.rs), and the autodiff backend overrides `batch_norm_train` to record one operation whose
 /// backward pass is `batch_norm_backward`.
 pub trait FusedBatchNorm: Backend {
     /// Training-mode BatchNorm of an N×C×H×W tensor with per-channel `gamma` and `beta` (shape C): the output,
@@ -113,7 +115,7 @@ impl FusedBatchNorm for burn::backend::Flex {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> [FloatTensor<Self>; 5] {
-        match super::batch_norm_flex::forward(&x, &gamma, &beta, epsilon) {
+        match flex::forward(&x, &gamma, &beta, epsilon) {
             Some(out) => out,
             None => generic_forward::<Self>(x, gamma, beta, epsilon),
         }
@@ -125,14 +127,14 @@ impl FusedBatchNorm for burn::backend::Flex {
         inv_std: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        match super::batch_norm_flex::backward(&dy, &x_hat, &inv_std, &gamma) {
+        match flex::backward(&dy, &x_hat, &inv_std, &gamma) {
             Some(out) => out,
             None => generic_backward::<Self>(dy, x_hat, inv_std, gamma),
         }
     }
 
     fn batch_norm_affine(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        match super::batch_norm_flex::affine(&x, &a, &b) {
+        match flex::affine(&x, &a, &b) {
             Some(y) => y,
             None => generic_affine::<Self>(x, a, b),
         }

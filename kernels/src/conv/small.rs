@@ -1,4 +1,4 @@
-//! pneumoscope patch 11: the forward pass and the weight gradient of stride-1 convolutions with few input channels
+//! The forward pass and the weight gradient of stride-1 convolutions with few input channels
 //! (f32, ungrouped, no dilation) — the models' first layer, RGB → 16 channels, 3×3 — as register-blocked direct
 //! convolutions.
 //!
@@ -17,16 +17,16 @@
 //! Work is split by image and block of 8 output channels (contiguous in the output), so each output element is
 //! written by one task and summed in a fixed order (input channel, kernel row, kernel column); the weight
 //! gradient's per-image partial sums are added in image order: results do not depend on scheduling.
-//! `BURN_FLEX_SMALL_CONV=0` in the environment turns this path off.
+//! `PNEUMOSCOPE_SMALL_CONV=0` in the environment turns this path off.
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
 use burn_std::Shape;
 
-use super::conv_im2col::dims4;
-use crate::{FlexTensor, Layout};
+use super::im2col::dims4;
+use burn_flex::{FlexTensor, Layout};
 
 /// Most input channels taken (more and the GEMM paths have a deep enough reduction).
 const MAX_C_IN: usize = 4;
@@ -38,7 +38,7 @@ const XB: usize = 8;
 #[cfg(feature = "std")]
 fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BURN_FLEX_SMALL_CONV").map_or(true, |v| v.trim() != "0"))
+    *ON.get_or_init(|| std::env::var("PNEUMOSCOPE_SMALL_CONV").map_or(true, |v| v.trim() != "0"))
 }
 
 #[cfg(not(feature = "std"))]

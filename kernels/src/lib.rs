@@ -1,0 +1,21 @@
+//! pneumoscope's CPU kernels for burn's Flex backend, each behind a backend extension trait whose default
+//! methods are the backend's own operations (so every backend can run the models) and whose autodiff
+//! implementation records one operation with a backward pass of its own:
+//!
+//! - [`conv::Conv2dKernel`]: 2-D convolution — Winograd F(2×2, 3×3), a small-channel direct convolution,
+//!   whole-image im2col + GEMM in chunks of the batch, and the bias gradient;
+//! - [`pool::MaxPool2dKernel`]: 2-D max pooling and its backward scatter;
+//! - [`batch_norm::FusedBatchNorm`]: training-mode BatchNorm with its closed-form backward pass.
+//!
+//! [`Kernels`] names them together; the models are generic over it.
+
+extern crate alloc;
+
+pub mod batch_norm;
+pub mod conv;
+pub mod pool;
+
+/// Every kernel of this crate: what pneumoscope's models need of a backend.
+pub trait Kernels: conv::Conv2dKernel + pool::MaxPool2dKernel + batch_norm::FusedBatchNorm {}
+
+impl<B: conv::Conv2dKernel + pool::MaxPool2dKernel + batch_norm::FusedBatchNorm> Kernels for B {}
