@@ -263,7 +263,7 @@ pub fn model_one(args: &ModelSpec) -> Result<ModelFigures> {
     Ok(figures)
 }
 
-fn model_one_on<B: crate::model::Kernels + crate::train::adam::AdamKernel>(
+fn model_one_on<B: crate::model::Kernels + pneumoscope_kernels::adam::AdamKernel>(
     args: &ModelSpec,
     device: B::Device,
 ) -> Result<ModelFigures> {

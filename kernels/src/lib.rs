@@ -5,12 +5,15 @@
 //! - [`conv::Conv2dKernel`]: 2-D convolution — Winograd F(2×2, 3×3), a small-channel direct convolution,
 //!   whole-image im2col + GEMM in chunks of the batch, and the bias gradient;
 //! - [`pool::MaxPool2dKernel`]: 2-D max pooling and its backward scatter;
-//! - [`batch_norm::FusedBatchNorm`]: training-mode BatchNorm with its closed-form backward pass.
+//! - [`batch_norm::FusedBatchNorm`]: training-mode BatchNorm with its closed-form backward pass;
+//! - [`adam::AdamKernel`]: burn's Adam step (value clipping, L2 weight decay, both moments, the update) as one
+//!   pass per parameter, and [`adam::FusedAdam`], the optimizer that uses it.
 //!
-//! [`Kernels`] names them together; the models are generic over it.
+//! [`Kernels`] names the first three together; the models are generic over it.
 
 extern crate alloc;
 
+pub mod adam;
 pub mod batch_norm;
 pub mod conv;
 pub mod pool;

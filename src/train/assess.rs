@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::adam::AdamKernel;
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{CheckpointKind, EvalSplit, ModelStatus, TrainEvent};
 use super::fit::{save_failed, Fit};
@@ -19,6 +18,7 @@ use crate::data::loader::Dataset;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::ModelKind;
+use pneumoscope_kernels::adam::AdamKernel;
 
 /// Tests the best checkpoint of a model that completed an epoch and records it in `result` and `report`.
 pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(

@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::Context;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use super::adam::AdamKernel;
 use super::backend::Resolved;
 use super::checkpoint;
 use super::events::{Command, ModelStatus, RunInfo, TrainEvent};
@@ -18,6 +17,7 @@ pub use super::setup::RunSetup;
 use crate::data::prepare::{loss_weights, prepare};
 use crate::error::Result;
 use crate::model::ModelKind;
+use pneumoscope_kernels::adam::AdamKernel;
 
 /// The front-end's side of a running engine.
 pub struct EngineHandle {

@@ -12,7 +12,6 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::Backend;
 use crossbeam_channel::Receiver;
 
-use super::adam::AdamKernel;
 use super::checkpoint::{self, CheckpointMeta, TrainState, FORMAT_VERSION};
 use super::control::{poll, Control};
 use super::events::{BatchProgress, CheckpointKind, Command, TrainEvent};
@@ -28,6 +27,7 @@ use crate::data::split::{self, TestSource};
 use crate::data::Class;
 use crate::error::{self, Result};
 use crate::model::{Init, Model, ModelKind};
+use pneumoscope_kernels::adam::AdamKernel;
 
 /// The counters of a training state (the caller sets where in the epochs it stands).
 fn position(global_step: usize, best_loss: f64, r: &ModelResult, images_seen: usize, secs: f64) -> TrainState {

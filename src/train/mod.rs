@@ -2,7 +2,6 @@
 //! epochs; step: one optimiser step; assess: testing and the ensemble; journal: metrics.jsonl; control: the
 //! user's commands), the events it emits, the one-cycle schedule, checkpoints and run reports. Must not depend on any front-end (tui, headless, cli).
 
-pub mod adam;
 pub mod assess;
 pub mod backend;
 pub mod checkpoint;

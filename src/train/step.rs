@@ -8,11 +8,11 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 
-use super::adam::{AdamKernel, FusedAdam, Optim};
 use super::infer::{smoothed_cross_entropy, to_tensors, ElemF64, LossSpec};
 use crate::config::{ClipMode, Config};
 use crate::data::loader::BatchSpec;
 use crate::model::Model;
+use pneumoscope_kernels::adam::{AdamKernel, FusedAdam, Optim};
 
 /// The learning rates of one step: the classifier head's and the rest's (`None`: the rest is frozen).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,7 +121,7 @@ pub fn optimizer_config(cfg: &Config) -> AdamConfig {
 }
 
 /// The optimiser pneumoscope trains with: Adam as [`optimizer_config`] describes it, run as one pass per
-/// parameter ([`super::adam::FusedAdam`]), with its moments already allocated (zeros at time 0) for the parameters
+/// parameter ([`pneumoscope_kernels::adam::FusedAdam`]), with its moments already allocated (zeros at time 0) for the parameters
 /// that `only` names (all trainable ones when `None`). The first update is then bit for bit the lazy first step
 /// (`β·0 + (1−β)·g` is `(1−β)·g`), but the moments take their memory before the first forward pass instead of the
 /// memory the first batch's activations leave behind; created lazily, they pushed the second step's activations
@@ -163,7 +163,8 @@ pub fn init_optimizer<B: AutodiffBackend<InnerBackend: AdamKernel>, M: AutodiffM
         weight_decay: (t.weight_decay > 0.0).then_some(t.weight_decay as f32),
         clip_value: clip.filter(|_| t.grad_clip_mode == ClipMode::Value),
     };
-    let optim: Optim<M, B> = super::adam::build(adam, clip.filter(|_| t.grad_clip_mode == ClipMode::Norm));
+    let optim: Optim<M, B> =
+        pneumoscope_kernels::adam::build(adam, clip.filter(|_| t.grad_clip_mode == ClipMode::Norm));
     let mut records = optim.to_record();
     records.extend(zeros.records);
     optim.load_record(records)
