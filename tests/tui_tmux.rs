@@ -245,3 +245,66 @@ fn the_first_key_after_start_and_after_a_resize_is_taken() {
     t.keys(&["y"]);
     assert_eq!(wait_file(&exit_file, 60).trim(), "0");
 }
+
+/// `pneumoscope runs` lists a finished run (and says what is wrong with folders that are not runs), and
+/// `pneumoscope view` opens the dashboard on it without training: compare holds its figures, predict classifies
+/// its test films with its checkpoints, q leaves at once with exit 0.
+#[test]
+fn past_runs_are_listed_and_viewed_in_the_dashboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 60, 10, 9);
+    let runs = tmp.path().join("runs");
+    let o = run_in(
+        tmp.path(),
+        &["train", "--no-tui", "--data", "data", "--models", "simple", "--epochs", "1", "--image-size", "32"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // Beside the run: an empty folder and a journal cut off before the run started.
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+    std::fs::create_dir_all(runs.join("torn")).unwrap();
+    std::fs::write(runs.join("torn/metrics.jsonl"), "{\"event\":\"run_sta").unwrap();
+    let o = run_in(tmp.path(), &["runs"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("finished") && out.contains("32 px, 1 epochs") && out.contains("SYNTHETIC"), "{out}");
+    assert!(out.contains("simple") && out.contains("AUC"), "{out}");
+    assert!(out.contains("not-a-run  unreadable") && out.contains("no metrics.jsonl"), "{out}");
+    assert!(out.contains("torn  unreadable") && out.contains("no readable run start"), "{out}");
+    let o = run_in(tmp.path(), &["runs", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("runs --json is JSON");
+    let run = list.as_array().unwrap().iter().find(|r| r["status"] == "finished").expect("the finished run");
+    assert_eq!(run["models"][0]["model"], "simple");
+    assert!(run["models"][0]["test_auc"].as_f64().is_some(), "{run}");
+    let run_dir = run["dir"].as_str().unwrap().to_string();
+
+    // Refusals, with the reason: a folder that is not a run; no terminal.
+    let o = run_in(tmp.path(), &["view", "runs/not-a-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a run folder"), "{}", text(&o));
+    let o = run_in(tmp.path(), &["view", &run_dir]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("view needs a terminal"), "{}", text(&o));
+
+    let exit_file = tmp.path().join("exit");
+    let script = format!(
+        "cd {dir} && PNEUMOSCOPE_IMAGES=halfblocks {bin} view {run}; echo $? > {exit}; sleep 60",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        run = run_dir,
+        exit = exit_file.display()
+    );
+    let t = Tmux { socket: format!("pneumoscope-view-{}", std::process::id()), session: "view".into() };
+    assert!(t.cmd(&["new-session", "-d", "-s", "view", "-x", "80", "-y", "24", &script]).status.success());
+    t.wait_for("finished", 30);
+    t.keys(&["4"]);
+    let s = t.wait_for("Model comparison", 5);
+    assert!(s.contains("simple") && s.contains("done"), "{s}");
+    t.keys(&["5"]);
+    t.wait_for("Predict with simple", 5);
+    t.keys(&["Enter"]);
+    let s = t.wait_for(" says ", 30);
+    assert!(s.contains("P(pneumonia)"), "{s}");
+    t.keys(&["q"]);
+    assert_eq!(wait_file(&exit_file, 20).trim(), "0");
+}

@@ -1,13 +1,15 @@
-//! The command line (clap): one module per command — train, predict, eval, data, bench — each with its
-//! arguments and what it runs; here the parser, the dispatch and the exit code. Front-end only: the commands call
-//! into the library and print; the engine never prints.
+//! The command line (clap): one module per command — train, predict, eval, export, runs, view, data, bench —
+//! each with its arguments and what it runs; here the parser, the dispatch and the exit code. Front-end only:
+//! the commands call into the library and print; the engine never prints.
 
 pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;
 pub mod predict;
+pub mod runs;
 pub mod train;
+pub mod view;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -50,6 +52,10 @@ pub enum Command {
     /// Write a model's weights for PyTorch: model.safetensors (PyTorch's names) and model.json (input, classes,
     /// threshold).
     Export(export::ExportArgs),
+    /// List past runs: when, data, models, status and each model's best figures.
+    Runs(runs::RunsArgs),
+    /// Open the dashboard on a finished or interrupted run, without training.
+    View(view::ViewArgs),
     /// Benchmarks (figures for docs/benchmarks.md; not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -101,6 +107,8 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Predict(a)) => predict::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Export(a)) => export::run(&a),
+        Some(Command::Runs(a)) => runs::run(&a),
+        Some(Command::View(a)) => view::run(&a),
         Some(Command::Data(c)) => data::run(c),
         Some(Command::Bench(c)) => bench::run(c),
     }

@@ -17,6 +17,7 @@ pub mod plots;
 pub mod predictor;
 pub mod report;
 pub mod report_files;
+pub mod runs;
 pub mod schedule;
 pub mod setup;
 pub mod step;
