@@ -307,4 +307,10 @@ fn past_runs_are_listed_and_viewed_in_the_dashboard() {
     assert!(s.contains("P(pneumonia)"), "{s}");
     t.keys(&["q"]);
     assert_eq!(wait_file(&exit_file, 20).trim(), "0");
+
+    // Without its report (killed before the end), the run is listed as interrupted with what its journal kept.
+    std::fs::remove_file(tmp.path().join(&run_dir).join("report.json")).unwrap();
+    let out = text(&run_in(tmp.path(), &["runs"]));
+    assert!(out.contains("interrupted") && out.contains("no report.json"), "{out}");
+    assert!(out.contains("epochs   1"), "the journal's epochs: {out}");
 }

@@ -210,8 +210,30 @@ pub fn load(dir: &Path) -> Result<Replay> {
         }
     }
     events.extend(super::journal::read_history(dir));
-    if let Some(r) = &report {
-        events.push(TrainEvent::Finished { run_dir: dir.to_path_buf(), stopped: r.stopped });
+    match &report {
+        Some(r) => events.push(TrainEvent::Finished { run_dir: dir.to_path_buf(), stopped: r.stopped }),
+        None => {
+            // Interrupted: a model that started and never finished stopped where its journal ends.
+            let started: Vec<_> = events
+                .iter()
+                .filter_map(|e| if let TrainEvent::ModelStarted { model, .. } = e { Some(*model) } else { None })
+                .collect();
+            for model in started {
+                let finished =
+                    events.iter().any(|e| matches!(e, TrainEvent::ModelFinished { model: m, .. } if *m == model));
+                if !finished {
+                    events.push(TrainEvent::ModelFinished {
+                        model,
+                        status: super::events::ModelStatus::Stopped,
+                        seconds: 0.0,
+                        error: Some("the run was interrupted here".into()),
+                    });
+                }
+            }
+            events.push(TrainEvent::Warning {
+                message: format!("run {} was interrupted: no report, figures up to its last epoch", dir.display()),
+            });
+        }
     }
     Ok(Replay { info, config, events, report })
 }
