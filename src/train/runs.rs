@@ -257,3 +257,48 @@ impl Replay {
         EngineHandle { events: ev_rx, commands: cmd_tx, thread }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(dir: &Path) {
+        let info = r#"{"batch_size":16,"data_root":"/nowhere","device":"cpu","epochs":3,"image_size":64,"models":["simple"],"run_dir":"x","threads":2}"#;
+        let lines = format!(
+            "{{\"event\":\"run_started\",\"info\":{info},\"time\":\"2026-12-05T07:00:00Z\"}}\n{{\"event\":\"epoch_end"
+        );
+        std::fs::write(dir.join("metrics.jsonl"), lines).unwrap();
+    }
+
+    #[test]
+    fn half_written_and_foreign_folders_are_summarised_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (torn, bad_report, other) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+        for d in [&torn, &bad_report, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        // A journal cut off mid-line after its start: interrupted, the start still read.
+        started(&torn);
+        let s = summarize(&torn);
+        assert_eq!(s.status, RunStatus::Interrupted);
+        assert_eq!(s.started.as_deref(), Some("2026-12-05T07:00:00Z"));
+        assert_eq!(s.models.len(), 1);
+        // A report this version cannot read: said, not fatal; view refuses it with the file named.
+        started(&bad_report);
+        std::fs::write(bad_report.join("report.json"), "{\"models\": 3}").unwrap();
+        let s = summarize(&bad_report);
+        assert!(
+            s.problem.as_deref().is_some_and(|p| p.contains("report unreadable") && p.contains("report.json")),
+            "{s:?}"
+        );
+        let e = load(&bad_report).err().expect("refused").to_string();
+        assert!(e.contains("report.json"), "{e}");
+        // Not a run at all.
+        std::fs::write(other.join("notes.txt"), "hello").unwrap();
+        assert_eq!(summarize(&other).status, RunStatus::Unreadable);
+        let e = load(&other).err().expect("refused").to_string();
+        assert!(e.contains("not a run folder"), "{e}");
+        let all = list(tmp.path()).unwrap();
+        assert_eq!(all.len(), 3);
+    }
+}
