@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::image::{normalize_into, warp, Prepared};
+use super::image::Prepared;
+use super::warp::{normalize_into, warp};
 
 /// The augmentation ranges (each 0 turns its part off).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]

@@ -343,7 +343,7 @@ mod tests {
         let plain = BatchSpec { augment: Augment::default(), ..s };
         let b = assemble(&ds, &idx, &plain, 2);
         let mut expected = vec![0.0; 3 * 64];
-        crate::data::image::normalize_into(&ds.images[1], plain.mean, plain.std, &mut expected);
+        crate::data::warp::normalize_into(&ds.images[1], plain.mean, plain.std, &mut expected);
         assert_eq!(&b.images[3 * 64..6 * 64], &expected[..]);
     }
 

@@ -12,6 +12,7 @@ pub mod prepare;
 pub mod split;
 pub mod stats;
 pub mod synth;
+pub mod warp;
 
 use std::path::PathBuf;
 

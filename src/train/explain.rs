@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 use super::checkpoint::CheckpointMeta;
-use crate::data::image::{normalize_into, prepare_pixels, rgb_to_luma, with_pixels, ImageError};
+use crate::data::image::{prepare_pixels, rgb_to_luma, with_pixels, ImageError};
+use crate::data::warp::normalize_into;
 use crate::data::Class;
 use crate::model::gradcam::{grad_cam, Heatmap};
 use crate::model::Model;
