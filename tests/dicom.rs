@@ -118,27 +118,7 @@ fn stats_and_predict_read_dicom_folders() {
     use pneumoscope::train::checkpoint;
     type B = burn::backend::Flex;
     let kind = ModelKind::Simple;
-    let meta = checkpoint::CheckpointMeta {
-        format: checkpoint::FORMAT_VERSION,
-        model: kind,
-        image_size: 32,
-        mean: [0.5; 3],
-        std: [0.25; 3],
-        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
-        threshold: 0.5,
-        dropout: 0.5,
-        epoch: 1,
-        val_loss: None,
-        val_accuracy: None,
-        synthetic_data: false,
-        data_source: Default::default(),
-        init: pneumoscope::model::Init::Scratch,
-        pneumoscope_version: "test".into(),
-        created: "now".into(),
-        train_state: None,
-        tta: 1,
-        split: None,
-    };
+    let meta = common::checkpoint_meta(kind);
     let ckpt = dir.path().join("simple.ckpt");
     checkpoint::save(&ckpt, &meta, &Model::<B>::new(kind, 0.5, &Default::default())).unwrap();
     let film = fixture("cr-m1-rle.dcm");

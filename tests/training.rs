@@ -2,6 +2,9 @@
 #![allow(clippy::single_range_in_vec_init)]
 //! Dropout, weighted loss, and checkpoint round trips.
 
+mod common;
+use common::checkpoint_meta as meta_of;
+
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
@@ -244,30 +247,6 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
     std::fs::write(&junk, b"hello").unwrap();
     let err = checkpoint::load::<B>(&junk, &device).err().unwrap().to_string();
     assert!(err.contains("junk.ckpt") && err.contains("not a pneumoscope checkpoint"), "{err}");
-}
-
-fn meta_of(kind: ModelKind) -> CheckpointMeta {
-    CheckpointMeta {
-        format: checkpoint::FORMAT_VERSION,
-        model: kind,
-        image_size: 32,
-        mean: [0.1, 0.2, 0.3],
-        std: [0.4, 0.5, 0.6],
-        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
-        threshold: 0.42,
-        dropout: 0.5,
-        epoch: 3,
-        val_loss: None,
-        val_accuracy: None,
-        synthetic_data: false,
-        data_source: Default::default(),
-        init: pneumoscope::model::Init::Scratch,
-        pneumoscope_version: "test".into(),
-        created: "now".into(),
-        train_state: None,
-        tta: 1,
-        split: None,
-    }
 }
 
 /// Property: a damaged checkpoint (any single bit flipped, any truncation) never panics on load and is never

@@ -38,15 +38,7 @@ pub trait MaxPool2dKernel: Backend {
 
     /// Pooled values and the index of each window's maximum within its input plane.
     fn max_pool2d_kernel_with_indices(x: FloatTensor<Self>, o: PoolOptions) -> (FloatTensor<Self>, IntTensor<Self>) {
-        let r = <Self as ModuleOps<Self>>::max_pool2d_with_indices(
-            x,
-            o.kernel,
-            o.stride,
-            o.padding,
-            o.dilation,
-            o.ceil_mode,
-        );
-        (r.output, r.indices)
+        backend_with_indices::<Self>(x, o)
     }
 
     /// The input gradient: each output gradient added at its window's maximum.
@@ -56,18 +48,25 @@ pub trait MaxPool2dKernel: Backend {
         output_grad: FloatTensor<Self>,
         indices: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::max_pool2d_with_indices_backward(
-            x,
-            o.kernel,
-            o.stride,
-            o.padding,
-            o.dilation,
-            o.ceil_mode,
-            output_grad,
-            indices,
-        )
-        .x_grad
+        backend_backward::<Self>(x, o, output_grad, indices)
     }
+}
+
+/// The backend's own pooling with indices (`ModuleOps`).
+fn backend_with_indices<B: Backend>(x: FloatTensor<B>, o: PoolOptions) -> (FloatTensor<B>, IntTensor<B>) {
+    let r = B::max_pool2d_with_indices(x, o.kernel, o.stride, o.padding, o.dilation, o.ceil_mode);
+    (r.output, r.indices)
+}
+
+/// The backend's own backward scatter (`ModuleOps`).
+fn backend_backward<B: Backend>(
+    x: FloatTensor<B>,
+    o: PoolOptions,
+    output_grad: FloatTensor<B>,
+    indices: IntTensor<B>,
+) -> FloatTensor<B> {
+    B::max_pool2d_with_indices_backward(x, o.kernel, o.stride, o.padding, o.dilation, o.ceil_mode, output_grad, indices)
+        .x_grad
 }
 
 /// burn-flex's output size (the same rule, so that shapes agree with its other pooling paths).
@@ -127,17 +126,7 @@ impl MaxPool2dKernel for Flex {
     fn max_pool2d_kernel_with_indices(x: FloatTensor<Self>, o: PoolOptions) -> (FloatTensor<Self>, IntTensor<Self>) {
         match flex_pool(&x, o, true) {
             Some((v, Some(i))) => (v, i),
-            _ => {
-                let r = <Self as ModuleOps<Self>>::max_pool2d_with_indices(
-                    x,
-                    o.kernel,
-                    o.stride,
-                    o.padding,
-                    o.dilation,
-                    o.ceil_mode,
-                );
-                (r.output, r.indices)
-            }
+            _ => backend_with_indices::<Self>(x, o),
         }
     }
 
@@ -151,17 +140,7 @@ impl MaxPool2dKernel for Flex {
         let plane_in = h * w;
         let (dy, idx) = (output_grad.to_contiguous(), indices.to_contiguous());
         if indices.dtype() != DType::I64 || o.dilation != [1, 1] {
-            return <Self as ModuleOps<Self>>::max_pool2d_with_indices_backward(
-                x,
-                o.kernel,
-                o.stride,
-                o.padding,
-                o.dilation,
-                o.ceil_mode,
-                output_grad,
-                indices,
-            )
-            .x_grad;
+            return backend_backward::<Self>(x, o, output_grad, indices);
         }
         let plane_out = dy.layout().shape()[2] * dy.layout().shape()[3];
         let layout = Layout::contiguous(Shape::from(vec![n, c, h, w]));
@@ -174,19 +153,7 @@ impl MaxPool2dKernel for Flex {
                 let dx = scatter(dy.storage::<f64>(), idx.storage::<i64>(), n * c, plane_in, plane_out);
                 FlexTensor::new(Bytes::from_elems(dx), layout, DType::F64)
             }
-            _ => {
-                <Self as ModuleOps<Self>>::max_pool2d_with_indices_backward(
-                    x,
-                    o.kernel,
-                    o.stride,
-                    o.padding,
-                    o.dilation,
-                    o.ceil_mode,
-                    output_grad,
-                    indices,
-                )
-                .x_grad
-            }
+            _ => backend_backward::<Self>(x, o, output_grad, indices),
         }
     }
 }

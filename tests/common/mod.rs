@@ -102,3 +102,28 @@ pub fn bomb_jpeg(src: &Path, dst: &Path) {
     bytes[h + 2..h + 4].copy_from_slice(&30000u16.to_be_bytes());
     std::fs::write(dst, bytes).unwrap();
 }
+
+/// A checkpoint header for a fresh model of `kind` (32 px, threshold 0.42), for tests that save and load one.
+pub fn checkpoint_meta(kind: pneumoscope::model::ModelKind) -> pneumoscope::train::checkpoint::CheckpointMeta {
+    pneumoscope::train::checkpoint::CheckpointMeta {
+        format: pneumoscope::train::checkpoint::FORMAT_VERSION,
+        model: kind,
+        image_size: 32,
+        mean: [0.1, 0.2, 0.3],
+        std: [0.4, 0.5, 0.6],
+        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+        threshold: 0.42,
+        dropout: 0.5,
+        epoch: 3,
+        val_loss: None,
+        val_accuracy: None,
+        synthetic_data: false,
+        data_source: Default::default(),
+        init: pneumoscope::model::Init::Scratch,
+        pneumoscope_version: "test".into(),
+        created: "now".into(),
+        train_state: None,
+        tta: 1,
+        split: None,
+    }
+}
