@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             drop_single: false,
             prefetch: 2,
             balanced: false,
+            task: Default::default(),
         };
         let aucs: Vec<String> = views
             .iter()

@@ -43,7 +43,7 @@ fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut mode
     for step in 0..steps {
         let m0 = minflt();
         let t0 = Instant::now();
-        let loss = cross_entropy(model.forward(x.clone()), y.clone(), [1.0, 1.0]);
+        let loss = cross_entropy(model.forward(x.clone()), y.clone(), &[1.0, 1.0]);
         let t1 = Instant::now();
         let m1 = minflt();
         let grads = loss.backward();

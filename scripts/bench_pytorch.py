@@ -23,17 +23,17 @@ REG_WIDTHS = [16, 32, 32, 64, 64, 128, 128, 256, 256]
 REG_POOL = [True, False, True, False, True, False, True, False, True]
 
 
-def simple_cnn():
+def simple_cnn(classes=2):
     layers, cin = [], 3
     for c, pool in zip(SIMPLE_WIDTHS, SIMPLE_POOL):
         layers += [nn.Conv2d(cin, c, 3, padding=1), nn.ReLU(inplace=True)]
         if pool:
             layers.append(nn.MaxPool2d(2))
         cin = c
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 2))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
 
 
-def regularized_cnn(dropout=0.5):
+def regularized_cnn(dropout=0.5, classes=2):
     layers, cin = [], 3
     for c, pool in zip(REG_WIDTHS, REG_POOL):
         layers += [nn.Conv2d(cin, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
@@ -41,13 +41,13 @@ def regularized_cnn(dropout=0.5):
             layers.append(nn.MaxPool2d(2))
         cin = c
     head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, 128), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(128, 2)]
+            nn.Dropout(dropout), nn.Linear(128, classes)]
     return nn.Sequential(*layers, *head)
 
 
-def resnet34(dropout=0.5):
+def resnet34(dropout=0.5, classes=2):
     m = torchvision.models.resnet34(weights=None)
-    m.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, 2))
+    m.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, classes))
     return m
 
 

@@ -41,13 +41,13 @@ def read_safetensors(path):
 
 
 def build(manifest):
-    arch, dropout = manifest["architecture"], manifest["dropout"]
+    arch, dropout, classes = manifest["architecture"], manifest["dropout"], len(manifest["classes"])
     if arch == "simple":
-        return simple_cnn()
+        return simple_cnn(classes)
     if arch == "regularized":
-        return regularized_cnn(dropout)
+        return regularized_cnn(dropout, classes)
     if arch == "resnet34":
-        return resnet34(dropout)
+        return resnet34(dropout, classes)
     raise SystemExit(f"error: model.json names architecture {arch!r}, not simple, regularized or resnet34")
 
 
@@ -97,9 +97,15 @@ def main():
     with torch.no_grad():
         for path in a.images:
             x = preprocess(path, manifest["input"])[None]
-            p = torch.softmax(model(x).double(), dim=1)[0, 1].item()
+            row = torch.softmax(model(x).double(), dim=1)[0]
+            # P(pneumonia) = 1 - P(NORMAL): PNEUMONIA's probability, or BACTERIAL + VIRAL for a three-class model.
+            p = row[1:].sum().item()
             probs[path] = p
-            label = manifest["classes"][1] if p >= threshold else manifest["classes"][0]
+            classes = manifest["classes"]
+            if p < threshold:
+                label = classes[0]
+            else:
+                label = classes[1 + int(torch.argmax(row[1:]).item())]
             if a.json:
                 print(json.dumps({"path": path, "label": label, "p_pneumonia": p, "threshold": threshold}))
             else:

@@ -138,6 +138,7 @@ pub fn pipeline(args: &PipelineSpec) -> Result<PipelineResult> {
         drop_single: false,
         prefetch: 4,
         balanced: false,
+        task: Default::default(),
     };
     let t = Instant::now();
     let mut assembled = 0;
@@ -291,7 +292,7 @@ fn model_one_on<B: crate::model::Kernels + pneumoscope_kernels::adam::AdamKernel
             .collect();
         ds.images.push(Arc::new(Prepared { size: s, pixels }));
         let label = if i % 3 == 0 { Class::Normal } else { Class::Pneumonia };
-        ds.samples.push(Sample { path: format!("img{i}").into(), label, patient: format!("p{i}") });
+        ds.samples.push(Sample::new(format!("img{i}").into(), label, format!("p{i}")));
     }
     let ds = Arc::new(ds);
     let cfg = crate::config::Config::default();
@@ -305,6 +306,7 @@ fn model_one_on<B: crate::model::Kernels + pneumoscope_kernels::adam::AdamKernel
         drop_single: false,
         prefetch: 4,
         balanced: false,
+        task: Default::default(),
     };
     let mut model: Model<AD<B>> = Model::new(kind, 0.5, &device);
     let params = crate::model::trainable_params::<AD<B>, _>(&model);

@@ -21,9 +21,14 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
         Some(b) => b.println(line),
         None => outln!("{} {line}", stamp()),
     };
+    let mut task = crate::data::Task::Pneumonia;
     for ev in handle.events.iter() {
         match ev {
             TrainEvent::RunStarted { info } => {
+                task = info.task;
+                if task == crate::data::Task::ThreeClass {
+                    say(&bar, "task: three classes, NORMAL / BACTERIAL / VIRAL (cause from the file names)".into());
+                }
                 let source = match info.source.label() {
                     "" => String::new(),
                     label => format!(" ({label})"),
@@ -68,13 +73,16 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                let line = |n: &str, c: crate::data::ClassCounts| {
-                    format!(
+                let line = |n: &str, c: crate::data::ClassCounts| match task {
+                    crate::data::Task::ThreeClass => {
+                        format!("{n:<10} NORMAL {:>5}  BACTERIAL {:>5}  VIRAL {:>5}", c.normal, c.bacterial, c.viral)
+                    }
+                    crate::data::Task::Pneumonia => format!(
                         "{n:<10} NORMAL {:>5}  PNEUMONIA {:>5}  (1:{:.2})",
                         c.normal,
                         c.pneumonia,
                         c.imbalance().unwrap_or(f64::NAN)
-                    )
+                    ),
                 };
                 say(&bar, format!("data ready in {seconds:.1}s ({skipped} unreadable files skipped)"));
                 say(&bar, line("train", counts.train));
@@ -146,14 +154,18 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                 images_per_sec,
                 ..
             } => {
+                // Three classes: the validation accuracy over the three, then the pneumonia-vs-normal figures.
+                let val_acc = match v.class_accuracy {
+                    Some(a) => format!("acc {:.1}% (pneumonia vs normal {:.1}%)", a * 100.0, v.accuracy * 100.0),
+                    None => format!("acc {:.1}%", v.accuracy * 100.0),
+                };
                 say(
                     &bar,
                     format!(
-                        "{} epoch {epoch}: train loss {train_loss:.4} acc {:.1}% · val loss {:.4} acc {:.1}% sens {:.1}% spec {:.1}% · {:.0}s {images_per_sec:.1} img/s{}",
+                        "{} epoch {epoch}: train loss {train_loss:.4} acc {:.1}% · val loss {:.4} {val_acc} sens {:.1}% spec {:.1}% · {:.0}s {images_per_sec:.1} img/s{}",
                         model.name(),
                         train_accuracy * 100.0,
                         v.loss,
-                        v.accuracy * 100.0,
                         v.sensitivity * 100.0,
                         v.specificity * 100.0,
                         seconds,
@@ -205,6 +217,9 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                         ci.resamples
                     ),
                 );
+                if let Some(t) = &e.three_class {
+                    say(&bar, format!("{} three classes:\n{}", model.name(), t.text()));
+                }
                 for d in differences {
                     say(&bar, crate::analysis::describe_difference(&d));
                 }

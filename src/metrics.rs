@@ -112,6 +112,10 @@ pub struct Metrics {
     pub auc: Option<f64>,
     pub threshold: f32,
     pub confusion: Confusion,
+    /// With three classes: the share of images whose class (NORMAL / BACTERIAL / VIRAL) was called right at
+    /// `threshold`; the other figures are PNEUMONIA (either cause) vs NORMAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_accuracy: Option<f64>,
 }
 
 impl Metrics {
@@ -120,6 +124,12 @@ impl Metrics {
         let predicted: Vec<bool> = scores.iter().map(|&s| s >= threshold).collect();
         let c = Confusion::from_predictions(truth, &predicted);
         Self::from_confusion(c, loss, roc_auc(scores, truth), threshold)
+    }
+
+    /// Accuracy over the task's classes: the three-class accuracy when there is one, else the two-class one
+    /// (what the training accuracy it is charted beside measures).
+    pub fn task_accuracy(&self) -> f64 {
+        self.class_accuracy.unwrap_or(self.accuracy)
     }
 
     /// The rates derived from a confusion matrix, with the loss, AUC and threshold they came with.
@@ -134,6 +144,7 @@ impl Metrics {
             auc,
             threshold,
             confusion: c,
+            class_accuracy: None,
         }
     }
 }

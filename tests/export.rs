@@ -23,7 +23,7 @@ fn meta_of(kind: ModelKind) -> CheckpointMeta {
         image_size: 48,
         mean: [0.1, 0.2, 0.3],
         std: [0.4, 0.5, 0.6],
-        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+        class_names: vec!["NORMAL".into(), "PNEUMONIA".into()],
         threshold: 0.37,
         dropout: 0.25,
         epoch: 4,

@@ -50,7 +50,7 @@ fn loss_decreases_on_a_tiny_fixed_batch_for_every_model() {
         let ys = Tensor::<AD, 1, Int>::from_data(TensorData::new(y.clone(), [8]), &device);
         let mut losses = Vec::new();
         for _ in 0..12 {
-            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), &[1.0, 1.0]);
             losses.push(loss.clone().into_scalar());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(1e-3, model, grads);
@@ -81,7 +81,7 @@ fn adam_step<O: Optimizer<Model<AD>, AD>>(
     xs: &Tensor<AD, 4>,
     ys: &Tensor<AD, 1, Int>,
 ) -> Model<AD> {
-    let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+    let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), &[1.0, 1.0]);
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     optim.step(1e-3, model, grads)
 }
@@ -161,7 +161,7 @@ fn eval_mode_is_deterministic_and_uses_running_statistics() {
         let b = model.forward(xs.clone()).into_data();
         assert_ne!(a, b, "{kind}: training mode should be stochastic (dropout)");
         for _ in 0..3 {
-            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), [1.0, 1.0]);
+            let loss = cross_entropy(model.forward(xs.clone()), ys.clone(), &[1.0, 1.0]);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(1e-3, model, grads);
         }
@@ -185,9 +185,9 @@ fn class_weights_weigh_the_loss_like_pytorch() {
     let y = Tensor::<B, 1, Int>::from_ints([0, 1], &device);
     let l0 = (1.0f64 + (-2.0f64).exp()).ln(); // −log softmax for the right class
     let l1 = (1.0f64 + 2.0f64.exp()).ln();
-    let plain: f32 = cross_entropy(logits.clone(), y.clone(), [1.0, 1.0]).into_scalar();
+    let plain: f32 = cross_entropy(logits.clone(), y.clone(), &[1.0, 1.0]).into_scalar();
     assert!((plain as f64 - (l0 + l1) / 2.0).abs() < 1e-5);
-    let weighted: f32 = cross_entropy(logits, y, [1.0, 3.0]).into_scalar();
+    let weighted: f32 = cross_entropy(logits, y, &[1.0, 3.0]).into_scalar();
     assert!((weighted as f64 - (l0 + 3.0 * l1) / 4.0).abs() < 1e-5);
 }
 
@@ -205,7 +205,7 @@ fn checkpoint_round_trip_gives_identical_outputs_and_refuses_garbage() {
             image_size: 32,
             mean: [0.1, 0.2, 0.3],
             std: [0.4, 0.5, 0.6],
-            class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+            class_names: vec!["NORMAL".into(), "PNEUMONIA".into()],
             threshold: 0.42,
             dropout: 0.5,
             epoch: 3,

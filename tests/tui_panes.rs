@@ -35,13 +35,14 @@ fn app() -> App {
                 batch_size: 16,
                 epochs: 3,
                 threads: 2,
+                task: Default::default(),
             },
         },
         TrainEvent::DataReady {
             counts: SplitCounts {
-                train: ClassCounts { normal: 1073, pneumonia: 3100 },
-                validation: ClassCounts { normal: 268, pneumonia: 775 },
-                test: ClassCounts { normal: 234, pneumonia: 390 },
+                train: ClassCounts { normal: 1073, pneumonia: 3100, ..Default::default() },
+                validation: ClassCounts { normal: 268, pneumonia: 775, ..Default::default() },
+                test: ClassCounts { normal: 234, pneumonia: 390, ..Default::default() },
             },
             skipped: 2,
             seconds: 1.0,
@@ -271,6 +272,7 @@ fn predict_pane_lists_test_images_and_shows_the_verdict() {
         truth: Class::Pneumonia,
         outcome: Ok(0.87),
         threshold: 0.5,
+        class_probabilities: Vec::new(),
         overlay: None,
     });
     for (w, h) in SIZES {
@@ -289,6 +291,7 @@ fn predict_pane_lists_test_images_and_shows_the_verdict() {
         truth: Class::Pneumonia,
         outcome: Ok(0.87),
         threshold: 0.5,
+        class_probabilities: Vec::new(),
         overlay: Some(pneumoscope::tui::predict::Overlay(std::sync::Arc::new(image::RgbImage::new(4, 4)))),
     });
     assert!(draw(&a, 80, 24).contains("Grad-CAM: red = what drove P(pneumonia)"));
@@ -504,5 +507,81 @@ fn a_test_split_held_out_from_train_is_said_on_the_data_pane() {
     for (w, h) in SIZES {
         let s = draw(&a, w, h);
         assert!(s.contains("held out from train/ by patient (15 %)"), "{s}");
+    }
+}
+
+#[test]
+fn three_class_runs_show_the_3x3_matrix_and_three_probabilities() {
+    let mut a = app();
+    a.on_event(TrainEvent::RunStarted {
+        info: RunInfo {
+            run_dir: PathBuf::from("runs/20261205-120000"),
+            data_root: PathBuf::from("/data/chest_xray"),
+            source: pneumoscope::data::demo::DataSource::Folder,
+            models: vec![ModelKind::Simple, ModelKind::Regularized, ModelKind::Resnet34],
+            device: "cpu".into(),
+            image_size: 64,
+            batch_size: 16,
+            epochs: 3,
+            threads: 2,
+            task: pneumoscope::data::Task::ThreeClass,
+        },
+    });
+    a.on_event(TrainEvent::DataReady {
+        counts: SplitCounts {
+            train: ClassCounts { normal: 911, pneumonia: 2634, bacterial: 1701, viral: 933 },
+            validation: ClassCounts { normal: 229, pneumonia: 660, bacterial: 441, viral: 219 },
+            test: ClassCounts { normal: 201, pneumonia: 581, bacterial: 388, viral: 193 },
+        },
+        skipped: 0,
+        seconds: 1.0,
+        test_source: Default::default(),
+    });
+    let s = draw(&with_pane(a.clone(), Pane::Balance), 80, 24);
+    assert!(s.contains("NORMAL   911  BACTERIAL  1701  VIRAL   933"), "{s}");
+    // Simple's test analysis with its three-class figures: 9 films, one of each kind of mistake.
+    let probs = [
+        0.8, 0.1, 0.1, 0.7, 0.2, 0.1, 0.3, 0.6, 0.1, //
+        0.1, 0.7, 0.2, 0.2, 0.6, 0.2, 0.2, 0.3, 0.5, //
+        0.1, 0.2, 0.7, 0.1, 0.3, 0.6, 0.6, 0.1, 0.3,
+    ];
+    let targets = [0, 0, 0, 1, 1, 1, 2, 2, 2];
+    let scores: Vec<f32> = probs.chunks(3).map(|r| r[1] + r[2]).collect();
+    let truth: Vec<bool> = targets.iter().map(|&t| t > 0).collect();
+    let mut ev = pneumoscope::analysis::evaluate(
+        (&scores, &truth),
+        (&scores, &truth, 0.5),
+        pneumoscope::analysis::OperatingRule::Fixed(0.5),
+        50,
+        1,
+    );
+    ev.three_class = Some(pneumoscope::analysis::three_class::evaluate(&probs, &targets, 0.5, 50, 1));
+    a.on_event(TrainEvent::Analysed { model: ModelKind::Simple, evaluation: Box::new(ev), differences: vec![] });
+    a.selected = 0;
+    for (w, h) in SIZES {
+        let s = draw(&with_pane(a.clone(), Pane::Confusion), w, h);
+        assert!(s.contains("true BACTERIAL") && s.contains("true VIRAL"), "{s}");
+        // NORMAL row: 2 right, 1 called BACTERIAL; VIRAL row: 1 missed, 2 right.
+        assert!(s.contains("2  66.7%") && s.contains("1  33.3%"), "{s}");
+        assert!(s.contains("macro AUC") && s.contains("bacterial vs viral (6 films)"), "{s}");
+        assert!(s.contains("BACTERIAL sens  66.7%"), "{s}");
+    }
+    // The predict pane: the true cause from the file name, the call and the three probabilities.
+    a.pane = Pane::Predict;
+    a.predict.selected = 1;
+    a.on_prediction(PredictResult {
+        path: PathBuf::from("/data/chest_xray/test/PNEUMONIA/person1_virus_6.jpeg"),
+        model: ModelKind::Simple,
+        truth: Class::Pneumonia,
+        outcome: Ok(0.8),
+        threshold: 0.5,
+        class_probabilities: vec![("NORMAL".into(), 0.2), ("BACTERIAL".into(), 0.3), ("VIRAL".into(), 0.5)],
+        overlay: None,
+    });
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("true label VIRAL"), "{s}");
+        assert!(s.contains("says VIRAL") && s.contains("✓ right"), "{s}");
+        assert!(s.contains("BACTERIAL 30%") && s.contains("VIRAL 50%"), "{s}");
     }
 }

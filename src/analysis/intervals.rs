@@ -34,7 +34,7 @@ pub struct Intervals {
     pub resamples: usize,
 }
 
-fn percentile_interval(mut v: Vec<f64>) -> Interval {
+pub(super) fn percentile_interval(mut v: Vec<f64>) -> Interval {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return Interval { lo: f64::NAN, hi: f64::NAN };
@@ -54,7 +54,7 @@ fn percentile_interval(mut v: Vec<f64>) -> Interval {
 }
 
 /// Resampled index sets (with replacement, the same size as the data), seeded.
-fn resample_indices(n: usize, resamples: usize, seed: u64) -> impl Iterator<Item = Vec<usize>> {
+pub(super) fn resample_indices(n: usize, resamples: usize, seed: u64) -> impl Iterator<Item = Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..resamples).map(move |_| (0..n).map(|_| rng.random_range(0..n)).collect())
 }

@@ -7,6 +7,7 @@
 
 mod calibration;
 mod intervals;
+pub mod three_class;
 
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +202,9 @@ pub struct Evaluation {
     pub pr_test: Vec<[f32; 2]>,
     #[serde(default)]
     pub pr_validation: Vec<[f32; 2]>,
+    /// NORMAL / BACTERIAL / VIRAL figures on test (the three-class task only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub three_class: Option<three_class::ThreeClassEvaluation>,
 }
 
 /// Everything above from the validation and test scores of one model.
@@ -226,6 +230,7 @@ pub fn evaluate(
         roc_validation: thin(&roc_curve(val.0, val.1), 200),
         pr_test: thin(&pr_curve(scores, truth), 200),
         pr_validation: thin(&pr_curve(val.0, val.1), 200),
+        three_class: None,
     }
 }
 

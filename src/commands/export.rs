@@ -34,7 +34,7 @@ pub struct ExportManifest {
     pub weights: String,
     pub input: InputSpec,
     /// Output classes, in the order of the logits.
-    pub classes: [String; 2],
+    pub classes: Vec<String>,
     pub output: String,
     /// P(pneumonia) at or above which pneumoscope calls an image PNEUMONIA (chosen on validation).
     pub threshold: f32,
@@ -100,7 +100,9 @@ impl ExportManifest {
                 std: meta.std,
             },
             classes: meta.class_names.clone(),
-            output: "logits; P(pneumonia) = softmax(logits)[:, 1]".into(),
+            output: "logits in the order of `classes`; P(pneumonia) = 1 - softmax(logits)[:, 0]; below the threshold \
+                     NORMAL, else the likeliest of the other classes"
+                .into(),
             threshold: meta.threshold,
             tta: meta.tta,
             dropout: meta.dropout,

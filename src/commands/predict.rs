@@ -62,12 +62,24 @@ pub fn run(args: &PredictArgs) -> Result<i32> {
                 let mut v = serde_json::json!({
                     "path": name, "label": p.label, "p_pneumonia": p.p_pneumonia, "threshold": p.threshold,
                 });
+                if !p.class_probabilities.is_empty() {
+                    v["probabilities"] = p
+                        .class_probabilities
+                        .iter()
+                        .map(|(c, q)| (c.clone(), (*q).into()))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
                 if lossy {
                     v["path_lossy"] = true.into();
                 }
                 outln!("{v}");
             }
-            Ok(p) => outln!("{}\t{}\tP(pneumonia)={:.4}", p.path.display(), p.label, p.p_pneumonia),
+            Ok(p) => {
+                let per_class: String =
+                    p.class_probabilities.iter().map(|(c, q)| format!("\tP({})={q:.4}", c.to_lowercase())).collect();
+                outln!("{}\t{}\tP(pneumonia)={:.4}{per_class}", p.path.display(), p.label, p.p_pneumonia)
+            }
             Err((path, e)) => {
                 failures += 1;
                 if args.json {

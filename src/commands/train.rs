@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// Images per batch.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// What the models tell apart: pneumonia (NORMAL vs PNEUMONIA) or three-class (NORMAL / BACTERIAL / VIRAL,
+    /// from the Kaggle file names). Overrides data.task.
+    #[arg(long, value_parser = crate::data::Task::parse)]
+    pub task: Option<crate::data::Task>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, value_parser = DeviceChoice::parse)]
     pub device: Option<DeviceChoice>,
@@ -94,6 +98,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.batch_size {
             cfg.training.batch_size = v;
+        }
+        if let Some(v) = self.task {
+            cfg.data.task = v;
         }
         if let Some(v) = self.device {
             cfg.training.device = v;
@@ -167,6 +174,7 @@ impl TrainArgs {
             ("--epochs", self.epochs.is_some()),
             ("--image-size", self.image_size.is_some()),
             ("--batch-size", self.batch_size.is_some()),
+            ("--task", self.task.is_some()),
             ("--seed", self.seed.is_some()),
             ("--max-lr", self.max_lr.is_some()),
             ("--runs-dir", self.runs_dir.is_some()),

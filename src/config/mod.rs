@@ -65,6 +65,9 @@ pub struct DataConfig {
     pub contrast: f32,
     /// Largest image side accepted from disk; bigger files are reported and skipped.
     pub max_image_side: u32,
+    /// `pneumonia` (NORMAL vs PNEUMONIA, default) or `three-class` (NORMAL / BACTERIAL / VIRAL, from the
+    /// Kaggle file names).
+    pub task: crate::data::Task,
 }
 
 /// Which built-in data set `pneumoscope` trains on when the default data folder does not exist.
@@ -103,7 +106,8 @@ pub enum OptimizerKind {
     Adam,
 }
 
-/// How the loss weighs the two classes. Written `"none"`, `"balanced"` or `[normal, pneumonia]`.
+/// How the loss weighs the classes. Written `"none"`, `"balanced"`, or one weight per class of the task:
+/// `[normal, pneumonia]` or `[normal, bacterial, viral]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ClassWeightsText", into = "ClassWeightsText")]
 pub enum ClassWeights {
@@ -111,8 +115,8 @@ pub enum ClassWeights {
     None,
     /// Inverse class frequency in the training split.
     Balanced,
-    /// Explicit `[normal, pneumonia]` weights.
-    Explicit([f32; 2]),
+    /// Explicit weights, one per class of `data.task`.
+    Explicit(Vec<f32>),
 }
 
 /// `ClassWeights` as TOML writes it.
@@ -120,7 +124,7 @@ pub enum ClassWeights {
 #[serde(untagged)]
 enum ClassWeightsText {
     Named(String),
-    Explicit([f32; 2]),
+    Explicit(Vec<f32>),
 }
 
 impl TryFrom<ClassWeightsText> for ClassWeights {
@@ -130,7 +134,7 @@ impl TryFrom<ClassWeightsText> for ClassWeights {
             ClassWeightsText::Named(n) if n == "none" => Ok(Self::None),
             ClassWeightsText::Named(n) if n == "balanced" => Ok(Self::Balanced),
             ClassWeightsText::Named(n) => {
-                Err(format!("`{n}` (allowed: \"none\", \"balanced\" or [w_normal, w_pneumonia])"))
+                Err(format!("`{n}` (allowed: \"none\", \"balanced\" or one weight per class: [w_normal, w_pneumonia])"))
             }
             ClassWeightsText::Explicit(w) => Ok(Self::Explicit(w)),
         }
@@ -283,6 +287,7 @@ impl Default for DataConfig {
             brightness: 0.2,
             contrast: 0.2,
             max_image_side: 12_000,
+            task: crate::data::Task::Pneumonia,
         }
     }
 }
@@ -461,6 +466,9 @@ mod tests {
             ("[training]\ndevice = \"tpu\"\n", "training.device"),
             ("[training]\nclass_weights = \"inverse\"\n", "training.class_weights"),
             ("[training]\nclass_weights = [1.0, -2.0]\n", "training.class_weights"),
+            ("[training]\nclass_weights = [1.0, 2.0, 3.0]\n", "training.class_weights"),
+            ("[data]\ntask = \"three-class\"\n[training]\nclass_weights = [1.0, 2.0]\n", "training.class_weights"),
+            ("[data]\ntask = \"four-class\"\n", "data.task"),
         ] {
             let err = Config::from_toml(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml:?} gave {err}");
@@ -489,7 +497,7 @@ mod tests {
     #[test]
     fn class_weights_forms() {
         let c = Config::from_toml("[training]\nclass_weights = [1.0, 0.5]\n").unwrap();
-        assert_eq!(c.training.class_weights, ClassWeights::Explicit([1.0, 0.5]));
+        assert_eq!(c.training.class_weights, ClassWeights::Explicit(vec![1.0, 0.5]));
         let c = Config::from_toml("[training]\nclass_weights = \"balanced\"\n").unwrap();
         assert_eq!(c.training.class_weights, ClassWeights::Balanced);
         let c = Config::from_toml("[training]\nclass_weights = \"none\"\n").unwrap();
@@ -526,7 +534,7 @@ mod tests {
     fn a_saved_config_reads_back_the_same() {
         let mut c = Config::default();
         c.training.device = DeviceChoice::Cuda(2);
-        c.training.class_weights = ClassWeights::Explicit([1.0, 0.25]);
+        c.training.class_weights = ClassWeights::Explicit(vec![1.0, 0.25]);
         c.training.models = vec![ModelKind::Regularized];
         let text = toml::to_string(&c).unwrap();
         assert!(text.contains("device = \"cuda:2\"") && text.contains("models = [\"regularized\"]"), "{text}");

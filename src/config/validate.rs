@@ -101,7 +101,18 @@ impl Config {
         }
         if let ClassWeights::Explicit(w) = &t.class_weights {
             if !w.iter().all(|x| x.is_finite() && *x > 0.0) {
-                return bad("training.class_weights", format!("{w:?} (both weights must be positive numbers)"));
+                return bad("training.class_weights", format!("{w:?} (every weight must be a positive number)"));
+            }
+            let task = self.data.task;
+            if w.len() != task.classes() {
+                return bad(
+                    "training.class_weights",
+                    format!(
+                        "{w:?} ({} weights for data.task = \"{task}\", whose classes are {})",
+                        task.classes(),
+                        task.class_names().join(", ")
+                    ),
+                );
             }
         }
         let e = &self.evaluation;

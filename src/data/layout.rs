@@ -202,7 +202,7 @@ fn scan_class(dir: &Path, class: Class, out: &mut Vec<Sample>, ignored: &mut Vec
             }
         }
         let patient = patient_key(&path);
-        out.push(Sample { path, label: class, patient });
+        out.push(Sample::new(path, class, patient));
     }
     Ok(())
 }

@@ -44,6 +44,10 @@ impl Dataset {
     pub fn truth(&self) -> Vec<bool> {
         self.samples.iter().map(|s| s.label == Class::Pneumonia).collect()
     }
+    /// Each sample's class index under `task`, in order.
+    pub fn targets(&self, task: super::Task) -> Vec<usize> {
+        self.samples.iter().map(|s| s.target(task)).collect()
+    }
     /// The same samples seen through a fixed augmentation view (test-time augmentation); the identity view
     /// shares the decoded pixels.
     pub fn viewed(&self, view: &super::augment::Draw) -> Dataset {
@@ -110,8 +114,10 @@ pub struct BatchSpec {
     pub drop_single: bool,
     /// Batches made ahead of the consumer.
     pub prefetch: usize,
-    /// Draw NORMAL and PNEUMONIA equally often (with replacement) instead of every image once.
+    /// Draw every class equally often (with replacement) instead of every image once.
     pub balanced: bool,
+    /// Which classes the labels are (NORMAL/PNEUMONIA, or NORMAL/BACTERIAL/VIRAL).
+    pub task: super::Task,
 }
 
 /// One batch, ready to become a tensor: `images` is N×3×S×S, row-major.
@@ -184,9 +190,9 @@ pub fn epoch_order(len: usize, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>
 /// The batches of one epoch of `ds`: `epoch_order`, or with `spec.balanced` as many draws as images, each
 /// picking a class with equal chance and then one of its images uniformly (seeded by seed and epoch).
 pub fn epoch_batches(ds: &Dataset, spec: &BatchSpec, epoch: usize) -> Vec<Vec<usize>> {
-    let mut by_class: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); spec.task.classes()];
     for (i, s) in ds.samples.iter().enumerate() {
-        by_class[s.label.index()].push(i);
+        by_class[s.target(spec.task)].push(i);
     }
     if !spec.balanced || by_class.iter().any(|c| c.is_empty()) {
         return epoch_order(ds.len(), spec, epoch);
@@ -194,7 +200,7 @@ pub fn epoch_batches(ds: &Dataset, spec: &BatchSpec, epoch: usize) -> Vec<Vec<us
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0xBA1A_4CED).wrapping_add(epoch as u64));
     let order = (0..ds.len())
         .map(|_| {
-            let class = &by_class[rng.random_range(0..2usize)];
+            let class = &by_class[rng.random_range(0..by_class.len())];
             class[rng.random_range(0..class.len())]
         })
         .collect();
@@ -219,7 +225,7 @@ pub fn assemble(ds: &Dataset, indices: &[usize], spec: &BatchSpec, epoch: usize)
         let draw = spec.augment.draw(spec.seed, epoch, i, img.size);
         apply_into(img, &draw, spec.mean, spec.std, out);
     });
-    let labels = indices.iter().map(|&i| ds.samples[i].label.index() as i64).collect();
+    let labels = indices.iter().map(|&i| ds.samples[i].target(spec.task) as i64).collect();
     Batch { images, labels, indices: indices.to_vec(), image_size: size }
 }
 
@@ -243,32 +249,29 @@ pub fn batches(ds: Arc<Dataset>, spec: &BatchSpec, epoch: usize) -> Batches {
     Batches { rx: Some(rx), handle: Some(handle), count, waited: Duration::ZERO }
 }
 
-/// Per-class inverse-frequency weights normalised to mean 1 (`class_weights = "balanced"`).
-pub fn balanced_weights(counts: ClassCounts) -> [f32; 2] {
-    let total = counts.total() as f32;
-    let w = |n: usize| {
-        if n == 0 {
-            1.0
-        } else {
-            total / (2.0 * n as f32)
-        }
-    };
-    [w(counts.get(Class::Normal)), w(counts.get(Class::Pneumonia))]
+/// Per-class inverse-frequency weights of `task`'s classes, normalised to mean 1 over balanced data
+/// (`class_weights = "balanced"`: total / (classes × count)).
+pub fn balanced_weights(counts: ClassCounts, task: super::Task) -> Vec<f32> {
+    let per_class = counts.per_class(task);
+    let total: usize = per_class.iter().sum();
+    let k = per_class.len() as f32;
+    per_class.iter().map(|&n| if n == 0 { 1.0 } else { total as f32 / (k * n as f32) }).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Task;
     use std::path::PathBuf;
 
     fn toy(n: usize) -> Dataset {
         let mut ds = Dataset::default();
         for i in 0..n {
-            ds.samples.push(Sample {
-                path: PathBuf::from(format!("{i}.png")),
-                label: if i % 3 == 0 { Class::Normal } else { Class::Pneumonia },
-                patient: format!("p{i}"),
-            });
+            ds.samples.push(Sample::new(
+                PathBuf::from(format!("{i}.png")),
+                if i % 3 == 0 { Class::Normal } else { Class::Pneumonia },
+                format!("p{i}"),
+            ));
             let pixels = (0..64).map(|k| ((k * 4 + i) % 256) as u8).collect();
             ds.images.push(Arc::new(Prepared { size: 8, pixels }));
         }
@@ -286,6 +289,7 @@ mod tests {
             drop_single: true,
             prefetch: 2,
             balanced: false,
+            task: Default::default(),
         }
     }
 
@@ -293,10 +297,12 @@ mod tests {
     fn balanced_sampler_draws_both_classes_equally_often() {
         // 10 NORMAL, 30 PNEUMONIA.
         let samples: Vec<Sample> = (0..40)
-            .map(|i| Sample {
-                path: format!("{i}.png").into(),
-                label: if i < 10 { Class::Normal } else { Class::Pneumonia },
-                patient: i.to_string(),
+            .map(|i| {
+                Sample::new(
+                    format!("{i}.png").into(),
+                    if i < 10 { Class::Normal } else { Class::Pneumonia },
+                    i.to_string(),
+                )
             })
             .collect();
         let ds = Dataset { samples, images: Vec::new() };
@@ -371,7 +377,44 @@ mod tests {
 
     #[test]
     fn balanced_weights_are_inverse_frequency() {
-        let w = balanced_weights(ClassCounts { normal: 100, pneumonia: 300 });
+        let w = balanced_weights(ClassCounts { normal: 100, pneumonia: 300, ..Default::default() }, Task::Pneumonia);
         assert!((w[0] - 2.0).abs() < 1e-6 && (w[1] - 2.0 / 3.0).abs() < 1e-6);
+        // Three classes: 100 / 200 / 100 of 400 → 4/3, 2/3, 4/3.
+        let c = ClassCounts { normal: 100, pneumonia: 300, bacterial: 200, viral: 100 };
+        let w = balanced_weights(c, Task::ThreeClass);
+        assert_eq!(w.len(), 3);
+        assert!((w[0] - 4.0 / 3.0).abs() < 1e-6 && (w[1] - 2.0 / 3.0).abs() < 1e-6 && (w[2] - 4.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn three_class_batches_label_the_cause_and_balance_three_ways() {
+        // 10 NORMAL, 20 bacterial, 10 viral (named as Kaggle does).
+        let mut ds = Dataset::default();
+        for i in 0..40 {
+            let (name, label) = match i {
+                0..10 => (format!("IM-{i:04}-0001.jpeg"), Class::Normal),
+                10..30 => (format!("person{i}_bacteria_{i}.jpeg"), Class::Pneumonia),
+                _ => (format!("person{i}_virus_{i}.jpeg"), Class::Pneumonia),
+            };
+            ds.samples.push(Sample::new(name.into(), label, format!("p{i}")));
+            ds.images.push(Arc::new(Prepared { size: 4, pixels: vec![0; 16] }));
+        }
+        assert_eq!(ds.counts().per_class(Task::ThreeClass), vec![10, 20, 10]);
+        let s = BatchSpec { task: Task::ThreeClass, augment: Augment::default(), ..spec() };
+        let b = assemble(&ds, &[0, 15, 35], &s, 0);
+        assert_eq!(b.labels, vec![0, 1, 2]);
+        let b2 = assemble(&ds, &[0, 15, 35], &BatchSpec { task: Task::Pneumonia, ..s.clone() }, 0);
+        assert_eq!(b2.labels, vec![0, 1, 1]);
+        let balanced = BatchSpec { balanced: true, ..s };
+        let mut seen = [0usize; 3];
+        for e in 0..50 {
+            for i in epoch_batches(&ds, &balanced, e).concat() {
+                seen[ds.samples[i].target(Task::ThreeClass)] += 1;
+            }
+        }
+        let total: usize = seen.iter().sum();
+        for n in seen {
+            assert!((n as f64 / total as f64 - 1.0 / 3.0).abs() < 0.03, "{seen:?}");
+        }
     }
 }

@@ -51,12 +51,113 @@ impl std::fmt::Display for Class {
     }
 }
 
+/// The cause of a PNEUMONIA film, as the Kaggle file names give it (`person1_bacteria_1.jpeg`,
+/// `person1_virus_6.jpeg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    Bacterial,
+    Viral,
+}
+
+impl Cause {
+    /// The cause a file name states (`bacteria` or `virus`, any case), or None.
+    pub fn of_file_name(name: &str) -> Option<Cause> {
+        let n = name.to_ascii_lowercase();
+        match (n.contains("bacteria"), n.contains("virus")) {
+            (true, false) => Some(Cause::Bacterial),
+            (false, true) => Some(Cause::Viral),
+            _ => None,
+        }
+    }
+}
+
+/// What the models are trained to tell apart: NORMAL vs PNEUMONIA (the default), or Kermany et al.'s second
+/// task, NORMAL / BACTERIAL / VIRAL (`data.task = "three-class"`). In both, P(pneumonia) is 1 − P(NORMAL), so
+/// the two-class figures, thresholds and ensemble apply to either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    #[default]
+    Pneumonia,
+    ThreeClass,
+}
+
+impl Task {
+    pub const THREE_CLASS_NAMES: [&'static str; 3] = ["NORMAL", "BACTERIAL", "VIRAL"];
+
+    /// The class names in the order of the model's logits (also what checkpoints record).
+    pub fn class_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Pneumonia => &Class::NAMES,
+            Task::ThreeClass => &Self::THREE_CLASS_NAMES,
+        }
+    }
+    pub fn classes(self) -> usize {
+        self.class_names().len()
+    }
+    /// The task whose class names these are (a checkpoint's header), or None.
+    pub fn of_class_names<S: AsRef<str>>(names: &[S]) -> Option<Task> {
+        [Task::Pneumonia, Task::ThreeClass]
+            .into_iter()
+            .find(|t| t.classes() == names.len() && t.class_names().iter().zip(names).all(|(a, b)| *a == b.as_ref()))
+    }
+    /// From its name (`pneumonia`, `three-class`), for the command line.
+    pub fn parse(s: &str) -> std::result::Result<Task, String> {
+        match s {
+            "pneumonia" => Ok(Task::Pneumonia),
+            "three-class" => Ok(Task::ThreeClass),
+            _ => Err(format!("`{s}` (allowed: pneumonia, three-class)")),
+        }
+    }
+
+    /// As the config writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Pneumonia => "pneumonia",
+            Task::ThreeClass => "three-class",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One image file with its label and the patient it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     pub path: PathBuf,
     pub label: Class,
     pub patient: String,
+    /// For PNEUMONIA films, the cause the file name states (None when it states none).
+    #[serde(default)]
+    pub cause: Option<Cause>,
+}
+
+impl Sample {
+    /// A film of `label` at `path`, its cause read from the file name when it is PNEUMONIA.
+    pub fn new(path: PathBuf, label: Class, patient: String) -> Self {
+        let cause = match label {
+            Class::Pneumonia => path.file_name().and_then(|n| n.to_str()).and_then(Cause::of_file_name),
+            Class::Normal => None,
+        };
+        Self { path, label, patient, cause }
+    }
+
+    /// The index of this film's class among `task`'s (NORMAL 0; PNEUMONIA 1, or BACTERIAL 1 / VIRAL 2). A
+    /// PNEUMONIA film without a stated cause counts as BACTERIAL in the three-class task; data preparation
+    /// refuses such films first, naming them.
+    pub fn target(&self, task: Task) -> usize {
+        match (task, self.label, self.cause) {
+            (_, Class::Normal, _) => 0,
+            (Task::Pneumonia, Class::Pneumonia, _) => 1,
+            (Task::ThreeClass, Class::Pneumonia, Some(Cause::Viral)) => 2,
+            (Task::ThreeClass, Class::Pneumonia, _) => 1,
+        }
+    }
 }
 
 /// Image counts of one split, per class.
@@ -64,6 +165,11 @@ pub struct Sample {
 pub struct ClassCounts {
     pub normal: usize,
     pub pneumonia: usize,
+    /// PNEUMONIA films whose file names say bacterial / viral (the three-class task's classes).
+    #[serde(default)]
+    pub bacterial: usize,
+    #[serde(default)]
+    pub viral: usize,
 }
 
 impl ClassCounts {
@@ -71,8 +177,20 @@ impl ClassCounts {
         let mut c = Self::default();
         for s in samples {
             c.add(s.label);
+            match s.cause {
+                Some(Cause::Bacterial) => c.bacterial += 1,
+                Some(Cause::Viral) => c.viral += 1,
+                None => {}
+            }
         }
         c
+    }
+    /// Counts per class of `task`, in the order of its logits.
+    pub fn per_class(&self, task: Task) -> Vec<usize> {
+        match task {
+            Task::Pneumonia => vec![self.normal, self.pneumonia],
+            Task::ThreeClass => vec![self.normal, self.bacterial, self.viral],
+        }
     }
     pub fn add(&mut self, class: Class) {
         match class {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::layout::Layout;
 use super::loader::{balanced_weights, preload, Dataset};
 use super::split::{self, TestSource};
-use super::{Sample, SplitCounts};
+use super::{Class, Sample, SplitCounts, Task};
 use crate::config::{ClassWeights, Config};
 use crate::error::Result;
 
@@ -48,6 +48,7 @@ pub fn prepare(cfg: &Config, root: &Path, emit: &(dyn Fn(Prepared) + Sync)) -> R
     let plan = split::plan(&layout, &cfg.data);
     let n_train_files = layout.train.len() + layout.val.len();
     let all: Vec<_> = [&plan.train, &plan.validation, &plan.test].into_iter().flatten().cloned().collect();
+    check_causes(&all, cfg.data.task, &layout.root)?;
     let d = &cfg.data;
     let (cache, skipped) = preload(&all, d.image_size, d.max_image_side, &|done, total| {
         if done % 16 == 0 || done == total {
@@ -65,6 +66,16 @@ pub fn prepare(cfg: &Config, root: &Path, emit: &(dyn Fn(Prepared) + Sync)) -> R
     };
     let (train, val, test) = (pick(&plan.train), pick(&plan.validation), pick(&plan.test));
     let (tc, vc) = (train.counts(), val.counts());
+    let missing = |i: usize| tc.per_class(d.task)[i] + vc.per_class(d.task)[i] == 0;
+    if d.task == Task::ThreeClass && (1..3).any(missing) && !missing(0) && tc.pneumonia + vc.pneumonia > 0 {
+        anyhow::bail!(
+            "the training data under {} has {} readable BACTERIAL and {} readable VIRAL films: data.task = \
+             \"three-class\" needs both",
+            layout.root.display(),
+            tc.bacterial + vc.bacterial,
+            tc.viral + vc.viral
+        );
+    }
     if tc.normal + vc.normal == 0 || tc.pneumonia + vc.pneumonia == 0 {
         anyhow::bail!(
             "the training data under {} has {} readable NORMAL and {} readable PNEUMONIA images \
@@ -102,11 +113,33 @@ pub fn prepare(cfg: &Config, root: &Path, emit: &(dyn Fn(Prepared) + Sync)) -> R
     })
 }
 
-/// Class weights for the loss, from the config and the training split.
-pub fn loss_weights(cfg: &Config, data: &RunData) -> [f32; 2] {
+/// Class weights for the loss (one per class of `data.task`), from the config and the training split.
+pub fn loss_weights(cfg: &Config, data: &RunData) -> Vec<f32> {
     match &cfg.training.class_weights {
-        ClassWeights::Balanced => balanced_weights(data.counts.train),
-        ClassWeights::Explicit(w) => *w,
-        ClassWeights::None => [1.0, 1.0],
+        ClassWeights::Balanced => balanced_weights(data.counts.train, cfg.data.task),
+        ClassWeights::Explicit(w) => w.clone(),
+        ClassWeights::None => vec![1.0; cfg.data.task.classes()],
     }
+}
+
+/// The three-class task needs every PNEUMONIA film's cause in its file name: refuses, naming up to three files,
+/// when some do not state one.
+pub fn check_causes(samples: &[Sample], task: Task, root: &Path) -> Result<()> {
+    if task != Task::ThreeClass {
+        return Ok(());
+    }
+    let unnamed: Vec<&Sample> = samples.iter().filter(|s| s.label == Class::Pneumonia && s.cause.is_none()).collect();
+    if let Some(first) = unnamed.first() {
+        let shown: Vec<String> = unnamed.iter().take(3).map(|s| s.path.display().to_string()).collect();
+        anyhow::bail!(
+            "data.task = \"three-class\" needs the cause in every PNEUMONIA file name (personNNN_bacteria_M or \
+             personNNN_virus_M), and {} of the films under {} state none: {}{} (first: {})",
+            unnamed.len(),
+            root.display(),
+            shown.join(", "),
+            if unnamed.len() > 3 { ", …" } else { "" },
+            first.path.display()
+        );
+    }
+    Ok(())
 }

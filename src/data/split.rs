@@ -183,7 +183,7 @@ mod tests {
             let (label, n) = if p % 3 == 0 { (Class::Normal, 2) } else { (Class::Pneumonia, 1 + p % 4) };
             for i in 0..n {
                 let name = format!("person{p}_x_{i}.jpeg");
-                v.push(Sample { path: PathBuf::from(&name), label, patient: format!("person{p}") });
+                v.push(Sample::new(PathBuf::from(&name), label, format!("person{p}")));
             }
         }
         v

@@ -158,14 +158,29 @@ impl<B: Backend> Model<B> {
     /// of [`ModelKind::ALL`]: names are parsed by [`ModelKind::parse`] and checkpoint headers checked before
     /// they get here.
     pub fn new(kind: ModelKind, dropout: f64, device: &B::Device) -> Self {
+        Self::with_classes(kind, 2, dropout, device)
+    }
+
+    /// The same with a head of `classes` outputs (3 for the three-class task).
+    pub fn with_classes(kind: ModelKind, classes: usize, dropout: f64, device: &B::Device) -> Self {
         let model = match kind {
-            ModelKind::Simple => Model::Simple(SimpleCnn::new(device)),
-            ModelKind::Regularized => Model::Regularized(RegularizedCnn::new(dropout, device)),
-            ModelKind::Resnet34 => Model::Resnet34(ResNet34::new(2, dropout, device)),
+            ModelKind::Simple => Model::Simple(SimpleCnn::new(classes, device)),
+            ModelKind::Regularized => Model::Regularized(RegularizedCnn::new(classes, dropout, device)),
+            ModelKind::Resnet34 => Model::Resnet34(ResNet34::new(classes, dropout, device)),
             ModelKind::Ensemble => unreachable!("the ensemble has no network of its own"),
         };
         materialize(&model);
         model
+    }
+
+    /// Outputs of the classifier head (2 or 3).
+    pub fn classes(&self) -> usize {
+        let fc = match self {
+            Model::Simple(m) => &m.fc,
+            Model::Regularized(m) => &m.fc2,
+            Model::Resnet34(m) => &m.fc,
+        };
+        fc.weight.dims()[1]
     }
 
     pub fn kind(&self) -> ModelKind {
@@ -217,7 +232,8 @@ impl<B: Kernels> Model<B> {
         }
     }
 
-    /// N×3×S×S images → N×2 logits (NORMAL, PNEUMONIA).
+    /// N×3×S×S images → N×K logits in the order of the task's classes (NORMAL, PNEUMONIA or NORMAL,
+    /// BACTERIAL, VIRAL).
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         match self {
             Model::Simple(m) => m.forward(images),
@@ -300,6 +316,12 @@ mod tests {
                 assert_eq!(n, c, "{kind} parameter count");
             }
             assert!(n > 10_000, "{kind} has {n} parameters");
+            // The three-class head: one more output, the rest unchanged.
+            let m3 = Model::<B>::with_classes(kind, 3, 0.5, &device);
+            assert_eq!(m3.forward(Tensor::<B, 4>::zeros([2, 3, 32, 32], &device)).dims(), [2, 3], "{kind}");
+            assert_eq!(m3.classes(), 3);
+            let head_in = trainable_params::<B, _>(&m3) - n - 1;
+            assert!(head_in >= 128, "{kind}: the extra output adds one input row ({head_in}) and a bias");
         }
         // The simple CNN: 7 conv + 1 linear weight layers, small head (no giant flatten layer).
         let names = named_tensors::<B, _>(&Model::<B>::new(ModelKind::Simple, 0.5, &device));

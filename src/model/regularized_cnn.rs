@@ -34,7 +34,8 @@ pub struct RegularizedCnn<B: Backend> {
 }
 
 impl<B: Backend> RegularizedCnn<B> {
-    pub fn new(dropout: f64, device: &B::Device) -> Self {
+    /// A fresh network with `classes` outputs.
+    pub fn new(classes: usize, dropout: f64, device: &B::Device) -> Self {
         let mut blocks = Vec::new();
         let mut cin = 3;
         for &c in &WIDTHS {
@@ -54,7 +55,7 @@ impl<B: Backend> RegularizedCnn<B> {
             relu: Relu::new(),
             dropout: DropoutConfig::new(dropout).init(),
             fc1: LinearConfig::new(cin, 128).init(device),
-            fc2: LinearConfig::new(128, 2).init(device),
+            fc2: LinearConfig::new(128, classes).init(device),
         }
     }
 }

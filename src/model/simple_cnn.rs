@@ -32,7 +32,8 @@ pub struct SimpleCnn<B: Backend> {
 }
 
 impl<B: Backend> SimpleCnn<B> {
-    pub fn new(device: &B::Device) -> Self {
+    /// A fresh network with `classes` outputs.
+    pub fn new(classes: usize, device: &B::Device) -> Self {
         let mut convs = Vec::new();
         let mut cin = 3;
         for &c in &WIDTHS {
@@ -49,7 +50,7 @@ impl<B: Backend> SimpleCnn<B> {
             pool: MaxPool2dConfig::new([2, 2]).init(),
             gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             relu: Relu::new(),
-            fc: LinearConfig::new(cin, 2).init(device),
+            fc: LinearConfig::new(cin, classes).init(device),
         }
     }
 }

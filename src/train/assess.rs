@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{CheckpointKind, EvalSplit, ModelStatus, TrainEvent};
 use super::fit::{save_failed, Fit};
-use super::infer::evaluate;
+use super::infer::{evaluate, pneumonia_scores};
 use super::journal::Emitter;
 use super::predictor::{over_views, probability_loss};
 use super::report::{ModelResult, RunReport};
@@ -37,24 +37,37 @@ pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
             // The operating point is chosen on the validation split, never on test (both seen through the
             // same test-time views when evaluation.tta > 1).
             let tta = cfg.evaluation.tta;
-            let (val_scores, m, scores) = if tta <= 1 {
-                let (_, val_scores) = evaluate(&model, data.val.clone(), &spec, weights, 0.5, device);
-                let (m, scores) = evaluate(&model, data.test.clone(), &spec, weights, 0.5, device);
-                (val_scores, m, scores)
+            let k = model.classes();
+            let (val_scores, m, scores, test_probs) = if tta <= 1 {
+                let val = evaluate(&model, data.val.clone(), &spec, weights, 0.5, device);
+                let test = evaluate(&model, data.test.clone(), &spec, weights, 0.5, device);
+                (val.scores, test.metrics, test.scores, test.probs)
             } else {
-                let score = |ds: Arc<Dataset>| evaluate(&model, ds, &spec, weights, 0.5, device).1;
-                let val_scores = over_views(&data.val, tta, score);
-                let scores = over_views(&data.test, tta, score);
+                // The class probabilities averaged over the views; P(pneumonia) from their mean.
+                let probs = |ds: Arc<Dataset>| evaluate(&model, ds, &spec, weights, 0.5, device).probs;
+                let val_scores = pneumonia_scores(&over_views(&data.val, tta, probs), k);
+                let test_probs = over_views(&data.test, tta, probs);
+                let scores = pneumonia_scores(&test_probs, k);
                 let loss = probability_loss(&scores, &report.test_truth);
-                (val_scores, Metrics::from_scores(&scores, &report.test_truth, loss, 0.5), scores)
+                (val_scores, Metrics::from_scores(&scores, &report.test_truth, loss, 0.5), scores, test_probs)
             };
-            let ev = crate::analysis::evaluate(
+            let mut ev = crate::analysis::evaluate(
                 (&val_scores, &data.val.truth()),
                 (&scores, &report.test_truth, m.loss),
                 crate::analysis::OperatingRule::of(&cfg.evaluation),
                 cfg.evaluation.bootstrap_resamples,
                 cfg.data.seed,
             );
+            let three_class = k == 3 && report.test_targets.len() == data.test.len();
+            if three_class {
+                ev.three_class = Some(crate::analysis::three_class::evaluate(
+                    &test_probs,
+                    &report.test_targets,
+                    ev.threshold,
+                    cfg.evaluation.bootstrap_resamples,
+                    cfg.data.seed,
+                ));
+            }
             // Saved in the checkpoint: eval, predict and the predict pane decide with it.
             let meta = CheckpointMeta { threshold: ev.threshold, tta, ..meta };
             if let Err(e) = checkpoint::rewrite_meta(&path, &meta) {
@@ -69,6 +82,7 @@ pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
             result.test = Some(m);
             result.test_scores = scores;
             result.validation_scores = val_scores.clone();
+            result.test_probs = if three_class { test_probs } else { Vec::new() };
             result.evaluation = Some(ev.clone());
             emit.send(TrainEvent::Evaluated { model: kind, split: EvalSplit::Test, metrics: m });
             report.models[index] = result.clone();

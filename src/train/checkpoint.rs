@@ -12,7 +12,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorde
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Class;
+use crate::data::Task;
 use crate::error::Result;
 use crate::model::{Init, Model, ModelKind};
 
@@ -30,7 +30,8 @@ pub struct CheckpointMeta {
     pub image_size: usize,
     pub mean: [f32; 3],
     pub std: [f32; 3],
-    pub class_names: [String; 2],
+    /// The classes of the head's outputs, in order: NORMAL, PNEUMONIA or NORMAL, BACTERIAL, VIRAL (the task).
+    pub class_names: Vec<String>,
     /// P(pneumonia) at or above which an image is called PNEUMONIA.
     pub threshold: f32,
     pub dropout: f64,
@@ -60,6 +61,27 @@ pub struct CheckpointMeta {
 
 fn one() -> usize {
     1
+}
+
+impl CheckpointMeta {
+    /// The task the model was trained for, from its class names (checked when the header is read).
+    pub fn task(&self) -> Task {
+        Task::of_class_names(&self.class_names).unwrap_or_default()
+    }
+
+    /// Refuses a model trained for another task than `wanted`, saying what each is. A three-class model may be
+    /// used for the two-class question (P(pneumonia) = 1 − P(NORMAL)); a two-class one cannot answer three.
+    pub fn check_task(&self, wanted: Task, path: &Path) -> Result<()> {
+        if wanted == Task::ThreeClass && self.task() != Task::ThreeClass {
+            bail!(
+                "checkpoint {} was trained for the two-class task ({}): it cannot tell BACTERIAL from VIRAL, so it \
+                 cannot be evaluated for data.task = \"three-class\"; train one with --task three-class",
+                path.display(),
+                self.class_names.join(", ")
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The training position saved with `last` checkpoints (with the optimiser state after the weights).
@@ -307,8 +329,8 @@ fn validate(m: &CheckpointMeta) -> std::result::Result<(), String> {
     if !(1..=5).contains(&m.tta) {
         return Err(format!("tta {} (allowed: 1 to 5)", m.tta));
     }
-    if m.class_names != [Class::Normal.folder(), Class::Pneumonia.folder()] {
-        return Err(format!("classes {:?} (expected NORMAL, PNEUMONIA)", m.class_names));
+    if Task::of_class_names(&m.class_names).is_none() {
+        return Err(format!("classes {:?} (expected NORMAL, PNEUMONIA or NORMAL, BACTERIAL, VIRAL)", m.class_names));
     }
     Ok(())
 }
@@ -392,7 +414,7 @@ pub fn load_optimizer<B: Backend, R: Record<B>>(path: &Path, device: &B::Device)
 /// Loads a checkpoint onto `device`.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<(CheckpointMeta, Model<B>)> {
     let (meta, record, _) = read_parts(path, true)?;
-    let model = Model::<B>::new(meta.model, meta.dropout, device);
+    let model = Model::<B>::with_classes(meta.model, meta.task().classes(), meta.dropout, device);
     let record = crate::error::quietly(|| NamedMpkBytesRecorder::<FullPrecisionSettings>::new().load(record, device))
         .map_err(|_| {
             anyhow::anyhow!("checkpoint {} holds weights that do not fit a {} model", path.display(), meta.model)

@@ -86,6 +86,7 @@ fn run<B: crate::model::Kernels + AdamKernel>(
         batch_size: cfg.training.batch_size,
         epochs: cfg.training.epochs,
         threads: cfg.threads(),
+        task: cfg.data.task,
     };
     emit.send(TrainEvent::RunStarted { info: info.clone() });
     let data = prepare(cfg, &setup.data_root, &|e| emit.send(e.into()))?;
@@ -99,10 +100,14 @@ fn run<B: crate::model::Kernels + AdamKernel>(
         stopped: false,
         test_truth: data.test.truth(),
         validation_truth: data.val.truth(),
+        test_targets: match cfg.data.task {
+            crate::data::Task::ThreeClass => data.test.targets(cfg.data.task),
+            crate::data::Task::Pneumonia => Vec::new(),
+        },
         differences: Vec::new(),
     };
     super::report_files::write(&report, &setup.run_dir)?;
-    let fit: Fit<'_, B> = Fit { setup, device: &device, data: &data, weights, emit, cmds };
+    let fit: Fit<'_, B> = Fit { setup, device: &device, data: &data, weights: &weights, emit, cmds };
     for (index, &kind) in models.iter().enumerate() {
         let prev = previous.as_ref().and_then(|p| p.models.iter().find(|m| m.model == kind));
         if let Some(p) = prev.filter(|p| p.status == ModelStatus::Done) {

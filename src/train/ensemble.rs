@@ -41,6 +41,24 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         cfg.evaluation.bootstrap_resamples,
         cfg.data.seed,
     );
+    // The three-class task: the members' mean class probabilities, taken at the ensemble's operating point.
+    let test_probs = if !report.test_targets.is_empty()
+        && members.iter().all(|m| m.test_probs.len() == 3 * report.test_targets.len())
+    {
+        mean_scores(&members.iter().map(|m| m.test_probs.as_slice()).collect::<Vec<_>>())
+    } else {
+        Vec::new()
+    };
+    let mut ev = ev;
+    if !test_probs.is_empty() {
+        ev.three_class = Some(crate::analysis::three_class::evaluate(
+            &test_probs,
+            &report.test_targets,
+            ev.threshold,
+            cfg.evaluation.bootstrap_resamples,
+            cfg.data.seed,
+        ));
+    }
     let files: Vec<PathBuf> = members
         .iter()
         .filter_map(|m| m.best_checkpoint.as_ref().and_then(|p| p.file_name()).map(PathBuf::from))
@@ -58,6 +76,7 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         evaluation: Some(ev),
         test_scores: test,
         validation_scores: val,
+        test_probs,
         ..ModelResult::new(ModelKind::Ensemble)
     };
     Some((result, manifest))
@@ -92,6 +111,7 @@ mod tests {
                 batch_size: 16,
                 epochs: 1,
                 threads: 2,
+                task: Default::default(),
             },
             counts: Default::default(),
             test_source: Default::default(),
@@ -100,6 +120,7 @@ mod tests {
             stopped: false,
             test_truth: vec![false, false, true, true],
             validation_truth: vec![false, true, true],
+            test_targets: vec![],
             differences: vec![],
         }
     }

@@ -58,6 +58,9 @@ pub struct RunInfo {
     pub batch_size: usize,
     pub epochs: usize,
     pub threads: usize,
+    /// What the models tell apart: NORMAL vs PNEUMONIA, or NORMAL / BACTERIAL / VIRAL.
+    #[serde(default)]
+    pub task: crate::data::Task,
 }
 
 /// What the engine reports, in order.

@@ -24,7 +24,6 @@ use super::step::{eval_spec, init_optimizer, train_spec, train_step, StepLr};
 use crate::data::loader::{batches, epoch_batches};
 use crate::data::prepare::RunData;
 use crate::data::split::{self, TestSource};
-use crate::data::Class;
 use crate::error::{self, Result};
 use crate::model::{Init, Model, ModelKind};
 use pneumoscope_kernels::adam::AdamKernel;
@@ -76,7 +75,7 @@ fn meta_for(
         image_size: cfg.data.image_size,
         mean: cfg.data.mean,
         std: cfg.data.std,
-        class_names: [Class::Normal.folder().to_string(), Class::Pneumonia.folder().to_string()],
+        class_names: cfg.data.task.class_names().iter().map(|n| n.to_string()).collect(),
         threshold: 0.5,
         dropout: cfg.training.dropout,
         epoch,
@@ -99,7 +98,7 @@ pub(crate) struct Fit<'a, B: Backend> {
     pub device: &'a B::Device,
     pub data: &'a RunData,
     /// The loss's class weights.
-    pub weights: [f32; 2],
+    pub weights: &'a [f32],
     pub emit: &'a Emitter,
     pub cmds: &'a Receiver<Command>,
 }
@@ -121,7 +120,7 @@ impl<B: crate::model::Kernels + AdamKernel> Fit<'_, B> {
         let spec = train_spec(cfg);
         let vspec = eval_spec(cfg);
         AD::<B>::seed(device, cfg.data.seed.wrapping_add(index as u64 * 1000 + 1));
-        let mut model: Model<AD<B>> = Model::new(kind, t.dropout, device);
+        let mut model: Model<AD<B>> = Model::with_classes(kind, cfg.data.task.classes(), t.dropout, device);
         // ImageNet weights for ResNet-34's backbone (a resumed run gets them back from its checkpoint).
         let pretrained = match (&mut model, cfg.pretrained()) {
             (Model::Resnet34(net), Some(path)) => {
@@ -234,7 +233,7 @@ impl<B: crate::model::Kernels + AdamKernel> Fit<'_, B> {
                 let n = batch.len();
                 let lr = schedule.lr(global_step);
                 let lrs = StepLr::for_epoch(cfg, pretrained, epoch, lr);
-                let loss = LossSpec { weights, smoothing: t.label_smoothing as f32 };
+                let loss = LossSpec { weights: weights.to_vec(), smoothing: t.label_smoothing as f32 };
                 let (m, mut loss_v, hits_v) = train_step(model, &mut optim, &batch, loss, lrs, device);
                 model = m;
                 if crate::error::failpoint("nan-loss").as_deref() == Some(&format!("{kind}:{global_step}")) {
@@ -305,9 +304,10 @@ impl<B: crate::model::Kernels + AdamKernel> Fit<'_, B> {
                 });
             }
             let valid = model.valid();
-            let (vm, _) = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device);
+            let vm = evaluate(&valid, data.val.clone(), &vspec, weights, 0.5, device).metrics;
             let is_best = vm.loss < best_loss;
-            let meta = meta_for(setup, data.test_source, kind, epoch, Some((vm.loss, vm.accuracy)), None, &result.init);
+            let meta =
+                meta_for(setup, data.test_source, kind, epoch, Some((vm.loss, vm.task_accuracy())), None, &result.init);
             if is_best {
                 best_loss = vm.loss;
                 pending_best = Some((meta.clone(), valid.clone()));

@@ -24,86 +24,118 @@ pub fn to_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> (Tensor<B, 4
 
 /// Mean cross-entropy of logits against targets, weighted per class as PyTorch's
 /// `CrossEntropyLoss(weight=…)`: Σ w_y·(−log p_y) / Σ w_y.
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>, weights: [f32; 2]) -> Tensor<B, 1> {
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>, weights: &[f32]) -> Tensor<B, 1> {
     let device = logits.device();
     let n = targets.dims()[0];
     let logp = log_softmax(logits, 1);
     let picked = logp.gather(1, targets.clone().reshape([n, 1])).reshape([n]);
-    if weights == [1.0, 1.0] {
+    if weights.iter().all(|&w| w == 1.0) {
         return picked.mean().neg();
     }
     let w = Tensor::<B, 1>::from_floats(weights, &device).gather(0, targets);
     (picked * w.clone()).sum().neg() / w.sum()
 }
 
-/// The training loss: class weights and label smoothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The training loss: class weights (one per class) and label smoothing.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LossSpec {
-    pub weights: [f32; 2],
-    /// Label smoothing ε: the target puts 1 − ε on the true class and ε/2 on each class (0: none).
+    pub weights: Vec<f32>,
+    /// Label smoothing ε: the target puts 1 − ε on the true class and ε/K on each of the K classes (0: none).
     pub smoothing: f32,
 }
 
-impl From<[f32; 2]> for LossSpec {
-    fn from(weights: [f32; 2]) -> Self {
-        Self { weights, smoothing: 0.0 }
+impl<const K: usize> From<[f32; K]> for LossSpec {
+    fn from(weights: [f32; K]) -> Self {
+        Self { weights: weights.to_vec(), smoothing: 0.0 }
     }
 }
 
 /// Cross-entropy with label smoothing, as PyTorch's `CrossEntropyLoss(weight=w, label_smoothing=ε)`:
-/// Σᵢ [w_yᵢ·(1 − ε)·(−log p_yᵢ) + (ε/2)·Σ_k w_k·(−log p_k)] / Σᵢ w_yᵢ. With ε = 0 it is [`cross_entropy`].
+/// Σᵢ [w_yᵢ·(1 − ε)·(−log p_yᵢ) + (ε/K)·Σ_k w_k·(−log p_k)] / Σᵢ w_yᵢ. With ε = 0 it is [`cross_entropy`].
 pub fn smoothed_cross_entropy<B: Backend>(
     logits: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
     loss: LossSpec,
 ) -> Tensor<B, 1> {
     if loss.smoothing == 0.0 {
-        return cross_entropy(logits, targets, loss.weights);
+        return cross_entropy(logits, targets, &loss.weights);
     }
     let device = logits.device();
-    let n = targets.dims()[0];
+    let [n, k] = logits.dims();
     let logp = log_softmax(logits, 1);
-    let w = Tensor::<B, 1>::from_floats(loss.weights, &device);
+    let w = Tensor::<B, 1>::from_floats(&loss.weights[..], &device);
     let picked = logp.clone().gather(1, targets.clone().reshape([n, 1])).reshape([n]);
     let w_y = w.clone().gather(0, targets);
     // Σ_k w_k·log p_k per image.
-    let spread = (logp * w.reshape([1, 2])).sum_dim(1).reshape([n]);
+    let spread = (logp * w.reshape([1, k])).sum_dim(1).reshape([n]);
     let eps = loss.smoothing;
-    let per_image = (picked * w_y.clone()).mul_scalar(1.0 - eps) + spread.mul_scalar(eps / 2.0);
+    let per_image = (picked * w_y.clone()).mul_scalar(1.0 - eps) + spread.mul_scalar(eps / k as f32);
     per_image.sum().neg() / w_y.sum()
+}
+
+/// Each image's class probabilities (row-major N×K, K = the head's outputs).
+pub fn class_probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
+    softmax(logits, 1).into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
+}
+
+/// P(pneumonia) of each row of N×K class probabilities: P(PNEUMONIA) with two classes, 1 − P(NORMAL) (the sum
+/// of BACTERIAL and VIRAL) with three.
+pub fn pneumonia_scores(probs: &[f32], k: usize) -> Vec<f32> {
+    probs.chunks(k.max(1)).map(|row| row[1..].iter().sum()).collect()
 }
 
 /// P(pneumonia) for each image of a batch tensor.
 pub fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<f32> {
-    let n = logits.dims()[0];
-    let p = softmax(logits, 1).slice([0..n, 1..2]).reshape([n]);
-    p.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
+    let k = logits.dims()[1];
+    pneumonia_scores(&class_probabilities(logits), k)
 }
 
-/// Evaluates a model (in inference mode) over a whole dataset: metrics at `threshold` and the scores.
+/// A model's scores over a dataset: P(pneumonia) per image, the class probabilities (N×K) and the mean loss.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scored {
+    pub metrics: Metrics,
+    pub scores: Vec<f32>,
+    /// Row-major N×`classes`.
+    pub probs: Vec<f32>,
+    pub classes: usize,
+}
+
+/// Evaluates a model (in inference mode) over a whole dataset: metrics at `threshold` (PNEUMONIA vs NORMAL),
+/// the scores and the class probabilities.
 pub fn evaluate<B: crate::model::Kernels>(
     model: &Model<B>,
     ds: Arc<Dataset>,
     spec: &BatchSpec,
-    weights: [f32; 2],
+    weights: &[f32],
     threshold: f32,
     device: &B::Device,
-) -> (Metrics, Vec<f32>) {
-    let mut scores = Vec::with_capacity(ds.len());
-    let mut truth = Vec::with_capacity(ds.len());
+) -> Scored {
+    let mut probs = Vec::with_capacity(ds.len() * 3);
+    let mut classes = model.classes();
     let mut loss_sum = 0.0;
     let mut count = 0usize;
     for batch in batches(ds.clone(), spec, 0) {
         let (x, y) = to_tensors::<B>(&batch, device);
         let logits = model.forward(x);
+        classes = logits.dims()[1];
         let loss: f64 = cross_entropy(logits.clone(), y, weights).into_scalar().elem_f64();
         loss_sum += loss * batch.len() as f64;
         count += batch.len();
-        scores.extend(probabilities(logits));
-        truth.extend(batch.labels.iter().map(|&l| l == 1));
+        probs.extend(class_probabilities(logits));
     }
     let loss = if count > 0 { loss_sum / count as f64 } else { 0.0 };
-    (Metrics::from_scores(&scores, &truth, loss, threshold), scores)
+    let scores = pneumonia_scores(&probs, classes);
+    let truth = ds.truth();
+    let mut metrics = Metrics::from_scores(&scores, &truth, loss, threshold);
+    if classes > 2 {
+        let right = probs
+            .chunks(classes)
+            .zip(ds.targets(spec.task))
+            .filter(|(row, t)| crate::analysis::three_class::decide(row, threshold) == *t)
+            .count();
+        metrics.class_accuracy = Some(right as f64 / ds.len().max(1) as f64);
+    }
+    Scored { metrics, scores, probs, classes }
 }
 
 /// Small helper: scalar of any float element type as f64.
@@ -120,9 +152,13 @@ impl<E: burn::tensor::ElementConversion> ElemF64 for E {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub path: PathBuf,
+    /// The class called: NORMAL or PNEUMONIA, or NORMAL / BACTERIAL / VIRAL for a three-class model.
     pub label: String,
     pub p_pneumonia: f32,
     pub threshold: f32,
+    /// A three-class model's probability of each class (empty for a two-class model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_probabilities: Vec<(String, f32)>,
 }
 
 /// Expands files and folders into the list of image files (folders: their images, sorted; recursive). Each

@@ -11,11 +11,11 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, CheckpointMeta};
-use super::infer::{probabilities, to_tensors, Prediction};
+use super::infer::{class_probabilities, pneumonia_scores, to_tensors, Prediction};
 use crate::data::augment::{apply_into, tta_views};
 use crate::data::image::load_prepared;
 use crate::data::loader::{batches, BatchSpec, Dataset};
-use crate::data::Class;
+use crate::data::Task;
 use crate::error::Result;
 use crate::model::{Kernels, Model, ModelKind};
 
@@ -104,6 +104,15 @@ impl<B: Kernels> Predictor<B> {
                         meta.image_size
                     );
                 }
+                if meta.class_names != first.class_names {
+                    bail!(
+                        "ensemble {}: member {} was trained for the classes {} and the first member for {}",
+                        path.display(),
+                        member.display(),
+                        meta.class_names.join(", "),
+                        first.class_names.join(", ")
+                    );
+                }
             }
             members.push(loaded);
         }
@@ -125,11 +134,21 @@ impl<B: Kernels> Predictor<B> {
         }
     }
 
-    /// P(pneumonia) of each image of a batch tensor: the members' mean.
-    pub fn probabilities(&self, x: Tensor<B, 4>) -> Vec<f32> {
+    /// The task the models were trained for (all members share it).
+    pub fn task(&self) -> Task {
+        self.meta().task()
+    }
+
+    /// The class names, in the order of the probabilities.
+    pub fn class_names(&self) -> &[String] {
+        &self.meta().class_names
+    }
+
+    /// Each image's class probabilities (row-major N × K): the members' mean.
+    pub fn class_probabilities(&self, x: Tensor<B, 4>) -> Vec<f32> {
         let mut sum: Vec<f32> = Vec::new();
         for (_, model) in &self.members {
-            let p = probabilities(model.forward(x.clone()));
+            let p = class_probabilities(model.forward(x.clone()));
             if sum.is_empty() {
                 sum = p;
             } else {
@@ -137,8 +156,15 @@ impl<B: Kernels> Predictor<B> {
             }
         }
         let n = self.members.len() as f32;
-        sum.iter_mut().for_each(|s| *s /= n);
+        if n > 1.0 {
+            sum.iter_mut().for_each(|s| *s /= n);
+        }
         sum
+    }
+
+    /// P(pneumonia) of each image of a batch tensor: from the members' mean class probabilities.
+    pub fn probabilities(&self, x: Tensor<B, 4>) -> Vec<f32> {
+        pneumonia_scores(&self.class_probabilities(x), self.task().classes())
     }
 
     /// Test-time augmentation views the checkpoint was evaluated with (1: the image alone).
@@ -149,16 +175,29 @@ impl<B: Kernels> Predictor<B> {
     /// P(pneumonia) of every image of a dataset, in order (averaged over `tta` views), and the mean
     /// cross-entropy of those probabilities.
     pub fn scores(&self, ds: Arc<Dataset>, spec: &BatchSpec, tta: usize, device: &B::Device) -> (Vec<f32>, f64) {
-        let scores = over_views(&ds, tta, |view| {
-            let mut scores = Vec::with_capacity(view.len());
+        let (scores, _, loss) = self.scores_and_probabilities(ds, spec, tta, device);
+        (scores, loss)
+    }
+
+    /// The same and each image's class probabilities (row-major N × K, averaged over the views).
+    pub fn scores_and_probabilities(
+        &self,
+        ds: Arc<Dataset>,
+        spec: &BatchSpec,
+        tta: usize,
+        device: &B::Device,
+    ) -> (Vec<f32>, Vec<f32>, f64) {
+        let probs = over_views(&ds, tta, |view| {
+            let mut probs = Vec::with_capacity(view.len() * 3);
             for batch in batches(view, spec, 0) {
                 let (x, _) = to_tensors::<B>(&batch, device);
-                scores.extend(self.probabilities(x));
+                probs.extend(self.class_probabilities(x));
             }
-            scores
+            probs
         });
+        let scores = pneumonia_scores(&probs, self.task().classes());
         let loss = probability_loss(&scores, &ds.truth());
-        (scores, loss)
+        (scores, probs, loss)
     }
 
     /// Classifies image files; unreadable files give an error for that file only.
@@ -187,7 +226,8 @@ impl<B: Kernels> Predictor<B> {
                 }
             }
             let n = prepared.len();
-            let mut probs = vec![0.0f32; n];
+            let k = self.task().classes();
+            let mut probs = vec![0.0f32; n * k];
             let views = tta_views(self.tta(), s);
             for view in &views {
                 if n == 0 {
@@ -200,20 +240,33 @@ impl<B: Kernels> Predictor<B> {
                     images.extend(buf);
                 }
                 let x = Tensor::<B, 4>::from_data(TensorData::new(images.clone(), [n, 3, s, s]), device);
-                for (acc, p) in probs.iter_mut().zip(self.probabilities(x)) {
+                for (acc, p) in probs.iter_mut().zip(self.class_probabilities(x)) {
                     *acc += p / views.len() as f32;
                 }
             }
-            let mut probs = probs.into_iter();
+            let mut rows = probs.chunks(k);
             for d in decoded {
                 out.push(d.map(|path| {
-                    let p = probs.next().unwrap_or(f32::NAN);
-                    let class = if p >= self.threshold { Class::Pneumonia } else { Class::Normal };
-                    Prediction { path, label: class.folder().to_string(), p_pneumonia: p, threshold: self.threshold }
+                    let row = rows.next().map(|r| r.to_vec()).unwrap_or_else(|| vec![f32::NAN; k]);
+                    self.prediction(path, row)
                 }));
             }
         }
         out
+    }
+}
+
+impl<B: Backend> Predictor<B> {
+    /// The decision for one image from its class probabilities: NORMAL below the operating point, else
+    /// PNEUMONIA (two classes) or the likelier of BACTERIAL and VIRAL (three).
+    pub fn prediction(&self, path: PathBuf, row: Vec<f32>) -> Prediction {
+        let p: f32 = row[1..].iter().sum();
+        let names = &self.members[0].0.class_names;
+        let called = crate::analysis::three_class::decide(&row, self.threshold);
+        let label = names.get(called).cloned().unwrap_or_else(|| "?".into());
+        let class_probabilities =
+            if row.len() > 2 { names.iter().cloned().zip(row.iter().copied()).collect() } else { Vec::new() };
+        Prediction { path, label, p_pneumonia: p, threshold: self.threshold, class_probabilities }
     }
 }
 

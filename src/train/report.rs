@@ -37,6 +37,9 @@ pub struct ModelResult {
     /// ensemble's operating point is chosen on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation_scores: Vec<f32>,
+    /// The three-class task: each test image's NORMAL, BACTERIAL and VIRAL probabilities (row-major N × 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_probs: Vec<f32>,
     /// Checkpoints or headers that could not be written (a full disk): the run does not claim them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsaved: Vec<String>,
@@ -62,6 +65,7 @@ impl ModelResult {
             evaluation: None,
             test_scores: Vec::new(),
             validation_scores: Vec::new(),
+            test_probs: Vec::new(),
             unsaved: Vec::new(),
         }
     }
@@ -83,6 +87,9 @@ pub struct RunReport {
     /// True for each PNEUMONIA validation image, in evaluation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation_truth: Vec<bool>,
+    /// The three-class task: each test image's true class (0 NORMAL, 1 BACTERIAL, 2 VIRAL), in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_targets: Vec<usize>,
     /// Paired bootstrap differences between the tested models.
     #[serde(default)]
     pub differences: Vec<super::events::PairDifference>,
@@ -211,9 +218,20 @@ impl RunReport {
             i.run_dir.display()
         ));
         let c = &self.counts;
-        s.push_str("\n## Data\n\n| split | NORMAL | PNEUMONIA | total |\n|---|---:|---:|---:|\n");
-        for (name, cc) in [("train", c.train), ("validation", c.validation), ("test", c.test)] {
-            s.push_str(&format!("| {name} | {} | {} | {} |\n", cc.normal, cc.pneumonia, cc.total()));
+        if i.task == crate::data::Task::ThreeClass {
+            s.push_str(
+                "\nTask: **three classes**, NORMAL / BACTERIAL / VIRAL (the cause from the Kaggle file names); \
+                 P(pneumonia) = P(BACTERIAL) + P(VIRAL) for the two-class figures.\n",
+            );
+            s.push_str("\n## Data\n\n| split | NORMAL | BACTERIAL | VIRAL | total |\n|---|---:|---:|---:|---:|\n");
+            for (name, cc) in [("train", c.train), ("validation", c.validation), ("test", c.test)] {
+                s.push_str(&format!("| {name} | {} | {} | {} | {} |\n", cc.normal, cc.bacterial, cc.viral, cc.total()));
+            }
+        } else {
+            s.push_str("\n## Data\n\n| split | NORMAL | PNEUMONIA | total |\n|---|---:|---:|---:|\n");
+            for (name, cc) in [("train", c.train), ("validation", c.validation), ("test", c.test)] {
+                s.push_str(&format!("| {name} | {} | {} | {} |\n", cc.normal, cc.pneumonia, cc.total()));
+            }
         }
         s.push_str(&format!("\nTest images: {}.\n", self.test_source.describe()));
         if self.skipped_files > 0 {
@@ -287,6 +305,17 @@ impl RunReport {
                 cm.fn_,
                 cm.tp
             ));
+        }
+        let three: Vec<_> = self
+            .models
+            .iter()
+            .filter_map(|m| m.evaluation.as_ref().and_then(|e| e.three_class.as_ref()).map(|t| (m, t)))
+            .collect();
+        if !three.is_empty() {
+            s.push_str("\n## Three classes (test)\n\n");
+            for (m, t) in three {
+                s.push_str(&format!("### {}\n\n{}\n", m.model.title(), t.markdown()));
+            }
         }
         for m in &self.models {
             if let Some(e) = &m.error {

@@ -89,6 +89,7 @@ pub fn train_spec(cfg: &Config) -> BatchSpec {
         drop_single: true,
         prefetch: 4,
         balanced: cfg.training.sampler == crate::config::Sampler::Balanced,
+        task: cfg.data.task,
     }
 }
 

@@ -119,6 +119,7 @@ impl App {
                 if self.models.is_empty() || networks.ne(info.models.iter().copied()) {
                     self.models = info.models.iter().map(|&k| ModelView::new(k)).collect();
                 }
+                self.predict.three_classes = info.task == crate::data::Task::ThreeClass;
                 self.info = Some(info);
             }
             TrainEvent::DataProgress { done, total } => self.data_progress = (done, total),
@@ -158,10 +159,10 @@ impl App {
                     m.train_loss.push((x, train_loss));
                     m.train_acc.push((x, train_accuracy));
                     m.val_loss.push((x, validation.loss));
-                    m.val_acc.push((x, validation.accuracy));
+                    m.val_acc.push((x, validation.task_accuracy()));
                     if m.best_val_loss.is_none_or(|b| validation.loss < b) {
                         m.best_val_loss = Some(validation.loss);
-                        m.best_val_acc = Some(validation.accuracy);
+                        m.best_val_acc = Some(validation.task_accuracy());
                     }
                     m.last_val = Some(validation);
                 }
@@ -340,6 +341,7 @@ impl App {
                 truth,
                 outcome: Err(format!("{} has no checkpoint yet (one is saved after its first epoch)", model.title())),
                 threshold: 0.5,
+                class_probabilities: Vec::new(),
                 overlay: None,
             });
             return None;

@@ -30,14 +30,25 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let splits = [("train", counts.train), ("validation", counts.validation), ("test", counts.test)];
     let mut lines = vec![source];
+    let three = app.info.as_ref().is_some_and(|i| i.task == crate::data::Task::ThreeClass);
     for (name, c) in splits {
-        lines.push(Line::from(format!(
-            "{name:<10} NORMAL {:>5}  PNEUMONIA {:>5}  total {:>5}  ratio {}",
-            c.normal,
-            c.pneumonia,
-            c.total(),
-            ratio(c)
-        )));
+        lines.push(Line::from(if three {
+            format!(
+                "{name:<10} NORMAL {:>5}  BACTERIAL {:>5}  VIRAL {:>5}  total {:>5}",
+                c.normal,
+                c.bacterial,
+                c.viral,
+                c.total()
+            )
+        } else {
+            format!(
+                "{name:<10} NORMAL {:>5}  PNEUMONIA {:>5}  total {:>5}  ratio {}",
+                c.normal,
+                c.pneumonia,
+                c.total(),
+                ratio(c)
+            )
+        }));
     }
     if let crate::data::split::TestSource::HeldOut { fraction } = app.test_source {
         lines.push(Line::styled(

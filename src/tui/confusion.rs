@@ -1,5 +1,6 @@
 //! The confusion-matrix pane: 2×2 counts with row percentages, shaded by share, and sensitivity, specificity,
-//! precision, F1 (and AUC) of the shown model, on validation (latest epoch) or test. Pure rendering.
+//! precision, F1 (and AUC) of the shown model, on validation (latest epoch) or test; for a three-class model's
+//! test, the 3×3 matrix with each class's sensitivity, specificity and AUC. Pure rendering.
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -8,6 +9,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Split};
+use crate::analysis::three_class::ThreeClassEvaluation;
 use crate::metrics::Metrics;
 
 /// Background shade for a share in [0, 1] (256-colour gray ramp; readable in monochrome too).
@@ -38,6 +40,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), inner);
         return;
     };
+    if let (Split::Test, Some(Some(e))) = (app.split, m.evaluation.as_ref().map(|e| e.three_class.as_ref())) {
+        return render_three(e, frame, inner);
+    }
     let c = v.confusion;
     let rows_total = [(c.tn + c.fp).max(1) as f64, (c.fn_ + c.tp).max(1) as f64];
     let cell = |n: u64, row: usize, correct: bool| {
@@ -73,5 +78,61 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         )),
         Line::from(format!("loss        {:.4}", v.loss)),
     ];
+    frame.render_widget(Paragraph::new(lines), parts[1]);
+}
+
+/// The three-class test figures: 3×3 counts at the operating point, then one line per class and the
+/// bacterial-vs-viral sub-problem.
+fn render_three(e: &ThreeClassEvaluation, frame: &mut Frame, area: Rect) {
+    let totals: Vec<f64> = e.confusion.iter().map(|r| r.iter().sum::<u64>().max(1) as f64).collect();
+    let rows: Vec<Row> = (0..3)
+        .map(|r| {
+            let mut cells = vec![Cell::from(format!("true {}", e.classes[r]))];
+            for c in 0..3 {
+                let n = e.confusion[r][c];
+                let share = n as f64 / totals[r];
+                cells.push(Cell::from(format!("{n:>5} {:>5.1}%", 100.0 * share)).style(shade(share, r == c)));
+            }
+            Row::new(cells).height(1)
+        })
+        .collect();
+    let header: Vec<String> = std::iter::once(String::new())
+        .chain(e.classes.iter().map(|c| format!("{:>12}", c.chars().take(12).collect::<String>())))
+        .collect();
+    let table = Table::new(
+        rows,
+        [Constraint::Length(15), Constraint::Length(12), Constraint::Length(12), Constraint::Length(12)],
+    )
+    .header(Row::new(header).style(Style::default().add_modifier(Modifier::UNDERLINED)))
+    .column_spacing(1);
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(4), Constraint::Min(0)])
+        .split(area);
+    frame.render_widget(table, parts[0]);
+    let pct = |x: f64| format!("{:>5.1}%", 100.0 * x);
+    let auc = |a: Option<f64>| a.map(|a| format!("{a:.3}")).unwrap_or("-".into());
+    let mut lines = vec![Line::from(format!(
+        "accuracy {}  macro AUC {}  (threshold {:.2}, test)",
+        pct(e.accuracy),
+        auc(e.macro_auc),
+        e.threshold
+    ))];
+    for c in &e.per_class {
+        lines.push(Line::from(format!(
+            "{:<9} sens {}  spec {}  AUC {}",
+            c.name,
+            pct(c.sensitivity),
+            pct(c.specificity),
+            auc(c.auc)
+        )));
+    }
+    let b = &e.bacterial_vs_viral;
+    lines.push(Line::from(format!(
+        "bacterial vs viral ({} films): acc {}  AUC {}",
+        b.films,
+        pct(b.accuracy),
+        auc(b.auc)
+    )));
     frame.render_widget(Paragraph::new(lines), parts[1]);
 }

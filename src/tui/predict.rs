@@ -25,8 +25,37 @@ pub struct PredictResult {
     /// P(pneumonia), or the error that stopped the prediction.
     pub outcome: Result<f32, String>,
     pub threshold: f32,
+    /// A three-class model's probability of each class (empty for a two-class model).
+    pub class_probabilities: Vec<(String, f32)>,
     /// The Grad-CAM overlay, when it was asked for.
     pub overlay: Option<Overlay>,
+}
+
+impl PredictResult {
+    /// The class the model calls (NORMAL / PNEUMONIA, or NORMAL / BACTERIAL / VIRAL) from P(pneumonia).
+    pub fn called(&self, prob: f32) -> String {
+        if self.class_probabilities.is_empty() {
+            return if prob >= self.threshold { Class::Pneumonia } else { Class::Normal }.folder().to_string();
+        }
+        let row: Vec<f32> = self.class_probabilities.iter().map(|(_, p)| *p).collect();
+        let k = crate::analysis::three_class::decide(&row, self.threshold);
+        self.class_probabilities[k].0.clone()
+    }
+
+    /// The true class of the image under the model's task (a three-class model: its cause from the file name).
+    pub fn true_name(&self) -> String {
+        true_name(&self.path, self.truth, !self.class_probabilities.is_empty())
+    }
+}
+
+/// `truth` as a class name, or with `three_classes` NORMAL / BACTERIAL / VIRAL (the cause from the file name).
+pub fn true_name(path: &std::path::Path, truth: Class, three_classes: bool) -> String {
+    let cause = path.file_name().and_then(|n| n.to_str()).and_then(crate::data::Cause::of_file_name);
+    match (three_classes, truth, cause) {
+        (true, Class::Pneumonia, Some(crate::data::Cause::Bacterial)) => "BACTERIAL".into(),
+        (true, Class::Pneumonia, Some(crate::data::Cause::Viral)) => "VIRAL".into(),
+        _ => truth.folder().to_string(),
+    }
 }
 
 /// A Grad-CAM overlay picture (compared by identity: pictures are not diffed).
@@ -48,6 +77,8 @@ pub struct PredictState {
     pub result: Option<PredictResult>,
     /// Show the Grad-CAM overlay (key g) instead of the plain image.
     pub heatmap: bool,
+    /// The run's task is three-class: true labels shown as NORMAL / BACTERIAL / VIRAL.
+    pub three_classes: bool,
 }
 
 /// The picture of the selected image, owned by the event loop (a terminal resource, not App state).
@@ -94,27 +125,31 @@ pub fn render(m: &ModelView, p: &PredictState, image: &mut ImageView, frame: &mu
         .constraints([Constraint::Length(3), Constraint::Length(1), Constraint::Min(0)])
         .split(cols[1]);
     let (sel_path, truth) = &p.items[p.selected];
+    let three_classes = p.three_classes;
     let mut lines = vec![Line::from(format!(
         "{} · true label {}",
         sel_path.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
-        truth.folder()
+        true_name(sel_path, *truth, three_classes)
     ))];
     let mut gauge: Option<(f32, f32)> = None;
     match (&p.pending, &p.result) {
         (Some(pending), _) if pending == sel_path => lines.push(Line::from("classifying…")),
         (_, Some(r)) if &r.path == sel_path => match &r.outcome {
             Ok(prob) => {
-                let predicted = if *prob >= r.threshold { Class::Pneumonia } else { Class::Normal };
-                let right_answer = predicted == r.truth;
+                let predicted = r.called(*prob);
+                let right_answer = predicted == r.true_name();
+                let per_class: String =
+                    r.class_probabilities.iter().map(|(c, p)| format!("  {c} {:.0}%", 100.0 * p)).collect();
                 lines.push(Line::from(vec![
                     ratatui::text::Span::styled(
-                        format!("{} says {}", r.model.title(), predicted.folder()),
+                        format!("{} says {predicted}", r.model.title()),
                         Style::default().add_modifier(Modifier::BOLD),
                     ),
                     ratatui::text::Span::styled(
                         if right_answer { "  ✓ right" } else { "  ✗ wrong" },
                         Style::default().fg(if right_answer { Color::Green } else { Color::Red }),
                     ),
+                    ratatui::text::Span::raw(per_class),
                 ]));
                 gauge = Some((*prob, r.threshold));
             }

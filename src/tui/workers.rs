@@ -37,6 +37,7 @@ pub(super) fn spawn_predictor(max_side: u32) -> (Sender<Effect>, Receiver<Predic
             let Effect::Predict { path, checkpoint, model, truth, heatmap } = req else {
                 continue;
             };
+            let mut class_probabilities = Vec::new();
             let outcome = (|| -> std::result::Result<(f32, f32), String> {
                 if cache.as_ref().map(|c| &c.path) != Some(&checkpoint) {
                     let loaded = crate::train::predictor::Predictor::<Cpu>::load(&checkpoint, &device)
@@ -46,7 +47,10 @@ pub(super) fn spawn_predictor(max_side: u32) -> (Sender<Effect>, Receiver<Predic
                 let predictor = cache.as_ref().ok_or("no model")?;
                 let r = predictor.predict_files(std::slice::from_ref(&path), max_side, &device);
                 match r.into_iter().next() {
-                    Some(Ok(p)) => Ok((p.p_pneumonia, p.threshold)),
+                    Some(Ok(p)) => {
+                        class_probabilities = p.class_probabilities;
+                        Ok((p.p_pneumonia, p.threshold))
+                    }
                     Some(Err((_, e))) => Err(e),
                     None => Err("no result".into()),
                 }
@@ -69,7 +73,10 @@ pub(super) fn spawn_predictor(max_side: u32) -> (Sender<Effect>, Receiver<Predic
                     Some(Overlay(std::sync::Arc::new(e.overlay)))
                 })
                 .flatten();
-            if res_tx.send(PredictResult { path, model, truth, outcome, threshold, overlay }).is_err() {
+            if res_tx
+                .send(PredictResult { path, model, truth, outcome, threshold, class_probabilities, overlay })
+                .is_err()
+            {
                 return;
             }
         }

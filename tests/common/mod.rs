@@ -111,7 +111,7 @@ pub fn checkpoint_meta(kind: pneumoscope::model::ModelKind) -> pneumoscope::trai
         image_size: 32,
         mean: [0.1, 0.2, 0.3],
         std: [0.4, 0.5, 0.6],
-        class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+        class_names: vec!["NORMAL".into(), "PNEUMONIA".into()],
         threshold: 0.42,
         dropout: 0.5,
         epoch: 3,
