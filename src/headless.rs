@@ -235,6 +235,8 @@ pub fn run(handle: EngineHandle) -> crate::error::Result<RunReport> {
                     None => say(&bar, format!("{} {} in {}", model.name(), status.label(), fmt_secs(seconds))),
                 }
             }
+            // Only `view` replays several runs, in the dashboard.
+            TrainEvent::Replayed { .. } => {}
             TrainEvent::History { events } => {
                 // A resumed run: summarise what was done before instead of printing it again.
                 let epochs = events.iter().filter(|e| matches!(e, TrainEvent::EpochEnded { .. })).count();

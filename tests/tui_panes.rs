@@ -585,3 +585,93 @@ fn three_class_runs_show_the_3x3_matrix_and_three_probabilities() {
         assert!(s.contains("BACTERIAL 30%") && s.contains("VIRAL 50%"), "{s}");
     }
 }
+
+/// One finished run of the simple CNN, as `view` replays it beside others.
+fn replayed(index: usize, split_key: &str, val_acc: f64, scores: Vec<f32>) -> TrainEvent {
+    use pneumoscope::train::events::{ModelScores, RunScores, RunTag};
+    let truth: Vec<bool> = (0..scores.len()).map(|i| i % 2 == 1).collect();
+    let events = vec![
+        TrainEvent::RunStarted {
+            info: RunInfo {
+                run_dir: PathBuf::from(format!("runs/2026120{}-120000", index + 1)),
+                data_root: PathBuf::from("/data/chest_xray"),
+                source: pneumoscope::data::demo::DataSource::Folder,
+                models: vec![ModelKind::Simple],
+                device: "cpu".into(),
+                image_size: 64,
+                batch_size: 16,
+                epochs: 1,
+                threads: 2,
+                task: Default::default(),
+            },
+        },
+        TrainEvent::ModelStarted {
+            model: ModelKind::Simple,
+            index: 0,
+            params: 288_000,
+            steps_per_epoch: 10,
+            epochs: 1,
+            init: pneumoscope::model::Init::Scratch,
+        },
+        TrainEvent::EpochEnded {
+            model: ModelKind::Simple,
+            epoch: 1,
+            train_loss: 0.5,
+            train_accuracy: 0.8,
+            validation: Metrics { accuracy: val_acc, ..metrics(40, 10, 5, 45, 0.4) },
+            best: true,
+            seconds: 10.0,
+            images_per_sec: 50.0,
+            loader_wait: 0.0,
+        },
+        TrainEvent::ModelFinished { model: ModelKind::Simple, status: ModelStatus::Done, seconds: 10.0, error: None },
+        TrainEvent::Finished { run_dir: PathBuf::from("runs/x"), stopped: false },
+    ];
+    TrainEvent::Replayed {
+        run: RunTag {
+            index,
+            label: format!("r{}", index + 1),
+            legend: format!("2026120{}-120000 · chest_xray · 64 px · 1 epochs · pneumonia", index + 1),
+        },
+        scores: RunScores {
+            split_key: split_key.into(),
+            truth,
+            models: vec![ModelScores { model: ModelKind::Simple, scores, threshold: 0.5 }],
+        },
+        events,
+    }
+}
+
+#[test]
+fn several_runs_side_by_side_are_labelled_and_two_chosen_models_are_paired() {
+    let mut a = App::new(&[ModelKind::Simple]);
+    let good: Vec<f32> = (0..40).map(|i| if i % 2 == 1 { 0.8 } else { 0.2 }).collect();
+    let worse: Vec<f32> = (0..40).map(|i| if i % 2 == 1 || i % 8 == 0 { 0.7 } else { 0.3 }).collect();
+    a.on_event(replayed(0, "the test/ folder of /data/chest_xray", 0.9, good.clone()));
+    a.on_event(replayed(1, "the test/ folder of /data/chest_xray", 0.7, worse));
+    a.on_event(replayed(2, "films held out from /other/train by patient (15 %, seed 2, Patient split)", 0.8, good));
+    assert_eq!(a.models.len(), 3, "one simple CNN per run");
+    a.pane = Pane::Compare;
+    a.selected = 0;
+    for (w, h) in SIZES {
+        let s = draw(&a, w, h);
+        assert!(s.contains("simple·r2") && s.contains("simple·r3") || s.contains("Simple CNN · r2"), "{s}");
+        assert!(s.contains("r2 = 20261202-120000"), "the legend says which run is which: {s}");
+        assert!(s.contains("m marks a model"), "{s}");
+    }
+    // m marks r1's model; moving to r2's compares them on the same test images: r1 is right on 5 more of 40.
+    a.on_key(KeyEvent::new(KeyCode::Char('m'), KeyModifiers::NONE));
+    a.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE));
+    let s = draw(&a, 80, 24);
+    assert!(s.contains("simple·r2 − simple·r1 (paired, same test images): acc -12.5"), "{s}");
+    assert!(s.contains("◆"), "the marked model is shown: {s}");
+    // r3 was tested on other films: refused, saying why.
+    a.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE));
+    let s = draw(&a, 160, 48);
+    assert!(s.contains("not on the same test images") && s.contains("held out from /other/train"), "{s}");
+    // The predict pane browses r1's test films and says so for r3's model.
+    a.pane = Pane::Predict;
+    a.predict.items = vec![(PathBuf::from("/data/chest_xray/test/NORMAL/IM-0001-0001.jpeg"), Class::Normal)];
+    let s = draw(&a, 160, 48);
+    assert!(s.contains("these are r1's test films; simple·r3 was tested on other films"), "{s}");
+}

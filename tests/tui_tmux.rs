@@ -308,6 +308,53 @@ fn past_runs_are_listed_and_viewed_in_the_dashboard() {
     t.keys(&["q"]);
     assert_eq!(wait_file(&exit_file, 20).trim(), "0");
 
+    // A second run on the same folder, viewed beside the first: both runs' models in one list, labelled, and two
+    // chosen models paired on the same test images.
+    let o = run_in(
+        tmp.path(),
+        &[
+            "train",
+            "--no-tui",
+            "--data",
+            "data",
+            "--models",
+            "simple",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--seed",
+            "7",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let second = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("report.json").is_file() && !p.ends_with(std::path::Path::new(&run_dir)))
+        .find(|p| p.file_name() != std::path::Path::new(&run_dir).file_name())
+        .expect("the second run");
+    let exit2 = tmp.path().join("exit2");
+    let script = format!(
+        "cd {dir} && PNEUMOSCOPE_IMAGES=halfblocks {bin} view {run} {second}; echo $? > {exit}; sleep 60",
+        dir = tmp.path().display(),
+        bin = bin().display(),
+        run = run_dir,
+        second = second.display(),
+        exit = exit2.display()
+    );
+    let t2 = Tmux { socket: format!("pneumoscope-view2-{}", std::process::id()), session: "view2".into() };
+    assert!(t2.cmd(&["new-session", "-d", "-s", "view2", "-x", "80", "-y", "24", &script]).status.success());
+    t2.wait_for("finished", 30);
+    t2.keys(&["4"]);
+    let s = t2.wait_for("simple·r2", 5);
+    assert!(s.contains("simple·r1") && s.contains("r2 = "), "{s}");
+    t2.keys(&["m", "l"]);
+    let s = t2.wait_for("paired, same test images", 10);
+    assert!(s.contains("simple·r2 − simple·r1"), "{s}");
+    t2.keys(&["q"]);
+    assert_eq!(wait_file(&exit2, 20).trim(), "0");
+
     // Without its report (killed before the end), the run is listed as interrupted with what its journal kept.
     std::fs::remove_file(tmp.path().join(&run_dir).join("report.json")).unwrap();
     let out = text(&run_in(tmp.path(), &["runs"]));

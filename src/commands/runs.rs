@@ -45,7 +45,11 @@ pub fn table(list: &[RunSummary]) -> String {
                     .map_or_else(|| i.data_root.display().to_string(), |n| n.to_string_lossy().into());
                 let label = i.source.label();
                 let data = if label.is_empty() { data } else { format!("{data}: {label}") };
-                format!("{} px, {} epochs, {data}", i.image_size, i.epochs)
+                let task = match i.task {
+                    crate::data::Task::ThreeClass => ", three classes",
+                    crate::data::Task::Pneumonia => "",
+                };
+                format!("{} px, {} epochs{task}, {data}", i.image_size, i.epochs)
             }
             None => String::new(),
         };

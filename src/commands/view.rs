@@ -1,5 +1,6 @@
-//! `pneumoscope view RUN_DIR`: the dashboard on a finished or interrupted run, without training — class balance,
-//! curves, confusion, ROC, compare and predict (with that run's checkpoints, on its test split).
+//! `pneumoscope view RUN_DIR [RUN_DIR…]`: the dashboard on finished or interrupted runs, without training — class
+//! balance, curves, confusion, ROC, compare and predict (with the runs' checkpoints, on the first run's test
+//! split). Several runs are shown side by side: every model of every run, labelled r1, r2, …, in one list.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,21 +12,18 @@ use crate::train::runs;
 
 #[derive(Debug, Args)]
 pub struct ViewArgs {
-    /// A run folder (runs/<start time>/, as `pneumoscope runs` lists them).
+    /// Run folders (runs/<start time>/, as `pneumoscope runs` lists them); several are shown side by side.
     #[arg(required = true, value_name = "RUN_DIR")]
     pub runs: Vec<PathBuf>,
 }
 
 pub fn run(args: &ViewArgs) -> Result<i32> {
-    if args.runs.len() > 1 {
-        return Err(ConfigError::new(
-            "view opens one run at a time; several runs side by side are not supported yet (compare them with \
-             `pneumoscope runs`)",
-        )
-        .into());
-    }
     let dir = &args.runs[0];
-    let replay = runs::load(dir)?;
+    let mut replays = Vec::with_capacity(args.runs.len());
+    for d in &args.runs {
+        replays.push(runs::load(d)?);
+    }
+    let replay = &replays[0];
     if !std::io::stdout().is_terminal() {
         return Err(ConfigError::new(format!(
             "view needs a terminal; without one, read {} or list runs with `pneumoscope runs`",
@@ -48,7 +46,7 @@ pub fn run(args: &ViewArgs) -> Result<i32> {
     };
     // What would go to stderr while the dashboard holds the terminal; the run folder is left as it is.
     let log_file = std::env::temp_dir().join(format!("pneumoscope-view-{}.log", std::process::id()));
-    let handle = replay.into_handle();
+    let handle = if replays.len() == 1 { replays.remove(0).into_handle() } else { runs::side_by_side(replays) };
     let signals = crate::signals::forward_stop_signals(handle.commands.clone())?;
     crate::tui::run(handle, &models, test_items, data_cfg.max_image_side, &log_file, &signals)?;
     Ok(exit::OK)

@@ -203,6 +203,43 @@ pub enum TrainEvent {
     History {
         events: Vec<TrainEvent>,
     },
+    /// `view` with several runs: one past run's events, shown beside the others (its models told apart by
+    /// `run.index`), with the test scores its models were analysed with.
+    Replayed {
+        run: RunTag,
+        scores: RunScores,
+        events: Vec<TrainEvent>,
+    },
+}
+
+/// Which of several runs shown side by side an event belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTag {
+    /// 0 for the first run named, 1 for the second, ….
+    pub index: usize,
+    /// Short, shown after model names: "r1", "r2", ….
+    pub label: String,
+    /// One line: start time, data, size, epochs, task, initialisation.
+    pub legend: String,
+}
+
+/// A run's test scores, for paired differences between models of different runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunScores {
+    /// Which test images these are: runs with equal keys (and equal truth) were tested on the same images.
+    pub split_key: String,
+    /// True for each PNEUMONIA test image, in evaluation order.
+    pub truth: Vec<bool>,
+    /// Each tested model's P(pneumonia) per test image and its operating point.
+    pub models: Vec<ModelScores>,
+}
+
+/// One model's test scores and operating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelScores {
+    pub model: ModelKind,
+    pub scores: Vec<f32>,
+    pub threshold: f32,
 }
 
 /// A duration in seconds as `1h05m` or `4m07s` (ETAs and training times in both front-ends).

@@ -10,7 +10,7 @@ use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use super::engine::EngineHandle;
-use super::events::{RunInfo, TrainEvent};
+use super::events::{ModelScores, RunInfo, RunScores, RunTag, TrainEvent};
 use super::report::RunReport;
 use crate::error::{ConfigError, Result};
 
@@ -144,7 +144,7 @@ pub fn summarize(dir: &Path) -> RunSummary {
                     if let Some(f) = s.models.iter_mut().find(|f| f.model == model) {
                         f.status = "interrupted".into();
                         f.epochs_done = f.epochs_done.max(epoch);
-                        let acc = validation.accuracy;
+                        let acc = validation.task_accuracy();
                         f.best_val_accuracy = Some(f.best_val_accuracy.map_or(acc, |b: f64| b.max(acc)));
                     }
                 }
@@ -256,6 +256,85 @@ impl Replay {
         });
         EngineHandle { events: ev_rx, commands: cmd_tx, thread }
     }
+}
+
+impl Replay {
+    /// Which test images the run was tested on: the data folder's test/ split, or the split held out from its
+    /// train/ with the run's seed and fractions (runs with the same key were tested on the same images).
+    pub fn split_key(&self) -> String {
+        let root = std::fs::canonicalize(&self.info.data_root).unwrap_or_else(|_| self.info.data_root.clone());
+        let source = self.report.as_ref().map(|r| r.test_source);
+        match (source, &self.config) {
+            (Some(crate::data::split::TestSource::Folder), _) => format!("the test/ folder of {}", root.display()),
+            (Some(crate::data::split::TestSource::HeldOut { fraction }), Some(c)) => format!(
+                "films held out from {}/train by patient ({:.0} %, seed {}, {:?} split)",
+                root.display(),
+                100.0 * fraction,
+                c.data.seed,
+                c.data.split
+            ),
+            _ => format!("the unrecorded test split of {}", self.info.run_dir.display()),
+        }
+    }
+
+    /// One line for the run's legend: folder, data, size, epochs, task.
+    pub fn legend(&self) -> String {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let i = &self.info;
+        format!(
+            "{} · {}{} · {} px · {} epochs · {}",
+            name(&i.run_dir),
+            name(&i.data_root),
+            match i.source {
+                crate::data::demo::DataSource::Folder => "",
+                crate::data::demo::DataSource::RealSubset => " (real subset)",
+                crate::data::demo::DataSource::Synthetic => " (SYNTHETIC)",
+            },
+            i.image_size,
+            i.epochs,
+            i.task
+        )
+    }
+
+    /// What the run's tested models scored on each test image, at their operating points.
+    pub fn scores(&self) -> RunScores {
+        let Some(r) = &self.report else {
+            return RunScores { split_key: self.split_key(), ..Default::default() };
+        };
+        let models = r
+            .models
+            .iter()
+            .filter(|m| !m.test_scores.is_empty() && m.test_scores.len() == r.test_truth.len())
+            .map(|m| ModelScores {
+                model: m.model,
+                scores: m.test_scores.clone(),
+                threshold: m.evaluation.as_ref().map(|e| e.threshold).unwrap_or(0.5),
+            })
+            .collect();
+        RunScores { split_key: self.split_key(), truth: r.test_truth.clone(), models }
+    }
+}
+
+/// Several runs for `view A B …`: an engine handle that sends each run's events as one `Replayed` event (the run
+/// tagged r1, r2, … in the order given), then ends. Its result is the first run's report.
+pub fn side_by_side(replays: Vec<Replay>) -> EngineHandle {
+    let (ev_tx, ev_rx) = unbounded();
+    let (cmd_tx, _cmd_rx) = unbounded();
+    let mut first_report = None;
+    let first_dir = replays.first().map(|r| r.info.run_dir.clone()).unwrap_or_default();
+    for (index, replay) in replays.into_iter().enumerate() {
+        let run = RunTag { index, label: format!("r{}", index + 1), legend: replay.legend() };
+        let scores = replay.scores();
+        if index == 0 {
+            first_report = replay.report.clone();
+        }
+        let _ = ev_tx.send(TrainEvent::Replayed { run, scores, events: replay.events });
+    }
+    drop(ev_tx);
+    let thread = std::thread::spawn(move || {
+        first_report.ok_or_else(|| anyhow::anyhow!("run {} has no report (interrupted)", first_dir.display()))
+    });
+    EngineHandle { events: ev_rx, commands: cmd_tx, thread }
 }
 
 #[cfg(test)]

@@ -57,6 +57,15 @@ pub struct App {
     pub device_note: Option<String>,
     /// Paired bootstrap differences between the tested models.
     pub differences: Vec<crate::train::events::PairDifference>,
+    /// Several runs side by side (`view A B …`): each run's tag, by index (empty for one run or a training).
+    pub runs: Vec<crate::train::events::RunTag>,
+    /// The run whose events are being applied (models are told apart by (run, kind)).
+    pub(super) active_run: usize,
+    /// Each run's test images, for paired differences across runs.
+    pub run_tests: super::pairing::RunTests,
+    /// The model marked with `m` in the compare pane; the selected one is compared with it.
+    pub marked: Option<usize>,
+    pub pair: Option<super::pairing::Pair>,
 }
 
 impl App {
@@ -85,6 +94,11 @@ impl App {
             hung_up: false,
             device_note: None,
             differences: Vec::new(),
+            runs: Vec::new(),
+            active_run: 0,
+            run_tests: Default::default(),
+            marked: None,
+            pair: None,
         }
     }
 
@@ -96,12 +110,20 @@ impl App {
         &self.models[self.selected.min(self.models.len().saturating_sub(1))]
     }
 
-    /// The view of `kind`; the ensemble's row is added when the engine first reports it (after the models).
-    fn model_mut(&mut self, kind: ModelKind) -> Option<&mut ModelView> {
-        if kind == ModelKind::Ensemble && !self.models.iter().any(|m| m.kind == kind) {
-            self.models.push(ModelView::new(kind));
+    /// The view of `kind` in the run being applied; the ensemble's row is added when the engine first reports it
+    /// (after the models).
+    pub(super) fn model_mut(&mut self, kind: ModelKind) -> Option<&mut ModelView> {
+        let run = self.active_run;
+        if kind == ModelKind::Ensemble && !self.models.iter().any(|m| m.kind == kind && m.run == run) {
+            let view = match self.runs.get(run) {
+                Some(tag) => ModelView::of_run(kind, run, &tag.label),
+                None => ModelView::new(kind),
+            };
+            // After the run's last model, so each run's rows stay together.
+            let at = self.models.iter().rposition(|m| m.run == run).map_or(self.models.len(), |i| i + 1);
+            self.models.insert(at, view);
         }
-        self.models.iter_mut().find(|m| m.kind == kind)
+        self.models.iter_mut().find(|m| m.kind == kind && m.run == run)
     }
 
     fn note(&mut self, line: String) {
@@ -206,6 +228,7 @@ impl App {
                     self.on_event(e);
                 }
             }
+            TrainEvent::Replayed { run, scores, events } => self.on_replayed(run, scores, events),
             TrainEvent::Paused => self.paused = true,
             TrainEvent::Resumed => self.paused = false,
             TrainEvent::Finished { stopped, .. } => {
@@ -261,10 +284,15 @@ impl App {
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-10),
             Action::PageDown => self.move_selection(10),
-            Action::NextModel if !self.models.is_empty() => self.selected = (self.selected + 1) % self.models.len(),
-            Action::PrevModel if !self.models.is_empty() => {
-                self.selected = (self.selected + self.models.len() - 1) % self.models.len()
+            Action::NextModel if !self.models.is_empty() => {
+                self.selected = (self.selected + 1) % self.models.len();
+                self.refresh_pair();
             }
+            Action::PrevModel if !self.models.is_empty() => {
+                self.selected = (self.selected + self.models.len() - 1) % self.models.len();
+                self.refresh_pair();
+            }
+            Action::Mark => self.toggle_mark(),
             Action::NextModel | Action::PrevModel => {}
             Action::Select => {
                 if self.pane == Pane::Predict {

@@ -34,7 +34,7 @@ pub fn progress_line(m: &ModelView) -> String {
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let m = app.current();
-    let title = format!(" {} — {} ", m.kind.title(), if app.per_epoch { "per epoch" } else { "per batch" });
+    let title = format!(" {} — {} ", m.title(), if app.per_epoch { "per epoch" } else { "per batch" });
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);

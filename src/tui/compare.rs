@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table};
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::app::App;
@@ -28,7 +28,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let mut parts: Vec<String> = networks
             .iter()
             .filter(|m| m.init != Init::Scratch)
-            .map(|m| format!("{} {}", m.kind.name(), m.init.short()))
+            .map(|m| format!("{} {}", m.name(), m.init.short()))
             .collect();
         if networks.iter().any(|m| m.init == Init::Scratch) {
             parts.push("others scratch".into());
@@ -55,7 +55,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             };
             Line::from(format!(
                 "{}: {auc} · acc@{:.2} {:.1} [{:.1}–{:.1}]",
-                m.kind.name(),
+                m.name(),
                 e.threshold,
                 100.0 * o.accuracy,
                 100.0 * c.accuracy.lo,
@@ -74,12 +74,28 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             noise(&d.accuracy)
         )));
     }
-    let notes_h = (notes.len() as u16).min(inner.height.saturating_sub(table_h));
+    // Two chosen models (m marks one; the selected one is compared with it), then which run is which.
+    let mut chosen: Vec<Line> = Vec::new();
+    if let Some(p) = &app.pair {
+        let style = Style::default().fg(if p.outcome.is_ok() { Color::White } else { Color::Yellow });
+        chosen.push(Line::styled(super::pairing::describe(&app.models, p), style));
+    } else if let Some(m) = app.marked.and_then(|i| app.models.get(i)) {
+        chosen.push(Line::from(format!("marked {}: select another model (←/→) to compare it (m: unmark)", m.name())));
+    } else if app.runs.len() > 1 {
+        chosen.push(Line::from("m marks a model; the selected one is then compared with it on the same test images"));
+    }
+    if app.runs.len() > 1 {
+        chosen.extend(app.runs.iter().map(|r| Line::from(format!("{} = {}", r.label, r.legend))));
+    }
+    notes.splice(0..0, chosen);
+    // Long lines wrap: each takes as many rows as its width needs.
+    let rows_of = |l: &Line| (l.width().max(1) as u16).div_ceil(inner.width.max(1));
+    let notes_h = notes.iter().map(rows_of).sum::<u16>().min(inner.height.saturating_sub(table_h));
     let parts = Layout::default()
         .direction(Direction::Vertical)
         .constraints([Constraint::Length(table_h), Constraint::Length(notes_h), Constraint::Min(0)])
         .split(inner);
-    frame.render_widget(Paragraph::new(notes), parts[1]);
+    frame.render_widget(Paragraph::new(notes).wrap(Wrap { trim: false }), parts[1]);
     let parts = [parts[0], parts[2]];
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     let rows: Vec<Row> = app
@@ -94,8 +110,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 _ => Style::default(),
             };
             let t = m.test.as_ref();
-            let label = if wide { m.kind.title() } else { m.kind.name() };
-            let name = format!("{}{}", if i == app.selected { "▶ " } else { "  " }, label);
+            let label = if wide { m.title() } else { m.name() };
+            let mark = match (i == app.selected, app.marked == Some(i)) {
+                (true, _) => "▶ ",
+                (false, true) => "◆ ",
+                _ => "  ",
+            };
+            let name = format!("{mark}{label}");
             let time = if m.status == ModelStatus::Queued { "-".into() } else { fmt_secs(m.seconds.max(0.0)) };
             Row::new(
                 vec![
@@ -144,7 +165,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .enumerate()
         .map(|(i, m)| {
             Dataset::default()
-                .name(m.kind.name())
+                .name(m.name())
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
                 .style(Style::default().fg(COLORS[i % COLORS.len()]))

@@ -31,7 +31,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         (Split::Test, Some(t)) => (Some(t), "test (best checkpoint)"),
         _ => (m.last_val, "validation (latest epoch)"),
     };
-    let title = format!(" Confusion — {} — {label} ", m.kind.title());
+    let title = format!(" Confusion — {} — {label} ", m.title());
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);

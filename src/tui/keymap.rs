@@ -55,6 +55,7 @@ pub enum Action {
     ToggleChartScale,
     ToggleSplit,
     ToggleHeatmap,
+    Mark,
 }
 
 /// One row of the key map.
@@ -151,6 +152,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::ToggleHeatmap,
         help: "Grad-CAM heatmap on / off",
     },
+    Binding { keys: "m", codes: &[KeyCode::Char('m')], action: Action::Mark, help: "compare: pair two models" },
     Binding { keys: "?", codes: &[KeyCode::Char('?')], action: Action::Help, help: "this help" },
     Binding { keys: "esc", codes: &[KeyCode::Esc], action: Action::Close, help: "close help / popup" },
     Binding { keys: "q", codes: &[KeyCode::Char('q')], action: Action::Quit, help: "quit (asks while training)" },

@@ -10,8 +10,10 @@ pub mod confusion;
 pub mod help;
 pub mod keymap;
 pub mod model_view;
+pub mod pairing;
 pub mod predict;
 pub mod roc;
+mod side_by_side;
 mod terminal;
 mod workers;
 
@@ -95,7 +97,7 @@ pub fn render(app: &App, image: &mut ImageView, frame: &mut Frame) {
 fn header(app: &App, width: u16) -> Line<'static> {
     let mut spans = vec![Span::styled("pneumoscope", Style::default().add_modifier(Modifier::BOLD))];
     let m = app.current();
-    spans.push(Span::raw(format!(" · {} ({}/{})", m.kind.name(), app.selected + 1, app.models.len())));
+    spans.push(Span::raw(format!(" · {} ({}/{})", m.name(), app.selected + 1, app.models.len())));
     if let Some(i) = &app.info {
         use crate::data::demo::DataSource;
         let tag = match i.source {

@@ -38,6 +38,12 @@ pub struct ModelView {
     pub best_checkpoint: Option<PathBuf>,
     pub error: Option<String>,
     pub init: Init,
+    /// Which run the model belongs to when several are shown side by side (`view A B`): 0, 1, ….
+    pub run: usize,
+    /// That run's short label ("r1"), shown after the model's name; None with a single run.
+    pub run_label: Option<String>,
+    /// P(pneumonia) of each test image and the operating point, for paired differences across runs.
+    pub test_scores: Option<(Vec<f32>, f32)>,
 }
 
 impl ModelView {
@@ -68,6 +74,30 @@ impl ModelView {
             best_checkpoint: None,
             error: None,
             init: if kind.is_network() { Init::Scratch } else { Init::Mean(Vec::new()) },
+            run: 0,
+            run_label: None,
+            test_scores: None,
+        }
+    }
+
+    /// The same model of run `run`, labelled `label`.
+    pub fn of_run(kind: ModelKind, run: usize, label: &str) -> Self {
+        Self { run, run_label: Some(label.to_string()), ..Self::new(kind) }
+    }
+
+    /// The model's short name, with its run's label when several runs are shown ("regularized·r2").
+    pub fn name(&self) -> String {
+        match &self.run_label {
+            Some(r) => format!("{}·{r}", self.kind.name()),
+            None => self.kind.name().to_string(),
+        }
+    }
+
+    /// The model's title, with its run's label when several runs are shown ("Regularized CNN · r2").
+    pub fn title(&self) -> String {
+        match &self.run_label {
+            Some(r) => format!("{} · {r}", self.kind.title()),
+            None => self.kind.title().to_string(),
         }
     }
 }

@@ -79,6 +79,9 @@ pub struct PredictState {
     pub heatmap: bool,
     /// The run's task is three-class: true labels shown as NORMAL / BACTERIAL / VIRAL.
     pub three_classes: bool,
+    /// Several runs side by side: these are the first run's test images; this says which runs were tested on
+    /// other images (and may have trained on some of these), by run index.
+    pub foreign_runs: Vec<usize>,
 }
 
 /// The picture of the selected image, owned by the event loop (a terminal resource, not App state).
@@ -92,7 +95,7 @@ pub struct ImageView {
 
 /// The pane: the selected test image, and what model `m` made of it.
 pub fn render(m: &ModelView, p: &PredictState, image: &mut ImageView, frame: &mut Frame, area: Rect) {
-    let title = format!(" Predict with {} ({}) — enter: classify, ←/→: model ", m.kind.name(), m.status.label());
+    let title = format!(" Predict with {} ({}) — enter: classify, ←/→: model ", m.name(), m.status.label());
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -156,6 +159,15 @@ pub fn render(m: &ModelView, p: &PredictState, image: &mut ImageView, frame: &mu
             Err(e) => lines.push(Line::styled(e.clone(), Style::default().fg(Color::Red))),
         },
         _ => lines.push(Line::from("press enter to classify this image")),
+    }
+    if p.foreign_runs.contains(&m.run) {
+        lines.push(Line::styled(
+            format!(
+                "these are r1's test films; {} was tested on other films and may have trained on some of them",
+                m.name()
+            ),
+            Style::default().fg(Color::Yellow),
+        ));
     }
     if p.heatmap && !m.kind.is_network() {
         lines.push(Line::styled(

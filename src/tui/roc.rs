@@ -19,8 +19,7 @@ fn rate(v: f64, ci: Interval) -> String {
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let m = app.current();
-    let block =
-        Block::default().borders(Borders::ALL).title(format!(" ROC — {} — test and validation ", m.kind.title()));
+    let block = Block::default().borders(Borders::ALL).title(format!(" ROC — {} — test and validation ", m.title()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(e) = &m.evaluation else {
