@@ -137,7 +137,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     let mut widths = vec![
-        Constraint::Length(if wide { 18 } else { 13 }),
+        // Room for the run labels ("regularized·r2") when several runs are shown.
+        Constraint::Length(match (wide, app.runs.len() > 1) {
+            (true, true) => 24,
+            (true, false) => 18,
+            (false, true) => 16,
+            (false, false) => 13,
+        }),
         Constraint::Length(8),
         Constraint::Length(8),
         Constraint::Length(7),
