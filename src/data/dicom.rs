@@ -17,7 +17,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
-use super::image::ImageError;
+use super::image_error::ImageError;
 use super::pixels::WINDOW_CLIP;
 
 /// A DICOM file begins with a 128-byte preamble and the magic `DICM`.

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod demo;
 pub mod dicom;
 pub mod image;
+pub mod image_error;
 pub mod layout;
 pub mod loader;
 pub mod pixels;
