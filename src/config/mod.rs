@@ -67,7 +67,63 @@ pub struct DataConfig {
     pub max_image_side: u32,
     /// `pneumonia` (NORMAL vs PNEUMONIA, default) or `three-class` (NORMAL / BACTERIAL / VIRAL, from the
     /// Kaggle file names).
-    pub task: crate::data::Task,
+    pub task: Task,
+}
+
+/// What the models are trained to tell apart: NORMAL vs PNEUMONIA (the default), or Kermany et al.'s second
+/// task, NORMAL / BACTERIAL / VIRAL (`data.task = "three-class"`). In both, P(pneumonia) is 1 − P(NORMAL), so
+/// the two-class figures, thresholds and ensemble apply to either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    #[default]
+    Pneumonia,
+    ThreeClass,
+}
+
+impl Task {
+    /// The two-class task's classes (the Kaggle folder names; `data::Class::NAMES`).
+    pub const TWO_CLASS_NAMES: [&'static str; 2] = ["NORMAL", "PNEUMONIA"];
+    pub const THREE_CLASS_NAMES: [&'static str; 3] = ["NORMAL", "BACTERIAL", "VIRAL"];
+
+    /// The class names in the order of the model's logits (also what checkpoints record).
+    pub fn class_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Pneumonia => &Self::TWO_CLASS_NAMES,
+            Task::ThreeClass => &Self::THREE_CLASS_NAMES,
+        }
+    }
+    pub fn classes(self) -> usize {
+        self.class_names().len()
+    }
+    /// The task whose class names these are (a checkpoint's header), or None.
+    pub fn of_class_names<S: AsRef<str>>(names: &[S]) -> Option<Task> {
+        [Task::Pneumonia, Task::ThreeClass]
+            .into_iter()
+            .find(|t| t.classes() == names.len() && t.class_names().iter().zip(names).all(|(a, b)| *a == b.as_ref()))
+    }
+    /// From its name (`pneumonia`, `three-class`), for the command line.
+    pub fn parse(s: &str) -> std::result::Result<Task, String> {
+        match s {
+            "pneumonia" => Ok(Task::Pneumonia),
+            "three-class" => Ok(Task::ThreeClass),
+            _ => Err(format!("`{s}` (allowed: pneumonia, three-class)")),
+        }
+    }
+
+    /// As the config writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Pneumonia => "pneumonia",
+            Task::ThreeClass => "three-class",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Which built-in data set `pneumoscope` trains on when the default data folder does not exist.
@@ -287,7 +343,7 @@ impl Default for DataConfig {
             brightness: 0.2,
             contrast: 0.2,
             max_image_side: 12_000,
-            task: crate::data::Task::Pneumonia,
+            task: Task::Pneumonia,
         }
     }
 }
