@@ -54,8 +54,17 @@ fn synth_is_byte_identical_for_a_seed_and_mirrors_the_kaggle_layout() {
     assert!((1.4..1.95).contains(&test_ratio), "test imbalance 1:{test_ratio}");
     let ch = &v["splits"]["train"]["PNEUMONIA"]["channels"];
     assert!(ch["1"].as_u64().unwrap() > 0 && ch["3"].as_u64().unwrap() > 0, "mix of 1- and 3-channel files: {ch}");
+    // The causes the PNEUMONIA file names state (the three-class task's classes) add up to the class.
+    let causes = &v["splits"]["train"]["PNEUMONIA"]["causes"];
+    let cause = |k: &str| causes[k].as_u64().unwrap_or(0) as f64;
+    assert!(cause("bacterial") > 0.0 && cause("viral") > 0.0, "{causes}");
+    assert_eq!(
+        cause("bacterial") + cause("viral"),
+        v["splits"]["train"]["PNEUMONIA"]["files"].as_u64().unwrap() as f64
+    );
     let text_out = run_in(tmp.path(), &["data", "stats", "--data", parent.to_str().unwrap()]);
     assert!(text(&text_out).contains("SYNTHETIC"), "{}", text(&text_out));
+    assert!(text(&text_out).contains("PNEUMONIA by cause"), "{}", text(&text_out));
 }
 
 #[test]

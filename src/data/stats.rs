@@ -30,6 +30,9 @@ pub struct ClassStats {
     /// DICOM films by "modality photometric-interpretation" (e.g. "CR MONOCHROME1") → files.
     #[serde(default)]
     pub dicom: BTreeMap<String, usize>,
+    /// PNEUMONIA files by the cause their names state ("bacterial", "viral", "unstated"): the three-class task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub causes: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +82,14 @@ pub fn compute(root: &Path, max_side: u32, progress: &(dyn Fn(usize, usize) + Sy
             .entry(sample.label.folder().to_string())
             .or_default();
         entry.files += 1;
+        if sample.label == Class::Pneumonia {
+            let cause = match sample.cause {
+                Some(super::Cause::Bacterial) => "bacterial",
+                Some(super::Cause::Viral) => "viral",
+                None => "unstated",
+            };
+            *entry.causes.entry(cause.into()).or_default() += 1;
+        }
         patients
             .entry((split.folder().to_string(), sample.label.folder().to_string()))
             .or_default()
@@ -150,6 +161,16 @@ impl DataStats {
                     mix,
                     range(c.min_width, c.max_width),
                     range(c.min_height, c.max_height)
+                ));
+            }
+            if let Some(c) = classes.get(Class::Pneumonia.folder()).filter(|c| !c.causes.is_empty()) {
+                let n = |k: &str| c.causes.get(k).copied().unwrap_or(0);
+                s.push_str(&format!(
+                    "{:<6} PNEUMONIA by cause (file names; --task three-class): bacterial {}, viral {}{}\n",
+                    "",
+                    n("bacterial"),
+                    n("viral"),
+                    if n("unstated") > 0 { format!(", unstated {}", n("unstated")) } else { String::new() }
                 ));
             }
             let n = |k: Class| classes.get(k.folder()).map(|c| c.readable).unwrap_or(0);
