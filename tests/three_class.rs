@@ -62,6 +62,28 @@ fn a_three_class_run_reports_three_classes_and_its_checkpoints_predict_and_eval_
         assert_eq!(three["per_class"].as_array().unwrap().len(), 3);
         assert!(three["bacterial_vs_viral"]["films"].as_u64().unwrap() > 0);
     }
+    // The ensemble's validation figures are three-class like its members': from its mean class probabilities.
+    let targets: Vec<usize> =
+        report["validation_targets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let probs: Vec<f64> =
+        models[2]["validation_probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(probs.len(), 3 * targets.len());
+    let right = probs
+        .chunks(3)
+        .zip(&targets)
+        .filter(|(r, &t)| {
+            let called = if r[1] + r[2] < 0.5 {
+                0
+            } else if r[2] > r[1] {
+                2
+            } else {
+                1
+            };
+            called == t
+        })
+        .count();
+    let acc = models[2]["best_val_accuracy"].as_f64().unwrap();
+    assert!((acc - right as f64 / targets.len() as f64).abs() < 1e-9, "{acc}");
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("## Three classes (test)") && md.contains("| true \\ called | NORMAL | BACTERIAL | VIRAL |"));
     assert!(md.contains("| split | NORMAL | BACTERIAL | VIRAL | total |"), "{md}");

@@ -38,18 +38,20 @@ pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
             // same test-time views when evaluation.tta > 1).
             let tta = cfg.evaluation.tta;
             let k = model.classes();
-            let (val_scores, m, scores, test_probs) = if tta <= 1 {
+            let (val_scores, val_probs, m, scores, test_probs) = if tta <= 1 {
                 let val = evaluate(&model, data.val.clone(), &spec, weights, 0.5, device);
                 let test = evaluate(&model, data.test.clone(), &spec, weights, 0.5, device);
-                (val.scores, test.metrics, test.scores, test.probs)
+                (val.scores, val.probs, test.metrics, test.scores, test.probs)
             } else {
                 // The class probabilities averaged over the views; P(pneumonia) from their mean.
                 let probs = |ds: Arc<Dataset>| evaluate(&model, ds, &spec, weights, 0.5, device).probs;
-                let val_scores = pneumonia_scores(&over_views(&data.val, tta, probs), k);
+                let val_probs = over_views(&data.val, tta, probs);
+                let val_scores = pneumonia_scores(&val_probs, k);
                 let test_probs = over_views(&data.test, tta, probs);
                 let scores = pneumonia_scores(&test_probs, k);
                 let loss = probability_loss(&scores, &report.test_truth);
-                (val_scores, Metrics::from_scores(&scores, &report.test_truth, loss, 0.5), scores, test_probs)
+                let m = Metrics::from_scores(&scores, &report.test_truth, loss, 0.5);
+                (val_scores, val_probs, m, scores, test_probs)
             };
             let mut ev = crate::analysis::evaluate(
                 (&val_scores, &data.val.truth()),
@@ -83,6 +85,7 @@ pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
             result.test_scores = scores;
             result.validation_scores = val_scores.clone();
             result.test_probs = if three_class { test_probs } else { Vec::new() };
+            result.validation_probs = if three_class { val_probs } else { Vec::new() };
             result.evaluation = Some(ev.clone());
             emit.send(TrainEvent::Evaluated { model: kind, split: EvalSplit::Test, metrics: m });
             report.models[index] = result.clone();

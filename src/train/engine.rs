@@ -104,6 +104,10 @@ fn run<B: crate::model::Kernels + AdamKernel>(
             crate::data::Task::ThreeClass => data.test.targets(cfg.data.task),
             crate::data::Task::Pneumonia => Vec::new(),
         },
+        validation_targets: match cfg.data.task {
+            crate::data::Task::ThreeClass => data.val.targets(cfg.data.task),
+            crate::data::Task::Pneumonia => Vec::new(),
+        },
         differences: Vec::new(),
     };
     super::report_files::write(&report, &setup.run_dir)?;

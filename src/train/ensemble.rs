@@ -49,6 +49,19 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
     } else {
         Vec::new()
     };
+    let val_probs = if !report.validation_targets.is_empty()
+        && members.iter().all(|m| m.validation_probs.len() == 3 * report.validation_targets.len())
+    {
+        mean_scores(&members.iter().map(|m| m.validation_probs.as_slice()).collect::<Vec<_>>())
+    } else {
+        Vec::new()
+    };
+    // Validation loss and accuracy over the task's classes, as the members report theirs.
+    let (val_loss, val_accuracy) = if val_probs.is_empty() {
+        (val_loss, Metrics::from_scores(&val, &report.validation_truth, val_loss, 0.5).accuracy)
+    } else {
+        three_class_loss_and_accuracy(&val_probs, &report.validation_targets)
+    };
     let mut ev = ev;
     if !test_probs.is_empty() {
         ev.three_class = Some(crate::analysis::three_class::evaluate(
@@ -69,7 +82,7 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         params: members.iter().map(|m| m.params).sum(),
         epochs_done: members.iter().map(|m| m.epochs_done).max().unwrap_or(0),
         best_val_loss: Some(val_loss),
-        best_val_accuracy: Some(Metrics::from_scores(&val, &report.validation_truth, val_loss, 0.5).accuracy),
+        best_val_accuracy: Some(val_accuracy),
         test: Some(Metrics::from_scores(&test, &report.test_truth, test_loss, 0.5)),
         train_seconds: members.iter().map(|m| m.train_seconds).sum(),
         init: Init::Mean(members.iter().map(|m| m.model).collect()),
@@ -77,9 +90,20 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
         test_scores: test,
         validation_scores: val,
         test_probs,
+        validation_probs: val_probs,
         ..ModelResult::new(ModelKind::Ensemble)
     };
     Some((result, manifest))
+}
+
+/// Mean cross-entropy of row-major N × 3 class probabilities against the true classes (clamped to
+/// [1e-7, 1]), and the share called right at P(pneumonia) ≥ 0.5.
+fn three_class_loss_and_accuracy(probs: &[f32], targets: &[usize]) -> (f64, f64) {
+    let n = targets.len().max(1) as f64;
+    let rows = probs.chunks(3).zip(targets);
+    let loss = rows.clone().map(|(r, &t)| -(r[t] as f64).clamp(1e-7, 1.0).ln()).sum::<f64>() / n;
+    let right = rows.filter(|(r, &t)| crate::analysis::three_class::decide(r, 0.5) == t).count();
+    (loss, right as f64 / n)
 }
 
 #[cfg(test)]
@@ -121,6 +145,7 @@ mod tests {
             test_truth: vec![false, false, true, true],
             validation_truth: vec![false, true, true],
             test_targets: vec![],
+            validation_targets: vec![],
             differences: vec![],
         }
     }

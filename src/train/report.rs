@@ -40,6 +40,9 @@ pub struct ModelResult {
     /// The three-class task: each test image's NORMAL, BACTERIAL and VIRAL probabilities (row-major N × 3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_probs: Vec<f32>,
+    /// The same for the validation images (what the ensemble's validation loss and accuracy come from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_probs: Vec<f32>,
     /// Checkpoints or headers that could not be written (a full disk): the run does not claim them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsaved: Vec<String>,
@@ -66,6 +69,7 @@ impl ModelResult {
             test_scores: Vec::new(),
             validation_scores: Vec::new(),
             test_probs: Vec::new(),
+            validation_probs: Vec::new(),
             unsaved: Vec::new(),
         }
     }
@@ -90,6 +94,9 @@ pub struct RunReport {
     /// The three-class task: each test image's true class (0 NORMAL, 1 BACTERIAL, 2 VIRAL), in evaluation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_targets: Vec<usize>,
+    /// The same for the validation images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_targets: Vec<usize>,
     /// Paired bootstrap differences between the tested models.
     #[serde(default)]
     pub differences: Vec<super::events::PairDifference>,
