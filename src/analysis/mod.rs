@@ -207,6 +207,14 @@ pub struct Evaluation {
     pub three_class: Option<three_class::ThreeClassEvaluation>,
 }
 
+impl Evaluation {
+    /// Adds the three-class figures from the test images' class probabilities (row-major N × 3) and true
+    /// classes, taken at this evaluation's operating point.
+    pub fn add_three_class(&mut self, probs: &[f32], targets: &[usize], resamples: usize, seed: u64) {
+        self.three_class = Some(three_class::evaluate(probs, targets, self.threshold, resamples, seed));
+    }
+}
+
 /// Everything above from the validation and test scores of one model.
 pub fn evaluate(
     val: (&[f32], &[bool]),

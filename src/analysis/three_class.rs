@@ -89,6 +89,22 @@ fn auc_ci(a: Option<f64>, ci: Option<Interval>) -> String {
 }
 
 impl ThreeClassEvaluation {
+    /// Each class's row: name, films, sensitivity, specificity and AUC with their intervals.
+    fn class_rows(&self) -> Vec<[String; 5]> {
+        self.per_class
+            .iter()
+            .map(|c| {
+                [
+                    c.name.clone(),
+                    c.count.to_string(),
+                    pct(c.sensitivity, c.sensitivity_ci),
+                    pct(c.specificity, c.specificity_ci),
+                    auc_ci(c.auc, c.auc_ci),
+                ]
+            })
+            .collect()
+    }
+
     /// The figures as plain text (`eval`).
     pub fn text(&self) -> String {
         let mut s = format!(
@@ -109,15 +125,8 @@ impl ThreeClassEvaluation {
             "\n{:<10} {:>5}  {:<22} {:<22} {}\n",
             "class", "films", "sensitivity", "specificity", "AUC (one vs rest)"
         );
-        for c in &self.per_class {
-            s += &format!(
-                "{:<10} {:>5}  {:<22} {:<22} {}\n",
-                c.name,
-                c.count,
-                pct(c.sensitivity, c.sensitivity_ci),
-                pct(c.specificity, c.specificity_ci),
-                auc_ci(c.auc, c.auc_ci)
-            );
+        for [name, count, sens, spec, auc] in self.class_rows() {
+            s += &format!("{name:<10} {count:>5}  {sens:<22} {spec:<22} {auc}\n");
         }
         let b = &self.bacterial_vs_viral;
         s += &format!(
@@ -146,15 +155,8 @@ impl ThreeClassEvaluation {
             s += &format!("| {name} | {} | {} | {} |\n", row[0], row[1], row[2]);
         }
         s += "\n| class | films | sensitivity | specificity | AUC (one vs rest) |\n|---|---:|---:|---:|---:|\n";
-        for c in &self.per_class {
-            s += &format!(
-                "| {} | {} | {} | {} | {} |\n",
-                c.name,
-                c.count,
-                pct(c.sensitivity, c.sensitivity_ci),
-                pct(c.specificity, c.specificity_ci),
-                auc_ci(c.auc, c.auc_ci)
-            );
+        for row in self.class_rows() {
+            s += &format!("| {} |\n", row.join(" | "));
         }
         let b = &self.bacterial_vs_viral;
         s += &format!(

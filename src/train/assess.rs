@@ -62,13 +62,12 @@ pub(crate) fn test_best<B: crate::model::Kernels + AdamKernel>(
             );
             let three_class = k == 3 && report.test_targets.len() == data.test.len();
             if three_class {
-                ev.three_class = Some(crate::analysis::three_class::evaluate(
+                ev.add_three_class(
                     &test_probs,
                     &report.test_targets,
-                    ev.threshold,
                     cfg.evaluation.bootstrap_resamples,
                     cfg.data.seed,
-                ));
+                );
             }
             // Saved in the checkpoint: eval, predict and the predict pane decide with it.
             let meta = CheckpointMeta { threshold: ev.threshold, tta, ..meta };

@@ -64,13 +64,7 @@ pub fn evaluate(report: &RunReport, cfg: &Config) -> Option<(ModelResult, Ensemb
     };
     let mut ev = ev;
     if !test_probs.is_empty() {
-        ev.three_class = Some(crate::analysis::three_class::evaluate(
-            &test_probs,
-            &report.test_targets,
-            ev.threshold,
-            cfg.evaluation.bootstrap_resamples,
-            cfg.data.seed,
-        ));
+        ev.add_three_class(&test_probs, &report.test_targets, cfg.evaluation.bootstrap_resamples, cfg.data.seed);
     }
     let files: Vec<PathBuf> = members
         .iter()
