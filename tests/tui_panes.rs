@@ -566,6 +566,11 @@ fn three_class_runs_show_the_3x3_matrix_and_three_probabilities() {
         assert!(s.contains("macro AUC") && s.contains("bacterial vs viral (6 films)"), "{s}");
         assert!(s.contains("BACTERIAL sens  66.7%"), "{s}");
     }
+    // The compare pane: the table's test columns are pneumonia vs normal, the three-class figures follow below.
+    let three = ev_three_class_accuracy(&a);
+    let s = draw(&with_pane(a.clone(), Pane::Compare), 80, 24);
+    assert!(s.contains(&format!("3 classes: acc {:.1}", 100.0 * three)), "{s}");
+    assert!(s.contains("bact/viral AUC"), "{s}");
     // The predict pane: the true cause from the file name, the call and the three probabilities.
     a.pane = Pane::Predict;
     a.predict.selected = 1;
@@ -584,6 +589,16 @@ fn three_class_runs_show_the_3x3_matrix_and_three_probabilities() {
         assert!(s.contains("says VIRAL") && s.contains("✓ right"), "{s}");
         assert!(s.contains("BACTERIAL 30%") && s.contains("VIRAL 50%"), "{s}");
     }
+}
+
+/// The three-class test accuracy of the first model's evaluation.
+fn ev_three_class_accuracy(a: &App) -> f64 {
+    a.models[0]
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.three_class.as_ref())
+        .map(|t| t.accuracy)
+        .expect("three-class figures")
 }
 
 /// One finished run of the simple CNN, as `view` replays it beside others.

@@ -46,21 +46,24 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .models
         .iter()
         .filter_map(|m| m.evaluation.as_ref().map(|e| (m, e)))
-        .map(|(m, e)| {
+        .flat_map(|(m, e)| {
             let o = &e.test_at_threshold;
             let c = &e.ci_at_threshold;
             let auc = match (o.auc, c.auc) {
                 (Some(a), Some(i)) => format!("AUC {a:.3} [{:.3}–{:.3}]", i.lo, i.hi),
                 _ => "AUC -".into(),
             };
-            Line::from(format!(
+            let two = Line::from(format!(
                 "{}: {auc} · acc@{:.2} {:.1} [{:.1}–{:.1}]",
                 m.name(),
                 e.threshold,
                 100.0 * o.accuracy,
                 100.0 * c.accuracy.lo,
                 100.0 * c.accuracy.hi
-            ))
+            ));
+            // A three-class run: the table's test columns are pneumonia vs normal, so its own question follows.
+            let three = e.three_class.as_ref().map(|t| Line::from(format!("  {}", three_class_summary(t))));
+            std::iter::once(two).chain(three)
         })
         .collect();
     for d in &app.differences {
@@ -192,4 +195,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             Span::raw("100%"),
         ]));
     frame.render_widget(chart, parts[1]);
+}
+
+/// One line of a three-class evaluation for the notes under the table: the accuracy over the three classes and
+/// the two AUCs that matter (macro, bacterial vs viral), with the accuracy's interval.
+fn three_class_summary(t: &crate::analysis::three_class::ThreeClassEvaluation) -> String {
+    let auc = |a: Option<f64>| a.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into());
+    format!(
+        "3 classes: acc {:.1} [{:.1}–{:.1}] · macro AUC {} · bact/viral AUC {}",
+        100.0 * t.accuracy,
+        100.0 * t.accuracy_ci.lo,
+        100.0 * t.accuracy_ci.hi,
+        auc(t.macro_auc),
+        auc(t.bacterial_vs_viral.auc)
+    )
 }
