@@ -232,6 +232,8 @@ fn compare_pane_shows_models_side_by_side() {
         assert!(s.contains("84.9") && s.contains("97.4") && s.contains("64.1") && s.contains("0.912"), "{s}");
         assert!(s.contains("validation accuracy per epoch"), "{s}");
         assert!(s.contains("scratch"), "{s}");
+        // The test columns are at 0.5 and the header says so (the notes give the operating point's figures).
+        assert!(s.contains("acc@.5") && !s.contains("test acc"), "{s}");
     }
     let s = draw(&with_pane(app(), Pane::Compare), 160, 48);
     assert!(s.contains("Simple CNN") && s.contains("Regularized CNN") && s.contains("ResNet-34"), "{s}");
