@@ -8,7 +8,8 @@
 #   e.g. scripts/parity.sh ../shared/data/kaggle-224 regularized 128 5
 # Needs a release build (cargo build --release) and a PyTorch virtualenv (../shared/pytorch-cpu-venv.sh; its
 # python is taken from $PYTHON or .venv-torch/bin/python; the binary from $PNEUMOSCOPE_BIN, if set). Results go to
-# target/parity/.
+# target/parity/MODEL-SIZE-eEPOCHS, or with $PARITY_TAG set (e.g. PARITY_TAG=avx512 for another build of ours)
+# to target/parity/MODEL-SIZE-eEPOCHS-TAG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$1 model=$2 size=$3 epochs=$4
@@ -16,7 +17,7 @@ shift 4
 if [ $# -eq 0 ]; then seeds=(1 2 3); else seeds=("$@"); fi
 py=${PYTHON:-.venv-torch/bin/python}
 bin=${PNEUMOSCOPE_BIN:-target/release/pneumoscope}
-out=target/parity/$model-$size-e$epochs
+out=target/parity/$model-$size-e$epochs${PARITY_TAG:+-$PARITY_TAG}
 mkdir -p "$out"
 # The seed project's recipe, spelled out (pneumoscope's defaults for real data differ: docs/evaluation.md).
 cat > "$out/seed-recipe.toml" <<'TOML'
