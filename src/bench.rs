@@ -219,7 +219,7 @@ pub struct ModelSpec {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ModelFigures {
-    /// Where it ran: "cpu (burn-flex, N threads)" or "cuda:N".
+    /// Where it ran: "cpu (burn-flex, N threads, AVX2 conv GEMM)" or "cuda:N".
     #[serde(default)]
     pub device: String,
     pub model: String,

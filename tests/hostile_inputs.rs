@@ -1,6 +1,7 @@
 //! Inputs a hostile but realistic user gives, each refused by name or handled without losing anything: duplicate
 //! models, absurd thread counts, a synthetic set written over an existing one, symlink loops and non-UTF-8 names
-//! given to predict, a heatmap folder that is a file, a data check that fails before training.
+//! given to predict, a heatmap folder that is a file, a data check that fails before training, an unknown GEMM
+//! instruction set.
 
 mod common;
 use common::*;
@@ -113,4 +114,29 @@ fn a_data_check_that_fails_leaves_no_run_folder_behind() {
     assert!(text(&out).contains("both classes are needed"), "{}", text(&out));
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("runs")).map(|d| d.collect()).unwrap_or_default();
     assert!(left.is_empty(), "an empty run folder was left behind: {left:?}");
+}
+
+/// `PNEUMOSCOPE_GEMM` picks the convolutions' instruction set: a value that is not one is refused by name before
+/// anything is written; an instruction set this CPU has is used and named in the run's device line.
+#[test]
+fn the_gemm_instruction_set_is_checked_and_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", "sse")], &["data", "synth", "--out", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("PNEUMOSCOPE_GEMM=sse") && text(&out).contains("auto, avx2 or avx512"), "{}", text(&out));
+    assert!(!data.exists());
+    synth(&data, 20, 4, 32);
+    let cpu = pneumoscope_kernels::gemm_isa::Cpu::detect();
+    let (value, shown) = if cpu.avx2 { ("avx2", "AVX2 conv GEMM") } else { ("auto", "conv GEMM") };
+    let args = ["train", "--no-tui", "--data", d, "--epochs", "1", "--image-size", "24", "--models", "simple"];
+    let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", value)], &args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(shown), "{}", text(&out));
+    if !cpu.avx512 {
+        let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", "avx512")], &args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("no AVX-512F"), "{}", text(&out));
+    }
 }

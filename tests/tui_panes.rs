@@ -30,7 +30,7 @@ fn app() -> App {
                 data_root: PathBuf::from("/data/chest_xray"),
                 source: pneumoscope::data::demo::DataSource::Synthetic,
                 models: models.to_vec(),
-                device: "cpu (burn-flex, 2 threads)".into(),
+                device: "cpu (burn-flex, 2 threads, AVX2 conv GEMM)".into(),
                 image_size: 64,
                 batch_size: 16,
                 epochs: 3,

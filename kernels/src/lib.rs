@@ -9,6 +9,8 @@
 //! - [`adam::AdamKernel`]: burn's Adam step (value clipping, L2 weight decay, both moments, the update) as one
 //!   pass per parameter, and [`adam::FusedAdam`], the optimizer that uses it.
 //!
+//! The convolutions' f32 GEMMs run on AVX2 or AVX-512 as [`gemm_isa`] chooses for the CPU.
+//!
 //! [`Kernels`] names the first three together; the models are generic over it.
 
 extern crate alloc;
@@ -16,6 +18,7 @@ extern crate alloc;
 pub mod adam;
 pub mod batch_norm;
 pub mod conv;
+pub mod gemm_isa;
 pub mod pool;
 
 /// Every kernel of this crate: what pneumoscope's models need of a backend.

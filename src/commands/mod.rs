@@ -17,7 +17,7 @@ use std::path::Path;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::error::{exit, exit_code, format_error, Result};
+use crate::error::{exit, exit_code, format_error, ConfigError, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +101,7 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    select_gemm()?;
     match cli.command {
         None => train::run(&cli.train),
         Some(Command::Train(a)) => train::run(&a),
@@ -112,6 +113,18 @@ fn run(cli: Cli) -> Result<i32> {
         Some(Command::Data(c)) => data::run(c),
         Some(Command::Bench(c)) => bench::run(c),
     }
+}
+
+/// `PNEUMOSCOPE_GEMM=auto|avx2|avx512`: the instruction set of the convolutions' GEMMs (README, "CPU kernels").
+/// Unset or `auto`: AVX-512 on Intel CPUs that have it, AVX2 elsewhere (pneumoscope_kernels::gemm_isa).
+fn select_gemm() -> Result<()> {
+    use pneumoscope_kernels::gemm_isa::{select, GemmChoice};
+    let Some(raw) = std::env::var_os("PNEUMOSCOPE_GEMM") else { return Ok(()) };
+    let value = raw.to_string_lossy();
+    let bad = |why: String| ConfigError::new(format!("PNEUMOSCOPE_GEMM={value}: {why}"));
+    let choice = value.parse::<GemmChoice>().map_err(bad)?;
+    select(choice).map_err(bad)?;
+    Ok(())
 }
 
 /// An indicatif bar on a terminal (stderr), hidden otherwise.

@@ -20,7 +20,11 @@ pub enum Resolved {
 impl Resolved {
     pub fn describe(&self) -> String {
         match self {
-            Resolved::Cpu => format!("cpu (burn-flex, {} threads)", rayon::current_num_threads()),
+            Resolved::Cpu => format!(
+                "cpu (burn-flex, {} threads, {} conv GEMM)",
+                rayon::current_num_threads(),
+                pneumoscope_kernels::gemm_isa::current()
+            ),
             Resolved::Cuda(n) => format!("cuda:{n}"),
         }
     }

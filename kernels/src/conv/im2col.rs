@@ -382,6 +382,24 @@ pub(crate) unsafe fn gemm_into<T: Scalar>(
     one: T,
     parallelism: gemm::Parallelism,
 ) {
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
+        // f32 (training and inference) on the instruction set chosen for this process (crate::gemm_isa).
+        // SAFETY: T is f32, so the casts are identities; the caller's shapes and strides are passed on.
+        unsafe {
+            crate::gemm_isa::gemm_f32(
+                (m, n, k),
+                dst.cast(),
+                (1, dst_rs),
+                accumulate,
+                lhs.cast(),
+                (lhs_cs, lhs_rs),
+                rhs.cast(),
+                (rhs_cs, rhs_rs),
+                parallelism,
+            )
+        };
+        return;
+    }
     unsafe {
         gemm::gemm(
             m,
