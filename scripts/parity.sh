@@ -8,7 +8,7 @@
 #   e.g. scripts/parity.sh ../shared/data/kaggle-224 regularized 128 5
 # Needs a release build (cargo build --release) and a PyTorch virtualenv (../shared/pytorch-cpu-venv.sh; its
 # python is taken from $PYTHON or .venv-torch/bin/python; the binary from $PNEUMOSCOPE_BIN, if set). Results go to
-# target/parity/MODEL-SIZE-eEPOCHS, or with $PARITY_TAG set (e.g. PARITY_TAG=avx512 for another build of ours)
+# target/parity/MODEL-SIZE-eEPOCHS, or with $PARITY_TAG set (e.g. PARITY_TAG=avx2 for a run with PNEUMOSCOPE_GEMM=avx2)
 # to target/parity/MODEL-SIZE-eEPOCHS-TAG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
