@@ -125,7 +125,11 @@ fn the_gemm_instruction_set_is_checked_and_shown() {
     let d = data.to_str().unwrap();
     let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", "sse")], &["data", "synth", "--out", d]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("PNEUMOSCOPE_GEMM=sse") && text(&out).contains("auto, avx2 or avx512"), "{}", text(&out));
+    assert!(
+        text(&out).contains("PNEUMOSCOPE_GEMM=sse") && text(&out).contains("auto, avx2 or avx512"),
+        "{}",
+        text(&out)
+    );
     assert!(!data.exists());
     synth(&data, 20, 4, 32);
     let cpu = pneumoscope_kernels::gemm_isa::Cpu::detect();
