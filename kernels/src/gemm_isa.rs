@@ -248,22 +248,21 @@ mod kernels {
     const AVX2_LANES: usize = 8;
     const AVX512_LANES: usize = 16;
 
-    /// # Safety
-    /// [`super::gemm_f32`]'s contract, on a CPU with AVX2 + FMA.
-    pub unsafe fn avx2(a: Args) {
-        let Some(simd) = V3::try_new() else { unreachable_isa() };
-        unsafe {
+    /// `gemm_basic_generic` with one instruction set's SIMD token, vector width and microkernel tables.
+    macro_rules! gemm_on {
+        ($simd:expr, $lanes:expr, $ukr:ident, $a:expr) => {{
+            let a = $a;
             gemm_basic_generic::<
                 _,
                 f32,
-                AVX2_LANES,
-                { fma::f32::MR_DIV_N * AVX2_LANES },
-                { fma::f32::NR },
-                { fma::f32::MR_DIV_N },
-                { fma::f32::H_M },
-                { fma::f32::H_N },
+                $lanes,
+                { $ukr::f32::MR_DIV_N * $lanes },
+                { $ukr::f32::NR },
+                { $ukr::f32::MR_DIV_N },
+                { $ukr::f32::H_M },
+                { $ukr::f32::H_N },
             >(
-                simd,
+                $simd,
                 a.m,
                 a.n,
                 a.k,
@@ -283,55 +282,26 @@ mod kernels {
                 false,
                 false,
                 |x, y, z| x * y + z,
-                &fma::f32::UKR,
-                &fma::f32::H_UKR,
+                &$ukr::f32::UKR,
+                &$ukr::f32::H_UKR,
                 false,
                 a.parallelism,
             )
-        }
+        }};
+    }
+
+    /// # Safety
+    /// [`super::gemm_f32`]'s contract, on a CPU with AVX2 + FMA.
+    pub unsafe fn avx2(a: Args) {
+        let Some(simd) = V3::try_new() else { unreachable_isa() };
+        unsafe { gemm_on!(simd, AVX2_LANES, fma, a) }
     }
 
     /// # Safety
     /// [`super::gemm_f32`]'s contract, on a CPU with AVX-512F.
     pub unsafe fn avx512(a: Args) {
         let Some(simd) = V4::try_new() else { unreachable_isa() };
-        unsafe {
-            gemm_basic_generic::<
-                _,
-                f32,
-                AVX512_LANES,
-                { avx512f::f32::MR_DIV_N * AVX512_LANES },
-                { avx512f::f32::NR },
-                { avx512f::f32::MR_DIV_N },
-                { avx512f::f32::H_M },
-                { avx512f::f32::H_N },
-            >(
-                simd,
-                a.m,
-                a.n,
-                a.k,
-                a.dst,
-                a.dst_cs,
-                a.dst_rs,
-                a.accumulate,
-                a.lhs,
-                a.lhs_cs,
-                a.lhs_rs,
-                a.rhs,
-                a.rhs_cs,
-                a.rhs_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                |x, y, z| x * y + z,
-                &avx512f::f32::UKR,
-                &avx512f::f32::H_UKR,
-                false,
-                a.parallelism,
-            )
-        }
+        unsafe { gemm_on!(simd, AVX512_LANES, avx512f, a) }
     }
 
     /// [`super::current`] only resolves to instruction sets the CPU has.
