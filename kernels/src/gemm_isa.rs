@@ -132,7 +132,8 @@ pub fn current() -> GemmIsa {
 }
 
 /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, every stride (column, row) non-negative, on the
-/// [`current`] instruction set.
+/// [`current`] instruction set. Returns `false`, computing nothing, when that is [`GemmIsa::Library`]: the
+/// caller then calls `gemm::gemm`, as it does for other element types.
 ///
 /// # Safety
 /// The pointers must address matrices of these shapes and strides; `dst` must not overlap `lhs` or `rhs`.
@@ -147,10 +148,13 @@ pub unsafe fn gemm_f32(
     rhs: *const f32,
     (rhs_cs, rhs_rs): (usize, usize),
     parallelism: gemm::Parallelism,
-) {
-    let isa = current();
+) -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    if isa != GemmIsa::Library {
+    {
+        let isa = current();
+        if isa == GemmIsa::Library {
+            return false;
+        }
         // The microkernels write column-major tiles: a row-major destination is computed as its transpose,
         // dstᵀ = rhsᵀ · lhsᵀ (what `gemm::gemm` does before its own dispatch).
         let (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if dst_cs < dst_rs {
@@ -181,32 +185,12 @@ pub unsafe fn gemm_f32(
                 _ => kernels::avx2(args),
             }
         }
-        return;
+        true
     }
-    let _ = isa;
-    // SAFETY: the caller's contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        let _ = (m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, parallelism);
+        false
     }
 }
 
@@ -361,7 +345,7 @@ mod tests {
     #[test]
     fn each_available_instruction_set_multiplies_correctly() {
         let cpu = Cpu::detect();
-        let mut isas = vec![GemmIsa::Library];
+        let mut isas = vec![];
         if cpu.avx2 {
             isas.push(GemmIsa::Avx2);
         }
@@ -377,7 +361,7 @@ mod tests {
                 SELECTED.store(encode(isa), Ordering::Relaxed);
                 // Row-major destination (column stride 1), row-major operands.
                 let mut row = vec![1.0f32; m * n];
-                unsafe {
+                let ran = unsafe {
                     gemm_f32(
                         (m, n, k),
                         row.as_mut_ptr(),
@@ -390,9 +374,10 @@ mod tests {
                         gemm::Parallelism::None,
                     )
                 };
+                assert!(ran, "{isa} was selected but gemm_f32 left the work to the caller");
                 // Column-major destination: element (i, j) at j·m + i.
                 let mut col = vec![0.0f32; m * n];
-                unsafe {
+                let ran = unsafe {
                     gemm_f32(
                         (m, n, k),
                         col.as_mut_ptr(),
@@ -405,6 +390,7 @@ mod tests {
                         gemm::Parallelism::Rayon(2),
                     )
                 };
+                assert!(ran, "{isa} was selected but gemm_f32 left the work to the caller");
                 for i in 0..m {
                     for j in 0..n {
                         let w = want[i * n + j];
@@ -415,6 +401,23 @@ mod tests {
                 }
             }
         }
+        // gemm's own dispatch is left to the caller.
+        SELECTED.store(encode(GemmIsa::Library), Ordering::Relaxed);
+        let mut one = [0.0f32];
+        let ran = unsafe {
+            gemm_f32(
+                (1, 1, 1),
+                one.as_mut_ptr(),
+                (1, 1),
+                false,
+                [2.0f32].as_ptr(),
+                (1, 1),
+                [3.0f32].as_ptr(),
+                (1, 1),
+                gemm::Parallelism::None,
+            )
+        };
+        assert!(!ran && one[0] == 0.0, "gemm's own dispatch must be left to the caller");
         SELECTED.store(encode(before), Ordering::Relaxed);
     }
 }

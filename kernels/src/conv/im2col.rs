@@ -383,9 +383,10 @@ pub(crate) unsafe fn gemm_into<T: Scalar>(
     parallelism: gemm::Parallelism,
 ) {
     if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
-        // f32 (training and inference) on the instruction set chosen for this process (crate::gemm_isa).
+        // f32 (training and inference) on the instruction set chosen for this process (crate::gemm_isa), unless
+        // that is gemm's own dispatch, which the call below makes.
         // SAFETY: T is f32, so the casts are identities; the caller's shapes and strides are passed on.
-        unsafe {
+        let ran = unsafe {
             crate::gemm_isa::gemm_f32(
                 (m, n, k),
                 dst.cast(),
@@ -398,7 +399,9 @@ pub(crate) unsafe fn gemm_into<T: Scalar>(
                 parallelism,
             )
         };
-        return;
+        if ran {
+            return;
+        }
     }
     unsafe {
         gemm::gemm(
