@@ -126,7 +126,7 @@ fn the_gemm_instruction_set_is_checked_and_shown() {
     let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", "sse")], &["data", "synth", "--out", d]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        text(&out).contains("PNEUMOSCOPE_GEMM=sse") && text(&out).contains("auto, avx2 or avx512"),
+        text(&out).contains("PNEUMOSCOPE_GEMM=sse") && text(&out).contains("auto, avx2, avx512 or amx-bf16"),
         "{}",
         text(&out)
     );

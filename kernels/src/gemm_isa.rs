@@ -7,7 +7,9 @@
 //!
 //! - [`GemmChoice::Auto`] (the default): AVX-512 on an Intel CPU with AVX-512F, AVX2 + FMA on any other x86
 //!   CPU that has them, and otherwise the `gemm` crate's own choice;
-//! - [`GemmChoice::Avx2`] / [`GemmChoice::Avx512`]: that instruction set, or an error where the CPU lacks it.
+//! - [`GemmChoice::Avx2`] / [`GemmChoice::Avx512`]: that instruction set, or an error where the CPU lacks it;
+//! - [`GemmChoice::AmxBf16`]: mixed precision on Intel AMX tiles (operands rounded to bfloat16, sums in f32;
+//!   [`crate::amx`]). It changes the numerics, so [`GemmChoice::Auto`] never takes it.
 //!
 //! Only the GEMMs of this crate's convolutions follow the choice; burn's own matrix products (the models'
 //! small linear heads) keep the `gemm` crate's dispatch.
@@ -23,6 +25,7 @@ pub enum GemmChoice {
     Auto,
     Avx2,
     Avx512,
+    AmxBf16,
 }
 
 impl FromStr for GemmChoice {
@@ -32,7 +35,8 @@ impl FromStr for GemmChoice {
             "auto" | "" => Ok(Self::Auto),
             "avx2" => Ok(Self::Avx2),
             "avx512" | "avx-512" => Ok(Self::Avx512),
-            other => Err(format!("unknown GEMM instruction set {other:?}: expected auto, avx2 or avx512")),
+            "amx-bf16" | "amx_bf16" | "amxbf16" => Ok(Self::AmxBf16),
+            other => Err(format!("unknown GEMM instruction set {other:?}: expected auto, avx2, avx512 or amx-bf16")),
         }
     }
 }
@@ -46,6 +50,8 @@ pub enum GemmIsa {
     Avx2,
     /// The `gemm` crate's AVX-512F kernels.
     Avx512,
+    /// bf16 operands on AMX tiles, f32 sums ([`crate::amx`]).
+    AmxBf16,
 }
 
 impl fmt::Display for GemmIsa {
@@ -54,6 +60,7 @@ impl fmt::Display for GemmIsa {
             Self::Library => "gemm's own dispatch",
             Self::Avx2 => "AVX2",
             Self::Avx512 => "AVX-512",
+            Self::AmxBf16 => "AMX bf16",
         })
     }
 }
@@ -64,6 +71,8 @@ pub struct Cpu {
     pub intel: bool,
     pub avx2: bool,
     pub avx512: bool,
+    /// AMX-TILE, AMX-BF16 and AVX-512 BF16, with the tile state granted by the OS.
+    pub amx_bf16: bool,
 }
 
 impl Cpu {
@@ -72,11 +81,16 @@ impl Cpu {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         {
             let intel = raw_cpuid::CpuId::new().get_vendor_info().is_some_and(|v| v.as_str() == "GenuineIntel");
-            Self { intel, avx2: kernels::avx2_available(), avx512: kernels::avx512_available() }
+            Self {
+                intel,
+                avx2: kernels::avx2_available(),
+                avx512: kernels::avx512_available(),
+                amx_bf16: crate::amx::available(),
+            }
         }
         #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
         {
-            Self { intel: false, avx2: false, avx512: false }
+            Self { intel: false, avx2: false, avx512: false, amx_bf16: false }
         }
     }
 }
@@ -91,6 +105,8 @@ pub fn resolve(choice: GemmChoice, cpu: Cpu) -> Result<GemmIsa, String> {
         GemmChoice::Avx2 => Err("this CPU has no AVX2 + FMA".into()),
         GemmChoice::Avx512 if cpu.avx512 => Ok(GemmIsa::Avx512),
         GemmChoice::Avx512 => Err("this CPU has no AVX-512F".into()),
+        GemmChoice::AmxBf16 if cpu.amx_bf16 => Ok(GemmIsa::AmxBf16),
+        GemmChoice::AmxBf16 => Err("this CPU (or its OS) offers no AMX bf16 tiles".into()),
     }
 }
 
@@ -102,6 +118,7 @@ fn encode(isa: GemmIsa) -> u8 {
         GemmIsa::Library => 1,
         GemmIsa::Avx2 => 2,
         GemmIsa::Avx512 => 3,
+        GemmIsa::AmxBf16 => 4,
     }
 }
 
@@ -110,6 +127,7 @@ fn decode(v: u8) -> Option<GemmIsa> {
         1 => Some(GemmIsa::Library),
         2 => Some(GemmIsa::Avx2),
         3 => Some(GemmIsa::Avx512),
+        4 => Some(GemmIsa::AmxBf16),
         _ => None,
     }
 }
@@ -154,6 +172,27 @@ pub unsafe fn gemm_f32(
         let isa = current();
         if isa == GemmIsa::Library {
             return false;
+        }
+        if isa == GemmIsa::AmxBf16 {
+            let threads = match parallelism {
+                gemm::Parallelism::Rayon(t) => t.max(1),
+                _ => 1,
+            };
+            // SAFETY: the caller's contract; `current` resolves to AMX only where `amx::available` said so.
+            unsafe {
+                crate::amx::gemm(
+                    (m, n, k),
+                    dst,
+                    (dst_cs, dst_rs),
+                    accumulate,
+                    lhs,
+                    (lhs_cs, lhs_rs),
+                    rhs,
+                    (rhs_cs, rhs_rs),
+                    threads,
+                )
+            };
+            return true;
         }
         // The microkernels write column-major tiles: a row-major destination is computed as its transpose,
         // dstᵀ = rhsᵀ · lhsᵀ (what `gemm::gemm` does before its own dispatch).
@@ -299,14 +338,17 @@ mod kernels {
 mod tests {
     use super::*;
 
-    const INTEL_512: Cpu = Cpu { intel: true, avx2: true, avx512: true };
-    const AMD_512: Cpu = Cpu { intel: false, avx2: true, avx512: true };
-    const AVX2_ONLY: Cpu = Cpu { intel: true, avx2: true, avx512: false };
-    const NEITHER: Cpu = Cpu { intel: false, avx2: false, avx512: false };
+    const INTEL_512: Cpu = Cpu { intel: true, avx2: true, avx512: true, amx_bf16: false };
+    const INTEL_AMX: Cpu = Cpu { intel: true, avx2: true, avx512: true, amx_bf16: true };
+    const AMD_512: Cpu = Cpu { intel: false, avx2: true, avx512: true, amx_bf16: false };
+    const AVX2_ONLY: Cpu = Cpu { intel: true, avx2: true, avx512: false, amx_bf16: false };
+    const NEITHER: Cpu = Cpu { intel: false, avx2: false, avx512: false, amx_bf16: false };
 
     #[test]
     fn auto_takes_avx512_on_intel_only() {
         assert_eq!(resolve(GemmChoice::Auto, INTEL_512), Ok(GemmIsa::Avx512));
+        // bf16 changes the numerics: only asked for, never automatic.
+        assert_eq!(resolve(GemmChoice::Auto, INTEL_AMX), Ok(GemmIsa::Avx512));
         assert_eq!(resolve(GemmChoice::Auto, AMD_512), Ok(GemmIsa::Avx2));
         assert_eq!(resolve(GemmChoice::Auto, AVX2_ONLY), Ok(GemmIsa::Avx2));
         assert_eq!(resolve(GemmChoice::Auto, NEITHER), Ok(GemmIsa::Library));
@@ -318,6 +360,8 @@ mod tests {
         assert_eq!(resolve(GemmChoice::Avx2, AMD_512), Ok(GemmIsa::Avx2));
         assert!(resolve(GemmChoice::Avx512, AVX2_ONLY).unwrap_err().contains("AVX-512F"));
         assert!(resolve(GemmChoice::Avx2, NEITHER).unwrap_err().contains("AVX2"));
+        assert_eq!(resolve(GemmChoice::AmxBf16, INTEL_AMX), Ok(GemmIsa::AmxBf16));
+        assert!(resolve(GemmChoice::AmxBf16, INTEL_512).unwrap_err().contains("AMX"));
     }
 
     #[test]
@@ -325,7 +369,8 @@ mod tests {
         assert_eq!("AVX512".parse::<GemmChoice>(), Ok(GemmChoice::Avx512));
         assert_eq!(" avx2 ".parse::<GemmChoice>(), Ok(GemmChoice::Avx2));
         assert_eq!("auto".parse::<GemmChoice>(), Ok(GemmChoice::Auto));
-        assert!("sse".parse::<GemmChoice>().unwrap_err().contains("auto, avx2 or avx512"));
+        assert_eq!("AMX-BF16".parse::<GemmChoice>(), Ok(GemmChoice::AmxBf16));
+        assert!("sse".parse::<GemmChoice>().unwrap_err().contains("auto, avx2, avx512 or amx-bf16"));
     }
 
     /// Plain triple loop, f64 accumulation.

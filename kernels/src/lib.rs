@@ -16,6 +16,7 @@
 extern crate alloc;
 
 pub mod adam;
+pub mod amx;
 pub mod batch_norm;
 pub mod conv;
 pub mod gemm_isa;

@@ -115,7 +115,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// `PNEUMOSCOPE_GEMM=auto|avx2|avx512`: the instruction set of the convolutions' GEMMs (README, "CPU kernels").
+/// `PNEUMOSCOPE_GEMM=auto|avx2|avx512|amx-bf16`: the instruction set of the convolutions' GEMMs (README, "CPU kernels").
 /// Unset or `auto`: AVX-512 on Intel CPUs that have it, AVX2 elsewhere (pneumoscope_kernels::gemm_isa).
 fn select_gemm() -> Result<()> {
     use pneumoscope_kernels::gemm_isa::{select, GemmChoice};
