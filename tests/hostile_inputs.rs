@@ -143,4 +143,13 @@ fn the_gemm_instruction_set_is_checked_and_shown() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(text(&out).contains("no AVX-512F"), "{}", text(&out));
     }
+    // Mixed precision on AMX tiles: trained and named where the CPU has them, refused by name where not.
+    let out = run_in_env(tmp.path(), &[("PNEUMOSCOPE_GEMM", "amx-bf16")], &args);
+    if cpu.amx_bf16 {
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("AMX bf16 conv GEMM"), "{}", text(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("PNEUMOSCOPE_GEMM=amx-bf16") && text(&out).contains("no AMX"), "{}", text(&out));
+    }
 }

@@ -9,7 +9,8 @@
 //! - [`adam::AdamKernel`]: burn's Adam step (value clipping, L2 weight decay, both moments, the update) as one
 //!   pass per parameter, and [`adam::FusedAdam`], the optimizer that uses it.
 //!
-//! The convolutions' f32 GEMMs run on AVX2 or AVX-512 as [`gemm_isa`] chooses for the CPU.
+//! The convolutions' f32 GEMMs run on AVX2 or AVX-512 as [`gemm_isa`] chooses for the CPU, or, asked for, with
+//! bf16 operands on Intel AMX tiles ([`amx`]).
 //!
 //! [`Kernels`] names the first three together; the models are generic over it.
 
