@@ -73,47 +73,8 @@ fn cpu_has_amx() -> bool {
     xcr0 & (0b11 << 17) == (0b11 << 17)
 }
 
-/// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)` with bf16 operands and f32 accumulation; strides are
-/// (column, row) in elements. Runs on rayon's pool with `threads` tasks' worth of splitting (1: this thread).
-///
-/// # Safety
-/// [`available`] must have returned true. The pointers must address matrices of these shapes and strides;
-/// `dst` must not overlap `lhs` or `rhs`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    (dst_cs, dst_rs): (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    (lhs_cs, lhs_rs): (usize, usize),
-    rhs: *const f32,
-    (rhs_cs, rhs_rs): (usize, usize),
-    threads: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    unsafe { *dst.add(i * dst_rs + j * dst_cs) = 0.0 };
-                }
-            }
-        }
-        return;
-    }
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    unsafe {
-        imp::gemm((m, n, k), dst, (dst_cs, dst_rs), accumulate, lhs, (lhs_cs, lhs_rs), rhs, (rhs_cs, rhs_rs), threads)
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        let _ = (dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, threads);
-        unreachable!("AMX GEMM called where AMX is not available")
-    }
-}
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub use imp::gemm;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -528,6 +489,12 @@ mod imp {
         }
     }
 
+    /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)` with bf16 operands and f32 accumulation; strides are
+    /// (column, row) in elements. Runs on rayon's pool with `threads` tasks' worth of splitting (1: this thread).
+    ///
+    /// # Safety
+    /// [`super::available`] must have returned true. The pointers must address matrices of these shapes and strides;
+    /// `dst` must not overlap `lhs` or `rhs`.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm(
         (m, n, k): (usize, usize, usize),
@@ -540,6 +507,19 @@ mod imp {
         (rhs_cs, rhs_rs): (usize, usize),
         threads: usize,
     ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                for i in 0..m {
+                    for j in 0..n {
+                        unsafe { *dst.add(i * dst_rs + j * dst_cs) = 0.0 };
+                    }
+                }
+            }
+            return;
+        }
         let kt = k.div_ceil(TILE_K);
         // Whole pairs of tiles on both sides.
         let mt = m.div_ceil(TILE_ROWS).next_multiple_of(2);
@@ -656,6 +636,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     fn amx_products_match_bf16_rounded_operands_on_every_edge_shape() {
         if !available() {
             eprintln!("skipped: this CPU or OS has no AMX bf16 tiles");

@@ -173,6 +173,7 @@ pub unsafe fn gemm_f32(
         if isa == GemmIsa::Library {
             return false;
         }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if isa == GemmIsa::AmxBf16 {
             let threads = match parallelism {
                 gemm::Parallelism::Rayon(t) => t.max(1),
