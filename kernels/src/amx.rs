@@ -8,7 +8,7 @@
 //!
 //! The AMX instructions are written with `asm!` (Rust's AMX intrinsics are unstable). Linux hands AMX's tile
 //! state to a process only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), which
-//! [`available`] makes once.
+//! [`available`] makes once; [`supported`] only reads CPUID.
 
 /// Rows and 32-bit columns of every tile used here: 16 × 64 bytes.
 const TILE_ROWS: usize = 16;
@@ -35,19 +35,29 @@ pub fn bf16_to_f32(b: u16) -> f32 {
     f32::from_bits((b as u32) << 16)
 }
 
-/// Whether this CPU and OS run AMX bf16 tiles (AMX-TILE, AMX-BF16) for this process; asks Linux for the tile
-/// state the first time.
+/// Whether this CPU and OS offer AMX bf16 tiles (AMX-TILE, AMX-BF16, AVX-512 BF16, tile state saved by the OS).
+/// CPUID and XCR0 only: it asks the OS for nothing.
+pub fn supported() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+            && cpu_has_amx()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
+}
+
+/// Whether this process may run AMX bf16 tiles: [`supported`], and Linux granted the tile state, which the first
+/// call asks for (later calls repeat the answer). Call it only where AMX will be used.
 pub fn available() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *OK.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-                && cpu_has_amx()
-                && imp::request_tile_state()
-        })
+        *OK.get_or_init(|| supported() && imp::request_tile_state())
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {

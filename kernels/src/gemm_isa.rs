@@ -71,7 +71,8 @@ pub struct Cpu {
     pub intel: bool,
     pub avx2: bool,
     pub avx512: bool,
-    /// AMX-TILE, AMX-BF16 and AVX-512 BF16, with the tile state granted by the OS.
+    /// AMX-TILE, AMX-BF16 and AVX-512 BF16, with the tile state saved by the OS (the process asks for it only
+    /// when AMX is selected).
     pub amx_bf16: bool,
 }
 
@@ -85,7 +86,7 @@ impl Cpu {
                 intel,
                 avx2: kernels::avx2_available(),
                 avx512: kernels::avx512_available(),
-                amx_bf16: crate::amx::available(),
+                amx_bf16: crate::amx::supported(),
             }
         }
         #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
@@ -135,6 +136,9 @@ fn decode(v: u8) -> Option<GemmIsa> {
 /// Sets the process's choice; returns what it resolved to, or why this CPU cannot run it (nothing changes then).
 pub fn select(choice: GemmChoice) -> Result<GemmIsa, String> {
     let isa = resolve(choice, Cpu::detect())?;
+    if isa == GemmIsa::AmxBf16 && !crate::amx::available() {
+        return Err("Linux did not grant this process AMX's tile state (arch_prctl XCOMP_PERM)".into());
+    }
     SELECTED.store(encode(isa), Ordering::Relaxed);
     Ok(isa)
 }
@@ -179,7 +183,7 @@ pub unsafe fn gemm_f32(
                 gemm::Parallelism::Rayon(t) => t.max(1),
                 _ => 1,
             };
-            // SAFETY: the caller's contract; `current` resolves to AMX only where `amx::available` said so.
+            // SAFETY: the caller's contract; only `select` sets AMX, and only after `amx::available` said yes.
             unsafe {
                 crate::amx::gemm(
                     (m, n, k),
