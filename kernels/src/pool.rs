@@ -167,20 +167,18 @@ fn scatter<T>(dy: &[T], idx: &[i64], planes: usize, plane_in: usize, plane_out: 
 where
     T: Copy + Default + Send + Sync + std::ops::AddAssign,
 {
-    use rayon::prelude::*;
-    let mut dx = vec![T::default(); planes * plane_in];
-    if plane_in > 0 && plane_out > 0 {
-        dx.par_chunks_mut(plane_in).zip(dy.par_chunks(plane_out)).zip(idx.par_chunks(plane_out)).for_each(
-            |((dx, dy), idx)| {
-                for (&i, &g) in idx.iter().zip(dy) {
-                    if i >= 0 {
-                        dx[i as usize] += g;
-                    }
-                }
-            },
-        );
+    if plane_in == 0 || plane_out == 0 {
+        return vec![T::default(); planes * plane_in];
     }
-    dx
+    // Each task zeroes its own plane before adding into it: zeroing the whole gradient first ran on one thread.
+    crate::fill::par_planes(planes * plane_in, plane_in, T::default(), |p, dx| {
+        let (dy, idx) = (&dy[p * plane_out..(p + 1) * plane_out], &idx[p * plane_out..(p + 1) * plane_out]);
+        for (&i, &g) in idx.iter().zip(dy) {
+            if i >= 0 {
+                dx[i as usize] += g;
+            }
+        }
+    })
 }
 
 #[derive(Debug)]
@@ -274,8 +272,9 @@ where
         && [pad_h, pad_w] == [0, 0]
         && 2 * out_h <= in_h
         && 2 * out_w <= in_w;
-    let mut output = vec![neg_inf; planes * plane_out];
-    let mut indices = if with_indices { vec![-1i64; planes * plane_out] } else { Vec::new() };
+    let mut output = crate::fill::par_filled(planes * plane_out, plane_out, neg_inf);
+    let mut indices =
+        if with_indices { crate::fill::par_filled(planes * plane_out, plane_out, -1i64) } else { Vec::new() };
     // `idx` is empty when indices are not wanted.
     let pool_plane = |src: &[T], out: &mut [T], idx: &mut [i64]| {
         if two_by_two {
