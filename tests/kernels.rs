@@ -1,5 +1,5 @@
 //! The project's kernels (kernels/: pneumoscope-kernels) compute what the plain definition says: convolutions
-//! (im2col/GEMM, Winograd, small-channel direct) forward and backward, and max pooling with its backward pass,
+//! (im2col/GEMM, Winograd, small-channel direct) forward and backward, max pooling and ReLU with their backward passes,
 //! through the backend extension traits the models use, on the CPU backend and through autodiff as training runs
 //! them, against references computed element by element.
 
@@ -452,4 +452,33 @@ fn small_channel_convolution_matches_the_definition() {
     let stem = burn::tensor::ops::ConvOptions::new([2, 2], [3, 3], [1, 1], 1);
     assert!(!applies([16, 3, 128, 128], [64, 3, 7, 7], &stem), "ResNet-34's stem: stride 2");
     assert!(!applies([16, 5, 32, 32], [16, 5, 3, 3], &same), "5 input channels");
+}
+
+/// ReLU through its kernel: `max(x, 0)` and, through autodiff, the output gradient where the output is positive —
+/// on a tensor of several parallel chunks, in place (the only handle) and copied (another handle kept), and on a
+/// transposed view (the backend's own path).
+#[test]
+fn relu_and_its_gradient_match_the_definition() {
+    use burn::backend::Autodiff;
+    use pneumoscope_kernels::relu::relu;
+    type A = Autodiff<Flex>;
+    let shape = [2, 8, 64, 80];
+    // Quantised so that some inputs are exactly zero.
+    let x = tensor(shape, 0.2).mul_scalar(2.0).round();
+    let xv = values(&x);
+    assert!(xv.contains(&0.0) && xv.iter().any(|&v| v < 0.0) && xv.iter().any(|&v| v > 0.0));
+    let want: Vec<f32> = xv.iter().map(|&v| v.max(0.0)).collect();
+    assert_eq!(values(&relu(x.clone())), want, "copied (another handle kept)");
+    assert_eq!(values(&relu(tensor(shape, 0.2).mul_scalar(2.0).round())), want, "in place (the only handle)");
+    let t = x.clone().swap_dims(2, 3);
+    assert_eq!(values(&relu(t.clone())), values(&t.clamp_min(0.0)), "transposed view");
+
+    let xa = Tensor::<A, 4>::from_data(x.into_data(), &Default::default()).require_grad();
+    let dy = tensor(shape, -0.4);
+    let y = relu(xa.clone());
+    assert_eq!(values(&y.clone().inner()), want, "forward under autodiff");
+    let grads = (y * Tensor::<A, 4>::from_data(dy.clone().into_data(), &Default::default())).sum().backward();
+    let got = xa.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    let want_dx: Vec<f32> = xv.iter().zip(values(&dy)).map(|(&x, g)| if x > 0.0 { g } else { 0.0 }).collect();
+    assert_eq!(got, want_dx, "gradient");
 }

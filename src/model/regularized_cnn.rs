@@ -5,12 +5,13 @@ use crate::model::Kernels;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use pneumoscope_kernels::batch_norm::batch_norm;
 use pneumoscope_kernels::conv::conv2d;
 use pneumoscope_kernels::pool::max_pool2d;
+use pneumoscope_kernels::relu::relu;
 
 const WIDTHS: [usize; 9] = [16, 32, 32, 64, 64, 128, 128, 256, 256];
 pub const POOL_AFTER: [bool; 9] = [true, false, true, false, true, false, true, false, true];
@@ -27,7 +28,6 @@ pub struct RegularizedCnn<B: Backend> {
     pub blocks: Vec<ConvBn<B>>,
     pub pool: MaxPool2d,
     pub gap: AdaptiveAvgPool2d,
-    pub relu: Relu,
     pub dropout: Dropout,
     pub fc1: Linear<B>,
     pub fc2: Linear<B>,
@@ -52,7 +52,6 @@ impl<B: Backend> RegularizedCnn<B> {
             blocks,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            relu: Relu::new(),
             dropout: DropoutConfig::new(dropout).init(),
             fc1: LinearConfig::new(cin, 128).init(device),
             fc2: LinearConfig::new(128, classes).init(device),
@@ -66,7 +65,7 @@ impl<B: Kernels> RegularizedCnn<B> {
         let mut x = x;
         let last = self.blocks.len() - 1;
         for (i, (block, pool)) in self.blocks.iter().zip(POOL_AFTER).enumerate() {
-            x = self.relu.forward(batch_norm(&block.bn, conv2d(&block.conv, x)));
+            x = relu(batch_norm(&block.bn, conv2d(&block.conv, x)));
             if pool && i != last {
                 x = max_pool2d(&self.pool, x);
             }
@@ -84,7 +83,7 @@ impl<B: Kernels> RegularizedCnn<B> {
     pub fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let x = if POOL_AFTER[self.blocks.len() - 1] { max_pool2d(&self.pool, x) } else { x };
         let x = self.gap.forward(x).flatten::<2>(1, 3);
-        let x = self.relu.forward(self.fc1.forward(self.dropout.forward(x)));
+        let x = relu(self.fc1.forward(self.dropout.forward(x)));
         self.fc2.forward(self.dropout.forward(x))
     }
 }

@@ -6,12 +6,13 @@ use crate::model::Kernels;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use pneumoscope_kernels::batch_norm::batch_norm;
 use pneumoscope_kernels::conv::conv2d;
 use pneumoscope_kernels::pool::max_pool2d;
+use pneumoscope_kernels::relu::relu;
 
 /// Blocks per stage; stage `i` has `WIDTH << i` channels (64, 128, 256, 512).
 pub const LAYERS: [usize; 4] = [3, 4, 6, 3];
@@ -42,7 +43,6 @@ pub struct BasicBlock<B: Backend> {
     pub conv2: Conv2d<B>,
     pub bn2: BatchNorm<B>,
     pub downsample: Option<Downsample<B>>,
-    pub relu: Relu,
 }
 
 impl<B: Backend> BasicBlock<B> {
@@ -57,7 +57,6 @@ impl<B: Backend> BasicBlock<B> {
             conv2: conv(cout, cout, 3, 1, device),
             bn2: BatchNormConfig::new(cout).init(device),
             downsample,
-            relu: Relu::new(),
         }
     }
 }
@@ -68,9 +67,9 @@ impl<B: Kernels> BasicBlock<B> {
             Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = self.relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
         let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
-        self.relu.forward(out + identity)
+        relu(out + identity)
     }
 }
 
@@ -78,7 +77,6 @@ impl<B: Kernels> BasicBlock<B> {
 pub struct ResNet34<B: Backend> {
     pub conv1: Conv2d<B>,
     pub bn1: BatchNorm<B>,
-    pub relu: Relu,
     pub maxpool: MaxPool2d,
     pub layer1: Vec<BasicBlock<B>>,
     pub layer2: Vec<BasicBlock<B>>,
@@ -112,7 +110,6 @@ impl<B: Backend> ResNet34<B> {
         Self {
             conv1: conv(3, width, 7, 2, device),
             bn1: BatchNormConfig::new(width).init(device),
-            relu: Relu::new(),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -137,7 +134,7 @@ impl<B: Backend> ResNet34<B> {
 impl<B: Kernels> ResNet34<B> {
     /// The feature map of the last stage (N×512×S/32×S/32), used by the classifier and by Grad-CAM.
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = max_pool2d(&self.maxpool, self.relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x))));
+        let mut x = max_pool2d(&self.maxpool, relu(batch_norm(&self.bn1, conv2d(&self.conv1, x))));
         for stage in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in stage {
                 x = block.forward(x);

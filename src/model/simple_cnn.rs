@@ -4,11 +4,12 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use pneumoscope_kernels::conv::conv2d;
 use pneumoscope_kernels::pool::max_pool2d;
+use pneumoscope_kernels::relu::relu;
 use pneumoscope_kernels::Kernels;
 
 /// Channel widths of the conv layers; a pool follows the layers marked in `POOL_AFTER`.
@@ -27,7 +28,6 @@ pub struct SimpleCnn<B: Backend> {
     pub convs: Vec<Conv2d<B>>,
     pub pool: MaxPool2d,
     pub gap: AdaptiveAvgPool2d,
-    pub relu: Relu,
     pub fc: Linear<B>,
 }
 
@@ -49,7 +49,6 @@ impl<B: Backend> SimpleCnn<B> {
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            relu: Relu::new(),
             fc: LinearConfig::new(cin, classes).init(device),
         }
     }
@@ -61,7 +60,7 @@ impl<B: Kernels> SimpleCnn<B> {
         let mut x = x;
         let last = self.convs.len() - 1;
         for (i, (conv, pool)) in self.convs.iter().zip(POOL_AFTER).enumerate() {
-            x = self.relu.forward(conv2d(conv, x));
+            x = relu(conv2d(conv, x));
             if pool && i != last {
                 x = max_pool2d(&self.pool, x);
             }
