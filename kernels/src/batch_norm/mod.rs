@@ -2,8 +2,9 @@
 //!
 //! burn's `BatchNorm::forward` builds training-mode normalisation out of seven elementary tensor operations;
 //! autodiff then keeps three full-size intermediates per layer for the backward pass (x − mean twice, and the
-//! quotient before the scale) and runs each elementary backward separately. Here the forward pass keeps one
-//! tensor, the normalised input x̂, and the backward pass is the closed form
+//! quotient before the scale) and runs each elementary backward separately. Here the forward pass keeps its
+//! input x (no new tensor: x̂ = (x − mean)·(1/σ) is recomputed from it and the per-channel statistics) and the
+//! backward pass is the closed form
 //!
 //! ```text
 //! dβ = Σ dy        dγ = Σ dy·x̂        dx = γ/σ · (dy − dβ/M − x̂·dγ/M)      (sums over N, H, W; M = N·H·W)
@@ -43,29 +44,30 @@ pub trait FusedBatchNorm: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [y, _, _, mean, var] = Self::batch_norm_forward(x, gamma, beta, epsilon);
+        let [y, _, mean, var] = Self::batch_norm_forward(x, gamma, beta, epsilon);
         (y, mean, var)
     }
 
-    /// The forward computation: y and x̂ (N×C×H×W), then 1/σ, the batch mean and the biased variance (C each).
+    /// The forward computation: y (N×C×H×W), then 1/σ, the batch mean and the biased variance (C each).
     fn batch_norm_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> [FloatTensor<Self>; 5] {
+    ) -> [FloatTensor<Self>; 4] {
         generic_forward::<Self>(x, gamma, beta, epsilon)
     }
 
-    /// The closed-form backward computation: dx (N×C×H×W), dγ and dβ (C each) from the output gradient dy and
-    /// what the forward pass kept (x̂, 1/σ) and γ.
+    /// The closed-form backward computation: dx (N×C×H×W), dγ and dβ (C each) from the output gradient dy, the
+    /// input x, the batch mean and 1/σ the forward pass used, and γ.
     fn batch_norm_backward(
         dy: FloatTensor<Self>,
-        x_hat: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
         inv_std: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        generic_backward::<Self>(dy, x_hat, inv_std, gamma)
+        generic_backward::<Self>(dy, x, mean, inv_std, gamma)
     }
 
     /// Inference: x·a + b with per-channel `a` and `b` (shape C).
@@ -80,9 +82,9 @@ fn generic_forward<B: Backend>(
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
     epsilon: f64,
-) -> [FloatTensor<B>; 5] {
+) -> [FloatTensor<B>; 4] {
     let p = forward_parts::<B>(float(x), float(gamma), float(beta), epsilon);
-    [prim(p.y), prim(p.x_hat), prim(p.inv_std), prim(p.mean), prim(p.var)]
+    [prim(p.y), prim(p.inv_std), prim(p.mean), prim(p.var)]
 }
 
 /// `batch_norm_affine` in plain tensor operations (any backend).
@@ -93,16 +95,18 @@ fn generic_affine<B: Backend>(x: FloatTensor<B>, a: FloatTensor<B>, b: FloatTens
 /// `batch_norm_backward` in plain tensor operations (any backend).
 fn generic_backward<B: Backend>(
     dy: FloatTensor<B>,
-    x_hat: FloatTensor<B>,
+    x: FloatTensor<B>,
+    mean: FloatTensor<B>,
     inv_std: FloatTensor<B>,
     gamma: FloatTensor<B>,
 ) -> [FloatTensor<B>; 3] {
-    let (dy, x_hat): (Tensor<B, 4>, Tensor<B, 4>) = (float(dy), float(x_hat));
+    let (dy, x, inv_std): (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>) = (float(dy), float(x), float(inv_std));
+    let x_hat = (x - per_channel(float(mean))) * per_channel(inv_std.clone());
     let [n, _, h, w] = x_hat.dims();
     let m = (n * h * w) as f64;
     let dbeta = channel_sums(dy.clone());
     let dgamma = channel_sums(dy.clone() * x_hat.clone());
-    let scale = per_channel(float::<B, 1>(gamma) * float::<B, 1>(inv_std));
+    let scale = per_channel(float::<B, 1>(gamma) * inv_std);
     let dx =
         (dy - x_hat * per_channel(dgamma.clone().div_scalar(m)) - per_channel(dbeta.clone().div_scalar(m))) * scale;
     [prim(dx), prim(dgamma), prim(dbeta)]
@@ -114,7 +118,7 @@ impl FusedBatchNorm for burn::backend::Flex {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> [FloatTensor<Self>; 5] {
+    ) -> [FloatTensor<Self>; 4] {
         match flex::forward(&x, &gamma, &beta, epsilon) {
             Some(out) => out,
             None => generic_forward::<Self>(x, gamma, beta, epsilon),
@@ -123,13 +127,14 @@ impl FusedBatchNorm for burn::backend::Flex {
 
     fn batch_norm_backward(
         dy: FloatTensor<Self>,
-        x_hat: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
         inv_std: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        match flex::backward(&dy, &x_hat, &inv_std, &gamma) {
+        match flex::backward(&dy, &x, &mean, &inv_std, &gamma) {
             Some(out) => out,
-            None => generic_backward::<Self>(dy, x_hat, inv_std, gamma),
+            None => generic_backward::<Self>(dy, x, mean, inv_std, gamma),
         }
     }
 
@@ -152,10 +157,9 @@ fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
 
-/// What the forward pass computes: the output, what the backward pass keeps (x̂, 1/σ), and the batch statistics.
+/// What the forward pass computes: the output, 1/σ, and the batch statistics.
 struct Parts<B: Backend> {
     y: Tensor<B, 4>,
-    x_hat: Tensor<B, 4>,
     inv_std: Tensor<B, 1>,
     mean: Tensor<B, 1>,
     var: Tensor<B, 1>,
@@ -182,22 +186,22 @@ fn forward_parts<B: Backend>(x: Tensor<B, 4>, gamma: Tensor<B, 1>, beta: Tensor<
     let var = channel_sums(centered.clone().square()).div_scalar(m);
     let inv_std = var.clone().add_scalar(epsilon).sqrt().recip();
     let x_hat = centered * per_channel(inv_std.clone());
-    let y = x_hat.clone() * per_channel(gamma) + per_channel(beta);
-    Parts { y, x_hat, inv_std, mean, var }
+    let y = x_hat * per_channel(gamma) + per_channel(beta);
+    Parts { y, inv_std, mean, var }
 }
 
 #[derive(Debug)]
 struct BatchNormBackward;
 
 impl<B: FusedBatchNorm> Backward<B, 3> for BatchNormBackward {
-    /// x̂ (N×C×H×W), 1/σ and γ (C each).
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+    /// The input x (N×C×H×W), the batch mean, 1/σ and γ (C each).
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
-        let (x_hat, inv_std, gamma) = ops.state;
-        let [dx, dgamma, dbeta] = B::batch_norm_backward(dy, x_hat, inv_std, gamma);
+        let (x, mean, inv_std, gamma) = ops.state;
+        let [dx, dgamma, dbeta] = B::batch_norm_backward(dy, x, mean, inv_std, gamma);
         for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -214,15 +218,13 @@ impl<B: FusedBatchNorm, C: CheckpointStrategy> FusedBatchNorm for Autodiff<B, C>
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
-        let gamma_inner = gamma.primitive.clone();
-        let [y, x_hat, inv_std, mean, var] =
-            B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
-        let (mean, var) = (Self::from_inner(mean), Self::from_inner(var));
+        let (x_inner, gamma_inner) = (x.primitive.clone(), gamma.primitive.clone());
+        let [y, inv_std, mean, var] = B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
         let y = match BatchNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x_hat, inv_std, gamma_inner), y),
+            OpsKind::Tracked(prep) => prep.finish((x_inner, mean.clone(), inv_std, gamma_inner), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
-        (y, mean, var)
+        (y, Self::from_inner(mean), Self::from_inner(var))
     }
 }
 
@@ -252,4 +254,60 @@ fn batch_norm_inference<B: FusedBatchNorm>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -
     let a = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
     let b = bn.beta.val() - mean * a.clone();
     float(B::batch_norm_affine(prim(x), prim(a), prim(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::{TensorData, Tolerance};
+
+    fn tensor<const D: usize>(shape: [usize; D], f: impl Fn(usize) -> f32) -> Tensor<Flex, D> {
+        let v: Vec<f32> = (0..shape.iter().product()).map(f).collect();
+        Tensor::from_data(TensorData::new(v, shape), &Default::default())
+    }
+
+    /// The plain-tensor version (other backends, CUDA) computes what the CPU kernels compute (the rank given to
+    /// `float` only labels the primitive; `into_data` keeps its own shape).
+    #[test]
+    fn generic_forward_and_backward_match_the_cpu_kernels() {
+        let shape = [3, 4, 9, 7];
+        let x = tensor(shape, |i| 2.0 + ((i * 37 % 101) as f32 / 50.0 - 1.0));
+        let dy = tensor(shape, |i| (i * 53 % 97) as f32 / 48.0 - 1.0);
+        let gamma = tensor([4], |i| 0.5 + i as f32 * 0.3);
+        let beta = tensor([4], |i| i as f32 * 0.2 - 0.3);
+        let forward = |generic: bool| {
+            let (x, g, b) = (prim(x.clone()), prim(gamma.clone()), prim(beta.clone()));
+            let out = if generic {
+                generic_forward::<Flex>(x, g, b, 1e-5)
+            } else {
+                <Flex as FusedBatchNorm>::batch_norm_forward(x, g, b, 1e-5)
+            };
+            out.map(|t| float::<Flex, 1>(t).into_data())
+        };
+        let backward = |generic: bool| {
+            let [_, inv_std, mean, _] = <Flex as FusedBatchNorm>::batch_norm_forward(
+                prim(x.clone()),
+                prim(gamma.clone()),
+                prim(beta.clone()),
+                1e-5,
+            );
+            let args = (prim(dy.clone()), prim(x.clone()), mean, inv_std, prim(gamma.clone()));
+            let out = if generic {
+                generic_backward::<Flex>(args.0, args.1, args.2, args.3, args.4)
+            } else {
+                <Flex as FusedBatchNorm>::batch_norm_backward(args.0, args.1, args.2, args.3, args.4)
+            };
+            out.map(|t| float::<Flex, 1>(t).into_data())
+        };
+        let tol = Tolerance::<f32>::absolute(1e-4);
+        for (a, b) in forward(true).iter().zip(forward(false).iter()) {
+            a.assert_approx_eq::<f32>(b, tol);
+        }
+        for (a, b) in backward(true).iter().zip(backward(false).iter()) {
+            a.assert_approx_eq::<f32>(b, tol);
+        }
+        let dgamma = backward(false)[1].to_vec::<f32>().unwrap();
+        assert!(dgamma.iter().any(|v| v.abs() > 1e-2), "{dgamma:?}");
+    }
 }
