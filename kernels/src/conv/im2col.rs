@@ -451,7 +451,7 @@ pub fn conv2d_forward<T: Scalar>(
     let b: Option<&[T]> = bias.as_ref().map(|b| b.storage());
     let plan = Plan::new(n, r * p);
     let per_image = per_image_gemm(p, r);
-    let mut out = vec![T::default(); n * c_out * p];
+    let mut out = crate::fill::par_filled(n * c_out * p, c_out * p, T::default());
     #[cfg(feature = "rayon")]
     if !plan.parallel && threads() > 1 {
         // Fewer images than threads: split each image's work between the threads, by output rows where an
@@ -772,7 +772,7 @@ pub fn conv2d_x_backward<T: Scalar>(
     let plan = Plan::new(n, r * p);
     let per_image = per_image_gemm(p, r);
     let plane = c_in * in_h * in_w;
-    let mut dx = vec![T::default(); n * plane];
+    let mut dx = crate::fill::par_filled(n * plane, plane, T::default());
     plan.for_each_chunk(n, &mut dx, plane, |b0, nb, dx| {
         let width = nb * p;
         let w = w as *const T;
