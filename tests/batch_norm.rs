@@ -55,9 +55,7 @@ fn fused_batch_norm_matches_burns_forward_gradients_and_running_statistics() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     // A large mean against the spread (offsets 3 and 100) checks the variance's centring (per plane, then
     // combined across planes); 5×7 is not a power of two; 37×41 planes have a tail after the 16-lane chunks.
-    for (shape, offset) in
-        [([4, 3, 5, 7], 0.0), ([2, 5, 8, 8], 3.0), ([1, 2, 3, 1], -1.0), ([3, 2, 37, 41], 100.0)]
-    {
+    for (shape, offset) in [([4, 3, 5, 7], 0.0), ([2, 5, 8, 8], 3.0), ([1, 2, 3, 1], -1.0), ([3, 2, 37, 41], 100.0)] {
         let c = shape[1];
         let seed = rng.random::<u64>();
         let x = random(&mut rng, shape, offset, 1.0);
