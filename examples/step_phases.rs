@@ -3,7 +3,7 @@
 //! `scripts/layers_pytorch.py phases SIZE`. A profiling aid, not a test:
 //! `cargo run --release --example step_phases -- [SIZE] [MODEL]` (128, resnet34). Env: BATCH (16), STEPS (8; the
 //! first two are not timed), VERBOSE=1 (each step's times and page faults), BURN_ADAM=1 (burn's Adam, moments created by
-//! its first step, instead of the training optimiser, `init_optimizer`).
+//! its first step, instead of the training optimiser, `init_optimizer`), PNEUMOSCOPE_GEMM (as for the binary).
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
@@ -18,6 +18,11 @@ type A = Autodiff<Flex>;
 
 fn main() {
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    if let Ok(value) = std::env::var("PNEUMOSCOPE_GEMM") {
+        let choice = value.parse::<pneumoscope_kernels::gemm_isa::GemmChoice>().expect("PNEUMOSCOPE_GEMM");
+        let isa = pneumoscope_kernels::gemm_isa::select(choice).expect("PNEUMOSCOPE_GEMM");
+        println!("GEMM: {isa:?}");
+    }
     let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
     let kind = ModelKind::parse(&std::env::args().nth(2).unwrap_or("resnet34".into())).expect("a model name");
     let bs: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);

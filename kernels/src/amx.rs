@@ -84,7 +84,7 @@ fn cpu_has_amx() -> bool {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use imp::gemm;
+pub use imp::{gemm, gemm_packed, PackedLhs};
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -450,6 +450,74 @@ mod imp {
         }
     }
 
+    /// As [`block`], but the four accumulators start from (`accumulate`) or are stored straight into the destination's
+    /// 32 × 32 block at `c`, whose rows are `row_bytes` apart (row-major f32, the block wholly inside): no copy
+    /// through a buffer, and the sum onto the destination happens in the tiles.
+    ///
+    /// # Safety
+    /// As [`block`]; `c` addresses 32 rows of 32 f32 values, `row_bytes` apart, that no other task touches.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block_into(
+        a0: *const u16,
+        a1: *const u16,
+        b0: *const u16,
+        b1: *const u16,
+        kt: usize,
+        c: *mut f32,
+        row_bytes: usize,
+        accumulate: bool,
+    ) {
+        // The lower two accumulators start 16 rows down.
+        let c_low = unsafe { c.cast::<u8>().add(TILE_ROWS * row_bytes) };
+        unsafe {
+            asm!(
+                "test {acc}, {acc}",
+                "jz 3f",
+                "tileloadd tmm0, [{c} + {s}*1]",
+                "tileloadd tmm1, [{c} + {s}*1 + 64]",
+                "tileloadd tmm2, [{cl} + {s}*1]",
+                "tileloadd tmm3, [{cl} + {s}*1 + 64]",
+                "jmp 2f",
+                "3:",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a0} + {t}*1]",
+                "tileloadd tmm6, [{b0} + {t}*1]",
+                "tileloadd tmm5, [{a1} + {t}*1]",
+                "tileloadd tmm7, [{b1} + {t}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a0}, 1024",
+                "add {a1}, 1024",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {kt}",
+                "jnz 2b",
+                "tilestored [{c} + {s}*1], tmm0",
+                "tilestored [{c} + {s}*1 + 64], tmm1",
+                "tilestored [{cl} + {s}*1], tmm2",
+                "tilestored [{cl} + {s}*1 + 64], tmm3",
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                b0 = inout(reg) b0 => _,
+                b1 = inout(reg) b1 => _,
+                kt = inout(reg) kt => _,
+                acc = in(reg) accumulate as usize,
+                c = in(reg) c,
+                cl = in(reg) c_low,
+                s = in(reg) row_bytes,
+                t = in(reg) 64usize,
+                options(nostack),
+            );
+        }
+    }
+
     /// The destination, written by disjoint 32 × 32 blocks from several tasks.
     #[derive(Clone, Copy)]
     struct Dst {
@@ -464,6 +532,15 @@ mod imp {
     unsafe impl Sync for Dst {}
 
     impl Dst {
+        /// The block whose top-left tile is (`ti`, `tj`), where [`block_into`] can write it: row-major and wholly
+        /// inside the destination.
+        fn direct(&self, ti: usize, tj: usize) -> Option<*mut f32> {
+            let (i0, j0) = (ti * TILE_ROWS, tj * TILE_N);
+            (self.cs == 1 && i0 + 2 * TILE_ROWS <= self.m && j0 + 2 * TILE_N <= self.n)
+                // SAFETY: (i0, j0) lies inside the m × n destination.
+                .then(|| unsafe { self.ptr.add(i0 * self.rs + j0) })
+        }
+
         /// Writes (or adds) the block whose top-left tile is (`ti`, `tj`).
         ///
         /// # Safety
@@ -499,6 +576,41 @@ mod imp {
         }
     }
 
+    /// `lhs` (m × k) packed into bf16 tiles once, for several products with it ([`gemm_packed`]).
+    pub struct PackedLhs {
+        tiles: Vec<u16>,
+        m: usize,
+        k: usize,
+    }
+
+    impl PackedLhs {
+        /// Packs `lhs` (m × k, strides (column, row) in elements), on rayon's pool where `parallel`.
+        ///
+        /// # Safety
+        /// [`super::available`] must have returned true; `lhs` must address an m × k matrix of these strides.
+        pub unsafe fn new(m: usize, k: usize, lhs: *const f32, (cs, rs): (usize, usize), parallel: bool) -> Self {
+            let kt = k.div_ceil(TILE_K);
+            let mt = m.div_ceil(TILE_ROWS).next_multiple_of(2);
+            let strip = kt * TILE_LEN;
+            let a = Src { ptr: lhs, cs, rs };
+            // Every packer writes each value of its strips, padding included, so the buffer starts unwritten.
+            let mut tiles: Vec<u16> = Vec::with_capacity(mt * strip);
+            // SAFETY: u16 has no invalid bit patterns and nothing reads a value before the packers write it.
+            #[allow(clippy::uninit_vec)]
+            unsafe {
+                tiles.set_len(mt * strip)
+            };
+            if strip > 0 {
+                if parallel {
+                    tiles.par_chunks_mut(strip).enumerate().for_each(|(t, s)| pack_lhs_strip(a, m, k, t, kt, s));
+                } else {
+                    tiles.chunks_mut(strip).enumerate().for_each(|(t, s)| pack_lhs_strip(a, m, k, t, kt, s));
+                }
+            }
+            Self { tiles, m, k }
+        }
+    }
+
     /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)` with bf16 operands and f32 accumulation; strides are
     /// (column, row) in elements. Runs on rayon's pool with `threads` tasks' worth of splitting (1: this thread).
     ///
@@ -509,14 +621,40 @@ mod imp {
     pub unsafe fn gemm(
         (m, n, k): (usize, usize, usize),
         dst: *mut f32,
-        (dst_cs, dst_rs): (usize, usize),
+        dst_strides: (usize, usize),
         accumulate: bool,
         lhs: *const f32,
-        (lhs_cs, lhs_rs): (usize, usize),
+        lhs_strides: (usize, usize),
+        rhs: *const f32,
+        rhs_strides: (usize, usize),
+        threads: usize,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            let a = PackedLhs::new(m, k, lhs, lhs_strides, threads > 1);
+            gemm_packed(&a, n, dst, dst_strides, accumulate, rhs, rhs_strides, threads)
+        }
+    }
+
+    /// [`gemm`] with `lhs` packed beforehand.
+    ///
+    /// # Safety
+    /// As [`gemm`], for the m × k `lhs` that `a` was packed from.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_packed(
+        a: &PackedLhs,
+        n: usize,
+        dst: *mut f32,
+        (dst_cs, dst_rs): (usize, usize),
+        accumulate: bool,
         rhs: *const f32,
         (rhs_cs, rhs_rs): (usize, usize),
         threads: usize,
     ) {
+        let (m, k) = (a.m, a.k);
         if m == 0 || n == 0 {
             return;
         }
@@ -534,19 +672,17 @@ mod imp {
         // Whole pairs of tiles on both sides.
         let mt = m.div_ceil(TILE_ROWS).next_multiple_of(2);
         let nt = n.div_ceil(TILE_N).next_multiple_of(2);
-        let a = Src { ptr: lhs, cs: lhs_cs, rs: lhs_rs };
         let b = Src { ptr: rhs, cs: rhs_cs, rs: rhs_rs };
         let strip = kt * TILE_LEN;
-        // Every packer writes each value of its strips, padding included, so the buffers start unwritten.
-        let mut pa: Vec<u16> = Vec::with_capacity(mt * strip);
+        // Every packer writes each value of its strips, padding included, so the buffer starts unwritten.
         let mut pb: Vec<u16> = Vec::with_capacity(nt * strip);
         // SAFETY: u16 has no invalid bit patterns and nothing reads a value before `pack` writes it.
+        #[allow(clippy::uninit_vec)]
         unsafe {
-            pa.set_len(mt * strip);
-            pb.set_len(nt * strip);
-        }
+            pb.set_len(nt * strip)
+        };
         let parallel = threads > 1;
-        let pack = |pa: &mut [u16], pb: &mut [u16]| {
+        let pack = |pb: &mut [u16]| {
             let pb_ptr = Out(pb.as_mut_ptr());
             // `rhs` with contiguous rows is packed by tile rows (sequential reads); otherwise by strips.
             let rhs_by_rows = b.cs == 1;
@@ -556,24 +692,20 @@ mod imp {
                 unsafe { simd::rhs_rows(b, n, k, kb, kt, out.0) }
             };
             if parallel {
-                pa.par_chunks_mut(strip).enumerate().for_each(|(t, s)| pack_lhs_strip(a, m, k, t, kt, s));
                 if rhs_by_rows {
                     (0..kt).into_par_iter().for_each(rhs_row);
                 } else {
                     pb.par_chunks_mut(strip).enumerate().for_each(|(t, s)| pack_rhs_strip(b, n, k, t, kt, s));
                 }
+            } else if rhs_by_rows {
+                (0..kt).for_each(rhs_row);
             } else {
-                pa.chunks_mut(strip).enumerate().for_each(|(t, s)| pack_lhs_strip(a, m, k, t, kt, s));
-                if rhs_by_rows {
-                    (0..kt).for_each(rhs_row);
-                } else {
-                    pb.chunks_mut(strip).enumerate().for_each(|(t, s)| pack_rhs_strip(b, n, k, t, kt, s));
-                }
+                pb.chunks_mut(strip).enumerate().for_each(|(t, s)| pack_rhs_strip(b, n, k, t, kt, s));
             }
         };
-        pack(&mut pa, &mut pb);
+        pack(&mut pb);
         let d = Dst { ptr: dst, cs: dst_cs, rs: dst_rs, m, n, accumulate };
-        let (pa, pb) = (&pa[..], &pb[..]);
+        let (pa, pb) = (&a.tiles[..], &pb[..]);
         // One task per pair of tile strips along the longer side; the other side is walked inside it.
         let (outer, inner) = (mt.max(nt) / 2, mt.min(nt) / 2);
         let rows_outer = mt >= nt;
@@ -587,8 +719,12 @@ mod imp {
                 let b1 = pb[(2 * bj + 1) * strip..].as_ptr();
                 // SAFETY: tiles configured by `with_tiles`; each strip holds kt tiles; blocks are disjoint.
                 unsafe {
-                    block(a0, a1, b0, b1, kt, &mut c);
-                    d.store(2 * bi, 2 * bj, &c);
+                    if let Some(at) = d.direct(2 * bi, 2 * bj) {
+                        block_into(a0, a1, b0, b1, kt, at, d.rs * 4, d.accumulate);
+                    } else {
+                        block(a0, a1, b0, b1, kt, &mut c);
+                        d.store(2 * bi, 2 * bj, &c);
+                    }
                 }
             }
         };
@@ -652,7 +788,9 @@ mod tests {
             eprintln!("skipped: this CPU or OS has no AMX bf16 tiles");
             return;
         }
-        for &(m, n, k) in &[(1, 1, 1), (16, 16, 32), (33, 17, 31), (64, 200, 75), (7, 300, 600), (130, 5, 64)] {
+        for &(m, n, k) in
+            &[(1, 1, 1), (16, 16, 32), (33, 17, 31), (64, 200, 75), (7, 300, 600), (130, 5, 64), (96, 64, 40)]
+        {
             let a = data(m * k, (m * 7 + k) as u32);
             let b = data(k * n, (n * 13 + k) as u32);
             let want = reference(m, n, k, &a, &b);
@@ -664,6 +802,15 @@ mod tests {
                 };
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}×{n}×{k}: {x} vs {y}");
+                }
+                // Accumulated onto a row-major destination (whole 32 × 32 blocks are summed in the tiles).
+                let mut c = vec![-0.25f32; m * n];
+                unsafe {
+                    gemm((m, n, k), c.as_mut_ptr(), (1, n), true, a.as_ptr(), (1, k), b.as_ptr(), (1, n), threads)
+                };
+                for (x, y) in c.iter().zip(&want) {
+                    let y = y - 0.25;
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}×{n}×{k} accumulated: {x} vs {y}");
                 }
                 let at: Vec<f32> = (0..k * m).map(|q| a[(q % m) * k + q / m]).collect(); // k × m
                 let bt: Vec<f32> = (0..n * k).map(|q| b[(q % k) * n + q / k]).collect(); // n × k

@@ -153,6 +153,61 @@ pub fn current() -> GemmIsa {
     isa
 }
 
+/// An f32 `lhs` packed once for several [`gemm_f32_packed`] products, where the [`current`] instruction set packs
+/// its operands into a form of its own (AMX bf16 tiles); [`pack_lhs_f32`] gives none elsewhere.
+pub struct PackedLhs {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    amx: crate::amx::PackedLhs,
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    _none: core::convert::Infallible,
+}
+
+/// `lhs` (m × k, strides (column, row) non-negative) packed for [`gemm_f32_packed`], on this thread; `None` unless
+/// the [`current`] instruction set is [`GemmIsa::AmxBf16`] (the others read their operands in place).
+///
+/// # Safety
+/// `lhs` must address an m × k matrix of these strides.
+pub unsafe fn pack_lhs_f32(m: usize, k: usize, lhs: *const f32, strides: (usize, usize)) -> Option<PackedLhs> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if current() == GemmIsa::AmxBf16 {
+        // SAFETY: the caller's contract; only `select` sets AMX, and only after `amx::available` said yes.
+        return Some(PackedLhs { amx: unsafe { crate::amx::PackedLhs::new(m, k, lhs, strides, false) } });
+    }
+    let _ = (m, k, lhs, strides);
+    None
+}
+
+/// [`gemm_f32`] with `lhs` packed by [`pack_lhs_f32`]: `dst (m × n) = [dst +] lhs · rhs`.
+///
+/// # Safety
+/// As [`gemm_f32`], for the m × k matrix `lhs` was packed from, which must still hold the same values.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_f32_packed(
+    lhs: &PackedLhs,
+    n: usize,
+    dst: *mut f32,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    rhs: *const f32,
+    rhs_strides: (usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let threads = match parallelism {
+            gemm::Parallelism::Rayon(t) => t.max(1),
+            _ => 1,
+        };
+        // SAFETY: the caller's contract; a packed lhs exists only where AMX was selected and granted.
+        unsafe { crate::amx::gemm_packed(&lhs.amx, n, dst, dst_strides, accumulate, rhs, rhs_strides, threads) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        let _ = (n, dst, dst_strides, accumulate, rhs, rhs_strides, parallelism);
+        match lhs._none {}
+    }
+}
+
 /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, every stride (column, row) non-negative, on the
 /// [`current`] instruction set. Returns `false`, computing nothing, when that is [`GemmIsa::Library`]: the
 /// caller then calls `gemm::gemm`, as it does for other element types.

@@ -167,8 +167,8 @@ pub(crate) fn backward(
     }
     let (dy, x, mean, inv_std, gamma) =
         (dy.to_contiguous(), x.to_contiguous(), mean.to_contiguous(), inv_std.to_contiguous(), gamma.to_contiguous());
-    let (ds, xs, mus, is, gs): (&[f32], &[f32], &[f32], &[f32], &[f32]) =
-        (dy.storage(), x.storage(), mean.storage(), inv_std.storage(), gamma.storage());
+    let [ds, xs, mus, is, gs]: [&[f32]; 5] =
+        [dy.storage(), x.storage(), mean.storage(), inv_std.storage(), gamma.storage()];
     let plane = h * w;
     let m = (n * plane) as f64;
     let sums: Vec<(f64, f64)> = (0..c)
