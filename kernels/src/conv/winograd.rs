@@ -252,12 +252,39 @@ impl Planes {
     }
 }
 
+/// One input row padded by `pw` (≤ 2) zeros on each side, as its even padded columns in `even` and its odd ones in
+/// `odd` (each `TW + 1` long, zero past the row). Input column `iw` is padded column `iw + pw`: with `pw` even the
+/// row's pairs (`2k`, `2k + 1`) land at `even[pw/2 + k]`, `odd[pw/2 + k]`; with `pw` odd at `odd[k]`, `even[k + 1]`.
+/// One pass over the pairs, which the compiler turns into vector shuffles.
+fn split_row(src: &[f32], pw: usize, (even, odd): (&mut [f32], &mut [f32])) {
+    let pairs = src.len() / 2;
+    let (lo, hi, at_lo, at_hi) = if pw % 2 == 0 { (even, odd, pw / 2, pw / 2) } else { (odd, even, 0, 1) };
+    // `lo` takes the pairs' first values from `at_lo`, `hi` their second values from `at_hi`.
+    lo[..at_lo].fill(0.0);
+    hi[..at_hi].fill(0.0);
+    {
+        let (l, h) = (&mut lo[at_lo..at_lo + pairs], &mut hi[at_hi..at_hi + pairs]);
+        for ((p, l), h) in src.chunks_exact(2).zip(l.iter_mut()).zip(h.iter_mut()) {
+            *l = p[0];
+            *h = p[1];
+        }
+    }
+    let (mut end_lo, end_hi) = (at_lo + pairs, at_hi + pairs);
+    if src.len() % 2 == 1 {
+        lo[end_lo] = src[src.len() - 1];
+        end_lo += 1;
+    }
+    lo[end_lo..].fill(0.0);
+    hi[end_hi..].fill(0.0);
+}
+
 /// `V[ξ][c][t0 + t] = (Bᵀ d B)[ξ]` for every tile `t` of the tile rows `rows` (`t` = row in band · TW + column)
 /// and every channel. `buf` holds 8 padded rows ([`Geometry::row_len`]).
 ///
 /// Each padded input row is kept as its even columns then its odd columns, so that both stages of the transform
 /// are element-wise over contiguous runs (tile `t` reads padded columns `2t .. 2t + 4`: even `t`, `t + 1`, odd
-/// `t`, `t + 1`).
+/// `t`, `t + 1`). Tile row `t` reads padded rows `2t .. 2t + 4`, so the next tile row of the same image takes
+/// the last two of them over as its first two and splits only two new rows.
 ///
 /// # Safety
 /// `v` must have room for the band's tiles, and no other task may write them.
@@ -265,30 +292,35 @@ unsafe fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, t0: usize
     let (wl, half, tw) = (g.row_len(), g.row_len() / 2, g.tw);
     let plane = g.h * g.w;
     let (d, e) = buf[..8 * wl].split_at_mut(4 * wl);
-    // The first input column that lands in the even / the odd half (input column iw is padded column iw + pw).
-    let first = [g.pw % 2, 1 - g.pw % 2];
     for c in 0..g.c {
+        // The slots of `d` holding padded rows 2t .. 2t + 4 of the previous tile row, if it was this one's
+        // predecessor in the same image.
+        let mut order = [0usize, 1, 2, 3];
+        let mut previous: Option<(usize, usize)> = None;
         for (i, gr) in rows.clone().enumerate() {
             let (b, t) = g.locate(gr);
             let src = &x[(b * g.c + c) * plane..(b * g.c + c + 1) * plane];
-            // The four padded input rows under tile row t, split into even and odd columns.
-            for (r, row) in d.chunks_exact_mut(wl).enumerate() {
-                row.fill(0.0);
+            let first_new = if previous == Some((b, t.wrapping_sub(1))) {
+                order = [order[2], order[3], order[0], order[1]];
+                2
+            } else {
+                0
+            };
+            previous = Some((b, t));
+            // The padded input rows under tile row t not split yet, into even and odd columns.
+            for (r, &slot) in order.iter().enumerate().skip(first_new) {
                 let ih = (2 * t + r) as isize - g.ph as isize;
+                let row = &mut d[slot * wl..(slot + 1) * wl];
                 if ih < 0 || ih as usize >= g.h {
+                    row.fill(0.0);
                     continue;
                 }
-                let srow = &src[ih as usize * g.w..(ih as usize + 1) * g.w];
-                for (parity, part) in row.chunks_exact_mut(half).enumerate() {
-                    let iw0 = first[parity];
-                    if iw0 < g.w {
-                        let at = (iw0 + g.pw) / 2;
-                        part[at..].iter_mut().zip(srow[iw0..].iter().step_by(2)).for_each(|(d, &s)| *d = s);
-                    }
-                }
+                split_row(&src[ih as usize * g.w..(ih as usize + 1) * g.w], g.pw, row.split_at_mut(half));
             }
+            let d = &*d;
+            let at_slot = |r: usize| &d[order[r] * wl..(order[r] + 1) * wl];
+            let (d0, d1, d2, d3) = (at_slot(0), at_slot(1), at_slot(2), at_slot(3));
             // Bᵀ d along the rows, whole rows at once ...
-            let (d0, d1, d2, d3) = (&d[..wl], &d[wl..2 * wl], &d[2 * wl..3 * wl], &d[3 * wl..]);
             let (e0, rest) = e.split_at_mut(wl);
             let (e1, rest) = rest.split_at_mut(wl);
             let (e2, e3) = rest.split_at_mut(wl);
