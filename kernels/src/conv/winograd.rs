@@ -258,7 +258,7 @@ impl Planes {
 /// One pass over the pairs, which the compiler turns into vector shuffles.
 fn split_row(src: &[f32], pw: usize, (even, odd): (&mut [f32], &mut [f32])) {
     let pairs = src.len() / 2;
-    let (lo, hi, at_lo, at_hi) = if pw % 2 == 0 { (even, odd, pw / 2, pw / 2) } else { (odd, even, 0, 1) };
+    let (lo, hi, at_lo, at_hi) = if pw.is_multiple_of(2) { (even, odd, pw / 2, pw / 2) } else { (odd, even, 0, 1) };
     // `lo` takes the pairs' first values from `at_lo`, `hi` their second values from `at_hi`.
     lo[..at_lo].fill(0.0);
     hi[..at_hi].fill(0.0);
