@@ -407,55 +407,22 @@ mod imp {
         }
     }
 
-    /// Four 16 × 16 f32 accumulators: `c[0] = a0·b0, c[1] = a0·b1, c[2] = a1·b0, c[3] = a1·b1` over `kt` tiles.
+    /// The 32 × 32 block `[a0; a1] · [b0 b1]` over `kt` tiles into `c`, row-major (through [`block_into`]).
     ///
     /// # Safety
     /// Tiles configured on this thread; each operand pointer addresses `kt` consecutive tiles.
     #[inline(always)]
     unsafe fn block(a0: *const u16, a1: *const u16, b0: *const u16, b1: *const u16, kt: usize, c: &mut [f32; 1024]) {
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a0} + {s}*1]",
-                "tileloadd tmm6, [{b0} + {s}*1]",
-                "tileloadd tmm5, [{a1} + {s}*1]",
-                "tileloadd tmm7, [{b1} + {s}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a0}, 1024",
-                "add {a1}, 1024",
-                "add {b0}, 1024",
-                "add {b1}, 1024",
-                "dec {kt}",
-                "jnz 2b",
-                "tilestored [{c} + {s}*1], tmm0",
-                "tilestored [{c} + {s}*1 + 1024], tmm1",
-                "tilestored [{c} + {s}*1 + 2048], tmm2",
-                "tilestored [{c} + {s}*1 + 3072], tmm3",
-                a0 = inout(reg) a0 => _,
-                a1 = inout(reg) a1 => _,
-                b0 = inout(reg) b0 => _,
-                b1 = inout(reg) b1 => _,
-                kt = inout(reg) kt => _,
-                c = in(reg) c.as_mut_ptr(),
-                s = in(reg) 64usize,
-                options(nostack),
-            );
-        }
+        // SAFETY: the caller's contract; `c` is 32 rows of 32 f32 values, 128 bytes apart.
+        unsafe { block_into(a0, a1, b0, b1, kt, c.as_mut_ptr(), 2 * TILE_N * 4, false) }
     }
 
-    /// As [`block`], but the four accumulators start from (`accumulate`) or are stored straight into the destination's
-    /// 32 × 32 block at `c`, whose rows are `row_bytes` apart (row-major f32, the block wholly inside): no copy
+    /// Four 16 × 16 f32 accumulators (`a0·b0`, `a0·b1` / `a1·b0`, `a1·b1`) over `kt` tiles, started from (`accumulate`)
+    /// or stored straight into the 32 × 32 block at `c`, whose rows are `row_bytes` apart (row-major f32, the block wholly inside): no copy
     /// through a buffer, and the sum onto the destination happens in the tiles.
     ///
     /// # Safety
-    /// As [`block`]; `c` addresses 32 rows of 32 f32 values, `row_bytes` apart, that no other task touches.
+    /// Tiles configured on this thread; each operand pointer addresses `kt` consecutive tiles; `c` addresses 32 rows of 32 f32 values, `row_bytes` apart, that no other task touches.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn block_into(
@@ -541,35 +508,29 @@ mod imp {
                 .then(|| unsafe { self.ptr.add(i0 * self.rs + j0) })
         }
 
-        /// Writes (or adds) the block whose top-left tile is (`ti`, `tj`).
+        /// Writes (or adds) the block whose top-left tile is (`ti`, `tj`) from `c` (32 × 32, row-major), clipped at the edges.
         ///
         /// # Safety
         /// No other task writes this block.
         unsafe fn store(&self, ti: usize, tj: usize, c: &[f32; 1024]) {
-            for (q, tile) in c.chunks_exact(TILE_ROWS * TILE_N).enumerate() {
-                let i0 = (ti + q / 2) * TILE_ROWS;
-                let j0 = (tj + q % 2) * TILE_N;
-                if i0 >= self.m || j0 >= self.n {
-                    continue;
-                }
-                let rows = (self.m - i0).min(TILE_ROWS);
-                let cols = (self.n - j0).min(TILE_N);
-                for r in 0..rows {
-                    let src = &tile[r * TILE_N..r * TILE_N + cols];
-                    // SAFETY: (i0 + r, j0 + c) lies inside the m × n destination.
-                    let base = unsafe { self.ptr.add((i0 + r) * self.rs + j0 * self.cs) };
-                    if self.cs == 1 {
-                        let d = unsafe { core::slice::from_raw_parts_mut(base, cols) };
-                        if self.accumulate {
-                            d.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                        } else {
-                            d.copy_from_slice(src);
-                        }
+            let (i0, j0) = (ti * TILE_ROWS, tj * TILE_N);
+            let rows = self.m.saturating_sub(i0).min(2 * TILE_ROWS);
+            let cols = self.n.saturating_sub(j0).min(2 * TILE_N);
+            for r in 0..rows {
+                let src = &c[r * 2 * TILE_N..r * 2 * TILE_N + cols];
+                // SAFETY: (i0 + r, j0 + c) lies inside the m × n destination.
+                let base = unsafe { self.ptr.add((i0 + r) * self.rs + j0 * self.cs) };
+                if self.cs == 1 {
+                    let d = unsafe { core::slice::from_raw_parts_mut(base, cols) };
+                    if self.accumulate {
+                        d.iter_mut().zip(src).for_each(|(d, s)| *d += s);
                     } else {
-                        for (c, &s) in src.iter().enumerate() {
-                            let d = unsafe { &mut *base.add(c * self.cs) };
-                            *d = if self.accumulate { *d + s } else { s };
-                        }
+                        d.copy_from_slice(src);
+                    }
+                } else {
+                    for (c, &s) in src.iter().enumerate() {
+                        let d = unsafe { &mut *base.add(c * self.cs) };
+                        *d = if self.accumulate { *d + s } else { s };
                     }
                 }
             }
