@@ -253,7 +253,7 @@ impl Planes {
 }
 
 /// One input row padded by `pw` (≤ 2) zeros on each side, as its even padded columns in `even` and its odd ones in
-/// `odd` (each `TW + 1` long, zero past the row). Input column `iw` is padded column `iw + pw`: with `pw` even the
+/// `odd` (each at least half the padded row, rounded up, long; zero past the row). Input column `iw` is padded column `iw + pw`: with `pw` even the
 /// row's pairs (`2k`, `2k + 1`) land at `even[pw/2 + k]`, `odd[pw/2 + k]`; with `pw` odd at `odd[k]`, `even[k + 1]`.
 /// One pass over the pairs, which the compiler turns into vector shuffles.
 fn split_row(src: &[f32], pw: usize, (even, odd): (&mut [f32], &mut [f32])) {
@@ -370,16 +370,14 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
             let (b, t) = g.locate(gr);
             let plane = &dy[(b * g.k + k) * oplane..(b * g.k + k + 1) * oplane];
             // The tile row's two output rows as even and odd columns: y = [y0 even, y0 odd, y1 even, y1 odd].
-            y.fill(0.0);
             for (a, halves) in y.chunks_exact_mut(2 * tw).enumerate() {
                 let oy = 2 * t + a;
                 if oy >= g.oh {
+                    halves.fill(0.0);
                     continue;
                 }
-                let orow = &plane[oy * g.ow..(oy + 1) * g.ow];
-                let (even, odd) = halves.split_at_mut(tw);
-                even.iter_mut().zip(orow.iter().step_by(2)).for_each(|(d, &s)| *d = s);
-                odd.iter_mut().zip(orow.iter().skip(1).step_by(2)).for_each(|(d, &s)| *d = s);
+                // One pass over the row's pairs (vectorised; two strided passes were partly scalar).
+                split_row(&plane[oy * g.ow..(oy + 1) * g.ow], 0, halves.split_at_mut(tw));
             }
             let (y0e, y0o, y1e, y1o) = (&y[..tw], &y[tw..2 * tw], &y[2 * tw..3 * tw], &y[3 * tw..]);
             let at = t0 + i * tw;
@@ -551,9 +549,10 @@ unsafe fn output_transform(
                 let orow =
                     unsafe { core::slice::from_raw_parts_mut(out.add(((b * g.k + k) * g.oh + oy) * g.ow), g.ow) };
                 let (s0, s1, s2, s3) = (&rr[..tw], &rr[tw..2 * tw], &rr[2 * tw..3 * tw], &rr[3 * tw..]);
-                for (j, o) in orow[..2 * pairs].chunks_exact_mut(2).enumerate() {
-                    o[0] = s0[j] + s1[j] + s2[j] + bv;
-                    o[1] = s1[j] - s2[j] - s3[j] + bv;
+                let pairs_of = orow[..2 * pairs].chunks_exact_mut(2).zip(s0).zip(s1).zip(s2).zip(s3);
+                for ((((o, &a0), &a1), &a2), &a3) in pairs_of {
+                    o[0] = a0 + a1 + a2 + bv;
+                    o[1] = a1 - a2 - a3 + bv;
                 }
                 if g.ow % 2 == 1 {
                     orow[g.ow - 1] = s0[pairs] + s1[pairs] + s2[pairs] + bv;
