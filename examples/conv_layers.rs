@@ -1,6 +1,7 @@
 //! Times conv2d (the project's kernels, as the models run it) forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
 //! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test. Env: MODEL=simple
-//! (the simple CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's).
+//! (the simple CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's),
+//! PNEUMOSCOPE_GEMM (as for the binary).
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -19,6 +20,11 @@ type Layer = (&'static str, usize, usize, usize, usize, usize, usize, usize);
 
 fn main() {
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    if let Ok(value) = std::env::var("PNEUMOSCOPE_GEMM") {
+        let choice = value.parse::<pneumoscope_kernels::gemm_isa::GemmChoice>().expect("PNEUMOSCOPE_GEMM");
+        let isa = pneumoscope_kernels::gemm_isa::select(choice).expect("PNEUMOSCOPE_GEMM");
+        println!("GEMM: {isa:?}");
+    }
     let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
     let only: Option<String> = std::env::args().nth(2);
     let layers: Vec<Layer> = vec![
