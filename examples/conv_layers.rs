@@ -20,11 +20,8 @@ type Layer = (&'static str, usize, usize, usize, usize, usize, usize, usize);
 
 fn main() {
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
-    if let Ok(value) = std::env::var("PNEUMOSCOPE_GEMM") {
-        let choice = value.parse::<pneumoscope_kernels::gemm_isa::GemmChoice>().expect("PNEUMOSCOPE_GEMM");
-        let isa = pneumoscope_kernels::gemm_isa::select(choice).expect("PNEUMOSCOPE_GEMM");
-        println!("GEMM: {isa:?}");
-    }
+    pneumoscope::commands::select_gemm().expect("PNEUMOSCOPE_GEMM");
+    println!("GEMM: {:?}", pneumoscope_kernels::gemm_isa::current());
     let s: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(128);
     let only: Option<String> = std::env::args().nth(2);
     let layers: Vec<Layer> = vec![

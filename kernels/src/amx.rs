@@ -417,12 +417,13 @@ mod imp {
         unsafe { block_into(a0, a1, b0, b1, kt, c.as_mut_ptr(), 2 * TILE_N * 4, false) }
     }
 
-    /// Four 16 × 16 f32 accumulators (`a0·b0`, `a0·b1` / `a1·b0`, `a1·b1`) over `kt` tiles, started from (`accumulate`)
-    /// or stored straight into the 32 × 32 block at `c`, whose rows are `row_bytes` apart (row-major f32, the block wholly inside): no copy
-    /// through a buffer, and the sum onto the destination happens in the tiles.
+    /// Four 16 × 16 f32 accumulators (`a0·b0`, `a0·b1` / `a1·b0`, `a1·b1`) over `kt` tiles, started from
+    /// (`accumulate`) or stored straight into the 32 × 32 block at `c`, whose rows are `row_bytes` apart (row-major
+    /// f32, the block wholly inside): no copy through a buffer, and the sum onto the destination happens in the tiles.
     ///
     /// # Safety
-    /// Tiles configured on this thread; each operand pointer addresses `kt` consecutive tiles; `c` addresses 32 rows of 32 f32 values, `row_bytes` apart, that no other task touches.
+    /// Tiles configured on this thread; each operand pointer addresses `kt` consecutive tiles; `c` addresses 32 rows
+    /// of 32 f32 values, `row_bytes` apart, that no other task touches.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn block_into(
@@ -508,7 +509,8 @@ mod imp {
                 .then(|| unsafe { self.ptr.add(i0 * self.rs + j0) })
         }
 
-        /// Writes (or adds) the block whose top-left tile is (`ti`, `tj`) from `c` (32 × 32, row-major), clipped at the edges.
+        /// Writes (or adds) the block whose top-left tile is (`ti`, `tj`) from `c` (32 × 32, row-major), clipped at
+        /// the edges.
         ///
         /// # Safety
         /// No other task writes this block.

@@ -116,8 +116,9 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 /// `PNEUMOSCOPE_GEMM=auto|avx2|avx512|amx-bf16`: the instruction set of the convolutions' GEMMs (README, "CPU kernels").
-/// Unset or `auto`: AVX-512 on Intel CPUs that have it, AVX2 elsewhere (pneumoscope_kernels::gemm_isa).
-fn select_gemm() -> Result<()> {
+/// Unset or `auto`: AVX-512 on Intel CPUs that have it, AVX2 elsewhere (pneumoscope_kernels::gemm_isa). Public for
+/// the examples, which honour the same variable.
+pub fn select_gemm() -> Result<()> {
     use pneumoscope_kernels::gemm_isa::{select, GemmChoice};
     let Some(raw) = std::env::var_os("PNEUMOSCOPE_GEMM") else { return Ok(()) };
     let value = raw.to_string_lossy();

@@ -253,8 +253,9 @@ impl Planes {
 }
 
 /// One input row padded by `pw` (≤ 2) zeros on each side, as its even padded columns in `even` and its odd ones in
-/// `odd` (each at least half the padded row, rounded up, long; zero past the row). Input column `iw` is padded column `iw + pw`: with `pw` even the
-/// row's pairs (`2k`, `2k + 1`) land at `even[pw/2 + k]`, `odd[pw/2 + k]`; with `pw` odd at `odd[k]`, `even[k + 1]`.
+/// `odd` (each at least half the padded row long, rounded up; zero past the row). Input column `iw` is padded column
+/// `iw + pw`: with `pw` even the row's pairs (`2k`, `2k + 1`) land at `even[pw/2 + k]`, `odd[pw/2 + k]`; with `pw`
+/// odd at `odd[k]`, `even[k + 1]`.
 /// One pass over the pairs, which the compiler turns into vector shuffles.
 fn split_row(src: &[f32], pw: usize, (even, odd): (&mut [f32], &mut [f32])) {
     let pairs = src.len() / 2;
