@@ -47,6 +47,7 @@ use burn_std::Shape;
 use core::ops::Range;
 
 use super::im2col::{dims4, gemm_into, scratch, threads};
+use super::lanes;
 use crate::gemm_isa::{gemm_f32_packed, pack_lhs_f32, PackedLhs};
 use burn_flex::{FlexTensor, Layout};
 
@@ -325,12 +326,7 @@ unsafe fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, t0: usize
             let (e0, rest) = e.split_at_mut(wl);
             let (e1, rest) = rest.split_at_mut(wl);
             let (e2, e3) = rest.split_at_mut(wl);
-            for j in 0..wl {
-                e0[j] = d0[j] - d2[j];
-                e1[j] = d1[j] + d2[j];
-                e2[j] = d2[j] - d1[j];
-                e3[j] = d1[j] - d3[j];
-            }
+            lanes::bt([d0, d1, d2, d3], [e0, e1, e2, e3]);
             // ... then · B along the columns: q0 − q2, q1 + q2, q2 − q1, q1 − q3 with q0 = even[t], q1 = odd[t],
             // q2 = even[t + 1], q3 = odd[t + 1].
             let at = t0 + i * tw;
@@ -346,26 +342,21 @@ unsafe fn input_transform(x: &[f32], g: &Geometry, rows: Range<usize>, t0: usize
                         v.seg(4 * r + 3, c, at, tw),
                     )
                 };
-                for j in 0..tw {
-                    v0[j] = q0[j] - q2[j];
-                    v1[j] = q1[j] + q2[j];
-                    v2[j] = q2[j] - q1[j];
-                    v3[j] = q1[j] - q3[j];
-                }
+                lanes::bt([q0, q1, q2, q3], [v0, v1, v2, v3]);
             }
         }
     }
 }
 
 /// `dM[ξ][k][t0 + t] = (A y Aᵀ)[ξ]` for each 2×2 output-gradient tile `y` of the band (zero past an odd last row
-/// or column). `buf` holds 6 rows of `TW`.
+/// or column). `buf` holds 12 rows of `TW`.
 ///
 /// # Safety
 /// As [`input_transform`].
 unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0: usize, dm: Planes, buf: &mut [f32]) {
     let tw = g.tw;
     let oplane = g.oh * g.ow;
-    let (y, u) = buf[..6 * tw].split_at_mut(4 * tw);
+    let (y, u) = buf[..12 * tw].split_at_mut(4 * tw);
     for k in 0..g.k {
         for (i, gr) in rows.clone().enumerate() {
             let (b, t) = g.locate(gr);
@@ -382,28 +373,16 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
             }
             let (y0e, y0o, y1e, y1o) = (&y[..tw], &y[tw..2 * tw], &y[2 * tw..3 * tw], &y[3 * tw..]);
             let at = t0 + i * tw;
-            // A y: the rows (y0, y0 + y1, y0 − y1, −y1); each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
-            for r in 0..4 {
-                let (u0, u1) = u.split_at_mut(tw);
-                match r {
-                    0 => {
-                        u0.copy_from_slice(y0e);
-                        u1.copy_from_slice(y0o);
-                    }
-                    1 | 2 => {
-                        let sign = if r == 1 { 1.0 } else { -1.0 };
-                        for j in 0..tw {
-                            u0[j] = y0e[j] + sign * y1e[j];
-                            u1[j] = y0o[j] + sign * y1o[j];
-                        }
-                    }
-                    _ => {
-                        for j in 0..tw {
-                            u0[j] = -y1e[j];
-                            u1[j] = -y1o[j];
-                        }
-                    }
-                }
+            // A y: the rows (y0, y0 + y1, y0 − y1, −y1), for the even and the odd columns ...
+            let (ue, uo) = u.split_at_mut(4 * tw);
+            let [ue0, ue1, ue2, ue3] = split4(ue, tw);
+            let [uo0, uo1, uo2, uo3] = split4(uo, tw);
+            lanes::a([y0e, y1e], [&mut *ue0, &mut *ue1, &mut *ue2, &mut *ue3]);
+            lanes::a([y0o, y1o], [&mut *uo0, &mut *uo1, &mut *uo2, &mut *uo3]);
+            // ... then each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
+            for (r, (u0, u1)) in
+                [(&*ue0, &*uo0), (&*ue1, &*uo1), (&*ue2, &*uo2), (&*ue3, &*uo3)].into_iter().enumerate()
+            {
                 // SAFETY: this band's tiles of channel k in four distinct planes (the caller's contract).
                 let (m0, m1, m2, m3) = unsafe {
                     (
@@ -413,15 +392,18 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
                         dm.seg(4 * r + 3, k, at, tw),
                     )
                 };
-                for j in 0..tw {
-                    m0[j] = u0[j];
-                    m1[j] = u0[j] + u1[j];
-                    m2[j] = u0[j] - u1[j];
-                    m3[j] = -u1[j];
-                }
+                lanes::a([u0, u1], [m0, m1, m2, m3]);
             }
         }
     }
+}
+
+/// The first four rows of `len` elements of `buf`.
+fn split4(buf: &mut [f32], len: usize) -> [&mut [f32]; 4] {
+    let (r0, rest) = buf.split_at_mut(len);
+    let (r1, rest) = rest.split_at_mut(len);
+    let (r2, rest) = rest.split_at_mut(len);
+    [r0, r1, r2, &mut rest[..len]]
 }
 
 /// The transformed weight as the GEMMs read it: `U_ξ` (`[K][ξ][C]`, see [`weight_transform`]) for the forward
@@ -524,7 +506,6 @@ unsafe fn output_transform(
     let ks = g.k * stride;
     let tw = g.tw;
     let (r0, r1) = buf[..8 * tw].split_at_mut(4 * tw);
-    let pairs = g.ow / 2;
     for k in 0..g.k {
         let bv = bias.map_or(0.0, |b| b[k]);
         for (i, gr) in rows.clone().enumerate() {
@@ -535,10 +516,7 @@ unsafe fn output_transform(
                 let row = |r: usize| &m[(4 * r + s) * ks + at..(4 * r + s) * ks + at + tw];
                 let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
                 let (o0, o1) = (&mut r0[s * tw..(s + 1) * tw], &mut r1[s * tw..(s + 1) * tw]);
-                for j in 0..tw {
-                    o0[j] = m0[j] + m1[j] + m2[j];
-                    o1[j] = m1[j] - m2[j] - m3[j];
-                }
+                lanes::at([m0, m1, m2, m3], [o0, o1]);
             }
             // ... then · A along its columns, into output rows 2t and 2t + 1.
             for (a, rr) in [&*r0, &*r1].into_iter().enumerate() {
@@ -550,14 +528,7 @@ unsafe fn output_transform(
                 let orow =
                     unsafe { core::slice::from_raw_parts_mut(out.add(((b * g.k + k) * g.oh + oy) * g.ow), g.ow) };
                 let (s0, s1, s2, s3) = (&rr[..tw], &rr[tw..2 * tw], &rr[2 * tw..3 * tw], &rr[3 * tw..]);
-                let pairs_of = orow[..2 * pairs].chunks_exact_mut(2).zip(s0).zip(s1).zip(s2).zip(s3);
-                for ((((o, &a0), &a1), &a2), &a3) in pairs_of {
-                    o[0] = a0 + a1 + a2 + bv;
-                    o[1] = a1 - a2 - a3 + bv;
-                }
-                if g.ow % 2 == 1 {
-                    orow[g.ow - 1] = s0[pairs] + s1[pairs] + s2[pairs] + bv;
-                }
+                lanes::at_pairs([s0, s1, s2, s3], bv, orow);
             }
         }
     }
