@@ -249,17 +249,8 @@ mod imp {
     /// serves the operands whose contiguous direction is not the tile's.
     mod simd {
         use super::{Src, TILE_K, TILE_LEN, TILE_N, TILE_ROWS};
+        use crate::avx512::mask;
         use core::arch::x86_64::*;
-
-        /// Lanes below `len` (at most 16).
-        #[inline(always)]
-        fn mask(len: usize) -> __mmask16 {
-            if len >= 16 {
-                0xffff
-            } else {
-                ((1u32 << len) - 1) as __mmask16
-            }
-        }
 
         /// 16 floats from `p` (the first `len`), zero past them.
         #[inline]

@@ -19,6 +19,8 @@ extern crate alloc;
 
 pub mod adam;
 pub mod amx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod batch_norm;
 pub mod conv;
 pub mod fill;

@@ -91,17 +91,8 @@ fn avx512() -> bool {
 
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
 mod x86 {
+    use crate::avx512::mask;
     use core::arch::x86_64::*;
-
-    /// Lanes below `len` (at most 16).
-    #[inline(always)]
-    fn mask(len: usize) -> __mmask16 {
-        if len >= 16 {
-            0xffff
-        } else {
-            ((1u32 << len) - 1) as __mmask16
-        }
-    }
 
     /// The vector loop shared by the maps: `f(j, mask)` for j = 0, 16, 32, … below `n`.
     #[inline(always)]

@@ -375,14 +375,10 @@ unsafe fn grad_output_transform(dy: &[f32], g: &Geometry, rows: Range<usize>, t0
             let at = t0 + i * tw;
             // A y: the rows (y0, y0 + y1, y0 − y1, −y1), for the even and the odd columns ...
             let (ue, uo) = u.split_at_mut(4 * tw);
-            let [ue0, ue1, ue2, ue3] = split4(ue, tw);
-            let [uo0, uo1, uo2, uo3] = split4(uo, tw);
-            lanes::a([y0e, y1e], [&mut *ue0, &mut *ue1, &mut *ue2, &mut *ue3]);
-            lanes::a([y0o, y1o], [&mut *uo0, &mut *uo1, &mut *uo2, &mut *uo3]);
+            lanes::a([y0e, y1e], split4(ue, tw));
+            lanes::a([y0o, y1o], split4(uo, tw));
             // ... then each row (u0, u1) · Aᵀ = (u0, u0 + u1, u0 − u1, −u1).
-            for (r, (u0, u1)) in
-                [(&*ue0, &*uo0), (&*ue1, &*uo1), (&*ue2, &*uo2), (&*ue3, &*uo3)].into_iter().enumerate()
-            {
+            for (r, (u0, u1)) in ue.chunks_exact(tw).zip(uo.chunks_exact(tw)).enumerate() {
                 // SAFETY: this band's tiles of channel k in four distinct planes (the caller's contract).
                 let (m0, m1, m2, m3) = unsafe {
                     (
