@@ -82,6 +82,38 @@ pub fn at_pairs([x0, x1, x2, x3]: [&[f32]; 4], bias: f32, out: &mut [f32]) {
     }
 }
 
+/// `G f Gᵀ` for each of `c` 3×3 filters (`filters`: `c` runs of 9 taps, row by row) into 16 rows of `c`
+/// (`u[ξ·c + i]` for point ξ = 4r + s of filter `i`), in one pass where the CPU has AVX-512: `false`, with nothing
+/// written, elsewhere. The same operations in the same order as `winograd.rs`'s row-wise path (`G q` =
+/// `(q0, (q0 + q1 + q2)/2, (q0 − q1 + q2)/2, q2)` down each column, then along each row).
+pub fn weight_block(filters: &[f32], u: &mut [f32]) -> bool {
+    let c = filters.len() / 9;
+    assert!(u.len() >= 16 * c);
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if avx512() {
+        // SAFETY: AVX-512F is present; `filters` holds 9c elements and `u` at least 16c.
+        unsafe { x86::weight_block(filters, u, c) };
+        return true;
+    }
+    false
+}
+
+/// `Gᵀ q G` for each of `c` filters' 4×4 gradients (`du[ξ]`: point ξ = 4r + s, a row of `c`) into `dw` (`c` runs of
+/// 9 taps, row by row), in one pass where the CPU has AVX-512: `false`, with nothing written, elsewhere. The same
+/// operations in the same order as `winograd.rs`'s row-wise path (`Gᵀ q = (q0 + (q1 + q2)/2, (q1 − q2)/2,
+/// (q1 + q2)/2 + q3)` along each row, then down each column).
+pub fn weight_grad_block(du: [&[f32]; 16], dw: &mut [f32]) -> bool {
+    let c = dw.len() / 9;
+    assert!(du.iter().all(|r| r.len() >= c));
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if avx512() {
+        // SAFETY: AVX-512F is present; every row of `du` holds at least c elements, `dw` 9c.
+        unsafe { x86::weight_grad_block(du, dw, c) };
+        return true;
+    }
+    false
+}
+
 /// Whether the AVX-512 paths run (detected once).
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
 fn avx512() -> bool {
@@ -168,6 +200,72 @@ mod x86 {
             _mm512_mask_storeu_ps(p, mask(rest), _mm512_permutex2var_ps(s0, lo, s1));
             if rest > 16 {
                 _mm512_mask_storeu_ps(p.add(16), mask(rest - 16), _mm512_permutex2var_ps(s0, hi, s1));
+            }
+        });
+    }
+    /// Offsets of 16 filters' taps (9 apart).
+    #[inline(always)]
+    unsafe fn filter_lanes() -> __m512i {
+        let at: [u32; 16] = core::array::from_fn(|l| 9 * l as u32);
+        unsafe { _mm512_loadu_si512(at.as_ptr().cast()) }
+    }
+
+    /// `G q` of one column or row of three.
+    #[inline(always)]
+    unsafe fn g([q0, q1, q2]: [__m512; 3], half: __m512) -> [__m512; 4] {
+        unsafe {
+            [
+                q0,
+                _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(q0, q1), q2)),
+                _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(q0, q1), q2)),
+                q2,
+            ]
+        }
+    }
+
+    /// `Gᵀ q` of one row or column of four.
+    #[inline(always)]
+    unsafe fn gt([q0, q1, q2, q3]: [__m512; 4], half: __m512) -> [__m512; 3] {
+        unsafe {
+            [
+                _mm512_add_ps(q0, _mm512_mul_ps(half, _mm512_add_ps(q1, q2))),
+                _mm512_mul_ps(half, _mm512_sub_ps(q1, q2)),
+                _mm512_add_ps(_mm512_mul_ps(half, _mm512_add_ps(q1, q2)), q3),
+            ]
+        }
+    }
+
+    /// 16 filters per step: their taps gathered into 9 vectors, transformed in registers, 16 rows stored.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weight_block(filters: &[f32], u: &mut [f32], c: usize) {
+        let (at, half) = (unsafe { filter_lanes() }, _mm512_set1_ps(0.5));
+        each(c, |i, m| unsafe {
+            let base = filters.as_ptr().add(9 * i);
+            let tap = |t: usize| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, at, base.add(t).cast());
+            // G f down each column b: gf[b][r].
+            let gf: [[__m512; 4]; 3] = core::array::from_fn(|b| g([tap(b), tap(3 + b), tap(6 + b)], half));
+            for r in 0..4 {
+                for (s, v) in g([gf[0][r], gf[1][r], gf[2][r]], half).into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(u.as_mut_ptr().add((4 * r + s) * c + i), m, v);
+                }
+            }
+        });
+    }
+
+    /// 16 filters per step: 16 rows loaded, transformed in registers, 9 taps scattered into the filters.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weight_grad_block(du: [&[f32]; 16], dw: &mut [f32], c: usize) {
+        let (at, half) = (unsafe { filter_lanes() }, _mm512_set1_ps(0.5));
+        each(c, |i, m| unsafe {
+            let q = |xi: usize| _mm512_maskz_loadu_ps(m, du[xi].as_ptr().add(i));
+            // Gᵀ q along each row r: rows[r][b].
+            let rows: [[__m512; 3]; 4] =
+                core::array::from_fn(|r| gt([q(4 * r), q(4 * r + 1), q(4 * r + 2), q(4 * r + 3)], half));
+            let base = dw.as_mut_ptr().add(9 * i);
+            for b in 0..3 {
+                for (a, v) in gt([rows[0][b], rows[1][b], rows[2][b], rows[3][b]], half).into_iter().enumerate() {
+                    _mm512_mask_i32scatter_ps::<4>(base.add(3 * a + b).cast(), m, at, v);
+                }
             }
         });
     }

@@ -176,35 +176,45 @@ fn chunks_par<F: Fn(usize, &mut [f32]) + Send + Sync>(buf: &mut [f32], len: usiz
 /// `U_{p(ξ)}ᵀ`: the same `U`, read transposed at the permuted point (see [`WeightView`]).
 fn weight_transform(w: &[f32], c: usize, u: &mut [f32]) {
     chunks_par(u, XI * c, |o, block| {
-        scratch::with::<f32, _>([21 * c, 0], |taps, _| {
-            // taps[a·3 + b][i]: tap (a, b) of the filter from input channel i to output channel o.
-            let (taps, gf) = taps.split_at_mut(9 * c);
-            for (i, f) in w[o * c * 9..(o + 1) * c * 9].chunks_exact(9).enumerate() {
-                for (tap, &v) in f.iter().enumerate() {
-                    taps[tap * c + i] = v;
-                }
+        let filters = &w[o * c * 9..(o + 1) * c * 9];
+        if !lanes::weight_block(filters, block) {
+            weight_block_by_rows(filters, block);
+        }
+    });
+}
+
+/// One output channel's block of [`weight_transform`] (its `C` filters, `[ξ][C]`) row by row over `C`: where the
+/// CPU has no AVX-512 ([`lanes::weight_block`] computes the same in one pass where it has).
+fn weight_block_by_rows(filters: &[f32], block: &mut [f32]) {
+    let c = filters.len() / 9;
+    scratch::with::<f32, _>([21 * c, 0], |taps, _| {
+        // taps[a·3 + b][i]: tap (a, b) of the filter from input channel i to this output channel.
+        let (taps, gf) = taps.split_at_mut(9 * c);
+        for (i, f) in filters.chunks_exact(9).enumerate() {
+            for (tap, &v) in f.iter().enumerate() {
+                taps[tap * c + i] = v;
             }
-            // G f (4 × 3 rows over C, in `gf` as [r·3 + b]), one kernel column b at a time: rows f0,
-            // (f0 + f1 + f2)/2, (f0 − f1 + f2)/2, f2 ...
-            let (g0, rest) = gf.split_at_mut(3 * c);
-            let (g1, rest) = rest.split_at_mut(3 * c);
-            let (g2, g3) = rest.split_at_mut(3 * c);
-            for b in 0..3 {
-                let (f0, f1, f2) = (row_of(taps, b, c), row_of(taps, 3 + b, c), row_of(taps, 6 + b, c));
-                let cols = b * c..(b + 1) * c;
-                let (d0, d1) = (&mut g0[cols.clone()], &mut g1[cols.clone()]);
-                let (d2, d3) = (&mut g2[cols.clone()], &mut g3[cols]);
-                four_rows([f0, f1, f2], [d0, d1, d2, d3]);
-            }
-            // ... then each row of G f times Gᵀ, the same combination along the other axis.
-            for (r, gr) in [&*g0, &*g1, &*g2, &*g3].into_iter().enumerate() {
-                let (a0, a1, a2) = (row_of(gr, 0, c), row_of(gr, 1, c), row_of(gr, 2, c));
-                let (d0, rest) = block[4 * r * c..(4 * r + 4) * c].split_at_mut(c);
-                let (d1, rest) = rest.split_at_mut(c);
-                let (d2, d3) = rest.split_at_mut(c);
-                four_rows([a0, a1, a2], [d0, d1, d2, d3]);
-            }
-        });
+        }
+        // G f (4 × 3 rows over C, in `gf` as [r·3 + b]), one kernel column b at a time: rows f0,
+        // (f0 + f1 + f2)/2, (f0 − f1 + f2)/2, f2 ...
+        let (g0, rest) = gf.split_at_mut(3 * c);
+        let (g1, rest) = rest.split_at_mut(3 * c);
+        let (g2, g3) = rest.split_at_mut(3 * c);
+        for b in 0..3 {
+            let (f0, f1, f2) = (row_of(taps, b, c), row_of(taps, 3 + b, c), row_of(taps, 6 + b, c));
+            let cols = b * c..(b + 1) * c;
+            let (d0, d1) = (&mut g0[cols.clone()], &mut g1[cols.clone()]);
+            let (d2, d3) = (&mut g2[cols.clone()], &mut g3[cols]);
+            four_rows([f0, f1, f2], [d0, d1, d2, d3]);
+        }
+        // ... then each row of G f times Gᵀ, the same combination along the other axis.
+        for (r, gr) in [&*g0, &*g1, &*g2, &*g3].into_iter().enumerate() {
+            let (a0, a1, a2) = (row_of(gr, 0, c), row_of(gr, 1, c), row_of(gr, 2, c));
+            let (d0, rest) = block[4 * r * c..(4 * r + 4) * c].split_at_mut(c);
+            let (d1, rest) = rest.split_at_mut(c);
+            let (d2, d3) = rest.split_at_mut(c);
+            four_rows([a0, a1, a2], [d0, d1, d2, d3]);
+        }
     });
 }
 
@@ -727,39 +737,82 @@ pub fn conv2d_weight_backward(
 /// input channels; `Gᵀ q = (q0 + (q1 + q2)/2, (q1 − q2)/2, (q1 + q2)/2 + q3)`.
 fn weight_grad_transform(du: &[f32], k: usize, c: usize, dw: &mut [f32]) {
     chunks_par(dw, c * 9, |kk, out| {
-        let plane = |r: usize, s: usize| &du[(4 * r + s) * k * c + kk * c..(4 * r + s) * k * c + (kk + 1) * c];
-        // Along s for each row r (4 × 3 rows over C), then along r for each column b.
-        scratch::with::<f32, _>([21 * c, 0], |tmp, _| {
-            let (half, taps) = tmp.split_at_mut(12 * c);
-            let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
-                let [d0, d1, d2] = dst;
-                for i in 0..c {
-                    let (q0, q1, q2, q3) = (q[0][i], q[1][i], q[2][i], q[3][i]);
-                    d0[i] = q0 + 0.5 * (q1 + q2);
-                    d1[i] = 0.5 * (q1 - q2);
-                    d2[i] = 0.5 * (q1 + q2) + q3;
-                }
-            };
-            for (r, dst) in half.chunks_exact_mut(3 * c).enumerate() {
-                let (d0, rest) = dst.split_at_mut(c);
-                let (d1, d2) = rest.split_at_mut(c);
-                gt([plane(r, 0), plane(r, 1), plane(r, 2), plane(r, 3)], [d0, d1, d2]);
-            }
-            let half = &*half;
-            let at = |r: usize, b: usize| &half[(3 * r + b) * c..(3 * r + b + 1) * c];
-            for b in 0..3 {
-                // taps laid out [a][b] rows over C.
-                let (t0, rest) = taps.split_at_mut(3 * c);
-                let (t1, t2) = rest.split_at_mut(3 * c);
-                let (d0, d1, d2) =
-                    (&mut t0[b * c..(b + 1) * c], &mut t1[b * c..(b + 1) * c], &mut t2[b * c..(b + 1) * c]);
-                gt([at(0, b), at(1, b), at(2, b), at(3, b)], [d0, d1, d2]);
-            }
-            for ci in 0..c {
-                for tap in 0..9 {
-                    out[ci * 9 + tap] = taps[tap * c + ci];
-                }
-            }
-        });
+        let planes: [&[f32]; XI] = core::array::from_fn(|xi| &du[xi * k * c + kk * c..xi * k * c + (kk + 1) * c]);
+        if !lanes::weight_grad_block(planes, out) {
+            weight_grad_block_by_rows(planes, out);
+        }
     });
+}
+
+/// One output channel's filters of [`weight_grad_transform`] (`planes[ξ]` over `C`, into `out` as `[C, 3, 3]`) row
+/// by row over `C`: where the CPU has no AVX-512 ([`lanes::weight_grad_block`] computes the same in one pass where
+/// it has).
+fn weight_grad_block_by_rows(planes: [&[f32]; XI], out: &mut [f32]) {
+    let c = out.len() / 9;
+    let plane = |r: usize, s: usize| planes[4 * r + s];
+    // Along s for each row r (4 × 3 rows over C), then along r for each column b.
+    scratch::with::<f32, _>([21 * c, 0], |tmp, _| {
+        let (half, taps) = tmp.split_at_mut(12 * c);
+        let gt = |q: [&[f32]; 4], dst: [&mut [f32]; 3]| {
+            let [d0, d1, d2] = dst;
+            for i in 0..c {
+                let (q0, q1, q2, q3) = (q[0][i], q[1][i], q[2][i], q[3][i]);
+                d0[i] = q0 + 0.5 * (q1 + q2);
+                d1[i] = 0.5 * (q1 - q2);
+                d2[i] = 0.5 * (q1 + q2) + q3;
+            }
+        };
+        for (r, dst) in half.chunks_exact_mut(3 * c).enumerate() {
+            let (d0, rest) = dst.split_at_mut(c);
+            let (d1, d2) = rest.split_at_mut(c);
+            gt([plane(r, 0), plane(r, 1), plane(r, 2), plane(r, 3)], [d0, d1, d2]);
+        }
+        let half = &*half;
+        let at = |r: usize, b: usize| &half[(3 * r + b) * c..(3 * r + b + 1) * c];
+        for b in 0..3 {
+            // taps laid out [a][b] rows over C.
+            let (t0, rest) = taps.split_at_mut(3 * c);
+            let (t1, t2) = rest.split_at_mut(3 * c);
+            let (d0, d1, d2) = (&mut t0[b * c..(b + 1) * c], &mut t1[b * c..(b + 1) * c], &mut t2[b * c..(b + 1) * c]);
+            gt([at(0, b), at(1, b), at(2, b), at(3, b)], [d0, d1, d2]);
+        }
+        for ci in 0..c {
+            for tap in 0..9 {
+                out[ci * 9 + tap] = taps[tap * c + ci];
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 31) % 193) as f32 - 96.0) / 13.0).collect()
+    }
+
+    /// The one-pass transforms of the weight and of its gradient give the row-wise paths' values to the bit, for
+    /// channel counts that end mid-vector.
+    #[test]
+    fn weight_transforms_in_one_pass_match_the_row_wise_paths() {
+        for c in [1, 5, 16, 17, 40] {
+            let filters = values(9 * c, c);
+            let (mut one_pass, mut by_rows) = (vec![f32::NAN; XI * c + 3], vec![f32::NAN; XI * c + 3]);
+            weight_block_by_rows(&filters, &mut by_rows[..XI * c]);
+            if !lanes::weight_block(&filters, &mut one_pass[..XI * c]) {
+                eprintln!("skipped: no AVX-512 on this CPU");
+                return;
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one_pass), bits(&by_rows), "weight transform, {c} channels");
+
+            let du = values(XI * c, c + 1);
+            let planes: [&[f32]; XI] = core::array::from_fn(|xi| &du[xi * c..(xi + 1) * c]);
+            let (mut one_pass, mut by_rows) = (vec![f32::NAN; 9 * c + 3], vec![f32::NAN; 9 * c + 3]);
+            weight_grad_block_by_rows(planes, &mut by_rows[..9 * c]);
+            assert!(lanes::weight_grad_block(planes, &mut one_pass[..9 * c]));
+            assert_eq!(bits(&one_pass), bits(&by_rows), "weight gradient transform, {c} channels");
+        }
+    }
 }
