@@ -244,8 +244,9 @@ mod x86 {
             let tap = |t: usize| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, at, base.add(t).cast());
             // G f down each column b: gf[b][r].
             let gf: [[__m512; 4]; 3] = core::array::from_fn(|b| g([tap(b), tap(3 + b), tap(6 + b)], half));
-            for r in 0..4 {
-                for (s, v) in g([gf[0][r], gf[1][r], gf[2][r]], half).into_iter().enumerate() {
+            let rows: [[__m512; 3]; 4] = core::array::from_fn(|r| [gf[0][r], gf[1][r], gf[2][r]]);
+            for (r, row) in rows.into_iter().enumerate() {
+                for (s, v) in g(row, half).into_iter().enumerate() {
                     _mm512_mask_storeu_ps(u.as_mut_ptr().add((4 * r + s) * c + i), m, v);
                 }
             }
@@ -262,8 +263,9 @@ mod x86 {
             let rows: [[__m512; 3]; 4] =
                 core::array::from_fn(|r| gt([q(4 * r), q(4 * r + 1), q(4 * r + 2), q(4 * r + 3)], half));
             let base = dw.as_mut_ptr().add(9 * i);
-            for b in 0..3 {
-                for (a, v) in gt([rows[0][b], rows[1][b], rows[2][b], rows[3][b]], half).into_iter().enumerate() {
+            let columns: [[__m512; 4]; 3] = core::array::from_fn(|b| [rows[0][b], rows[1][b], rows[2][b], rows[3][b]]);
+            for (b, column) in columns.into_iter().enumerate() {
+                for (a, v) in gt(column, half).into_iter().enumerate() {
                     _mm512_mask_i32scatter_ps::<4>(base.add(3 * a + b).cast(), m, at, v);
                 }
             }
