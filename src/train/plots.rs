@@ -27,15 +27,18 @@ fn plot_err<E: std::fmt::Display>(what: &Path) -> impl Fn(E) -> anyhow::Error + 
     move |e| anyhow::anyhow!("cannot draw {}: {e}", what.display())
 }
 
-/// Draws a picture of `(width, height)` pixels with `draw` and writes it to `path` as PNG, with the `image`
-/// crate's encoder (plotters' own would build a second, older version of `image`).
+/// Draws a picture of `(width, height)` pixels with `draw`, presents it and writes it to `path` as PNG, with the
+/// `image` crate's encoder (plotters' own would build a second, older version of `image`).
 fn png(
     path: &Path,
     (width, height): (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<()> {
     let mut rgb = vec![0u8; width as usize * height as usize * 3];
-    draw(BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area())?;
+    let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+    draw(&root)?;
+    root.present().map_err(plot_err(path))?;
+    drop(root);
     image::save_buffer_with_format(path, &rgb, width, height, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
         .map_err(plot_err(path))
 }
@@ -155,7 +158,6 @@ fn curves(epochs: &BTreeMap<String, Vec<EpochPoint>>, order: &[ModelKind], path:
                 .draw()
                 .map_err(&err)?;
         }
-        root.present().map_err(&err)?;
         Ok(())
     })
 }
@@ -165,7 +167,7 @@ fn roc(report: &RunReport, path: &Path) -> Result<()> {
     let order: Vec<ModelKind> = report.models.iter().map(|m| m.model).collect();
     png(path, (520, 520), |root| {
         root.fill(&WHITE).map_err(&err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption("ROC on test (● operating point)", (FONT, 18))
             .margin(12)
             .x_label_area_size(40)
@@ -206,7 +208,6 @@ fn roc(report: &RunReport, path: &Path) -> Result<()> {
             .border_style(BLACK)
             .draw()
             .map_err(&err)?;
-        root.present().map_err(&err)?;
         Ok(())
     })
 }
@@ -263,7 +264,6 @@ fn confusion(report: &RunReport, path: &Path) -> Result<()> {
             area.draw(&Text::new("rows: truth · columns: predicted", (10, y0 + 2 * cell + 12), (FONT, 12).into_font()))
                 .map_err(&err)?;
         }
-        root.present().map_err(&err)?;
         Ok(())
     })
 }
