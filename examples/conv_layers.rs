@@ -1,6 +1,6 @@
 //! Times conv2d (the project's kernels, as the models run it) forward and forward+backward for each distinct ResNet-34 convolution shape (batch 16) on the CPU
 //! backend, for comparison with `scripts/layers_pytorch.py conv SIZE`. A profiling aid, not a test. Env: MODEL=simple
-//! (the simple CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's),
+//! or regularized (that CNN's layers instead), BATCH (16), BIAS=1 (convolutions with a bias, as the simple CNN's),
 //! PNEUMOSCOPE_GEMM (as for the binary).
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -37,18 +37,22 @@ fn main() {
         ("l4ds", 256, 512, 1, 2, 0, s / 16, 1),
         ("l4", 512, 512, 3, 1, 1, s / 32, 5),
     ];
-    let layers = if std::env::var("MODEL").as_deref() == Ok("simple") {
-        vec![
-            ("c1", 3, 16, 3, 1, 1, s, 1),
-            ("c2", 16, 32, 3, 1, 1, s / 2, 1),
-            ("c3", 32, 32, 3, 1, 1, s / 2, 1),
-            ("c4", 32, 64, 3, 1, 1, s / 4, 1),
-            ("c5", 64, 64, 3, 1, 1, s / 4, 1),
-            ("c6", 64, 128, 3, 1, 1, s / 8, 1),
-            ("c7", 128, 128, 3, 1, 1, s / 8, 1),
-        ]
-    } else {
-        layers
+    // The simple CNN's seven convolutions; the regularized CNN has the same seven and two more.
+    let cnn = vec![
+        ("c1", 3, 16, 3, 1, 1, s, 1),
+        ("c2", 16, 32, 3, 1, 1, s / 2, 1),
+        ("c3", 32, 32, 3, 1, 1, s / 2, 1),
+        ("c4", 32, 64, 3, 1, 1, s / 4, 1),
+        ("c5", 64, 64, 3, 1, 1, s / 4, 1),
+        ("c6", 64, 128, 3, 1, 1, s / 8, 1),
+        ("c7", 128, 128, 3, 1, 1, s / 8, 1),
+    ];
+    let layers = match std::env::var("MODEL").as_deref() {
+        Ok("simple") => cnn,
+        Ok("regularized") => {
+            [cnn, vec![("c8", 128, 256, 3, 1, 1, s / 16, 1), ("c9", 256, 256, 3, 1, 1, s / 16, 1)]].concat()
+        }
+        _ => layers,
     };
     let batch: usize = std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
     let dev = Default::default();

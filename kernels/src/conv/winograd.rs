@@ -33,7 +33,8 @@
 //!
 //! Every output element is written by one task and sums run in a fixed order, so results do not depend on
 //! scheduling. Used where the batch has enough output tiles ([`MIN_TILES`]) to pay for transforming the weight:
-//! a single image's small deep layers keep im2col.rs's forward pass. The transformed weights, whole-batch
+//! a single image's small deep layers keep im2col.rs's forward pass. On AMX tiles only the layers with a large
+//! im2col matrix take it ([`AMX_IM2COL_COLS`]): there the products are cheap and im2col wins elsewhere. The transformed weights, whole-batch
 //! buffers and gradient accumulators live in per-thread buffers kept between calls (im2col.rs's `scratch`):
 //! allocating them afresh cost page faults on tens of MiB per call on the deep layers.
 //!
@@ -48,7 +49,7 @@ use core::ops::Range;
 
 use super::im2col::{dims4, gemm_into, scratch, threads};
 use super::lanes;
-use crate::gemm_isa::{gemm_f32_packed, pack_lhs_f32, PackedLhs};
+use crate::gemm_isa::{gemm_f32_packed, pack_lhs_f32, GemmIsa, PackedLhs};
 use burn_flex::{FlexTensor, Layout};
 
 /// Points of the 4×4 transform.
@@ -62,6 +63,15 @@ const MIN_CHANNELS: usize = 16;
 /// transforming the weight costs about as much as the GEMMs save on a few dozen tiles (one 128 px image's 8×8
 /// ResNet-34 layer, 16 tiles: 0.9–1.1 ms against im2col's 0.6–0.7; its 16×16 layer, 64 tiles: 0.4 against 0.5).
 const MIN_TILES: usize = 64;
+
+/// On AMX tiles (`PNEUMOSCOPE_GEMM=amx-bf16`) im2col's products run so fast that Winograd's transforms, bound by
+/// memory, cost more than the 2.25× fewer multiplies save, except where one image's im2col matrix
+/// (`9·C_in × OH·OW`) is large: im2col takes the layers up to this many elements of it (6 MiB of f32). Measured
+/// forward + backward, batch 16, on a 2-core Xeon with AMX (2026-12-07, `conv_layers`, Winograd against im2col):
+/// im2col faster at 0.2–1.2 M (the regularized CNN's 32 → 32 layer at 64 px, 29.7–34.0 against 24.6–25.7 ms; every
+/// 3×3 layer of both CNNs and ResNet-34 at 128 px), level at 1.8 M (16 → 32 at 112 px), slower at 1.8 M and above
+/// (64 → 64 at 56 px, 44–56 against 55–60 ms; 32 → 32 at 112 px, 62–76 against 104–128 ms).
+const AMX_IM2COL_COLS: usize = 3 << 19;
 
 /// Transformed input plus products per band, in elements (4 MiB of f32), forward pass and input gradient.
 const BAND_ELEMS: usize = 1 << 20;
@@ -83,7 +93,8 @@ fn enabled() -> bool {
 
 /// Whether this path takes a convolution of input `[N, C_in, H, W]` with weight `[C_out, C_in / groups, KH, KW]`:
 /// f32 is the caller's check; here 3×3, stride 1, no dilation, no groups, padding ≤ 2, at least
-/// [`MIN_CHANNELS`] channels each way and [`MIN_TILES`] output tiles.
+/// [`MIN_CHANNELS`] channels each way and [`MIN_TILES`] output tiles; on AMX tiles, only layers whose im2col
+/// matrix is larger than [`AMX_IM2COL_COLS`].
 pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> bool {
     let [n, c_in, h, w] = x;
     let [c_out, c_in_w, kh, kw] = weight;
@@ -101,6 +112,8 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
         && n * (h + 2 * ph - 2).div_ceil(2) * (w + 2 * pw - 2).div_ceil(2) >= MIN_TILES
+        && !(crate::gemm_isa::current() == GemmIsa::AmxBf16
+            && 9 * c_in * (h + 2 * ph - 2) * (w + 2 * pw - 2) <= AMX_IM2COL_COLS)
 }
 
 /// One convolution's shape as the transforms see it: input `[C, H, W]` padded by `ph`, `pw`; output `[K, OH, OW]`
