@@ -41,39 +41,34 @@ fn convolutions_on_amx_tiles_match_f32() {
         eprintln!("skipped: this CPU or OS has no AMX bf16 tiles");
         return;
     }
-    // (input, output channels, kernel, stride, padding)
-    // On AMX tiles Winograd takes only the 3×3 layers whose im2col matrix is large (winograd::AMX_IM2COL_COLS,
-    // 1.5 M elements per image); the Winograd cases are sized above it.
+    // (input, output channels, kernel, stride, padding, whether Winograd takes it on AMX tiles: only the 3×3 layers
+    // whose im2col matrix is large, winograd::AMX_IM2COL_COLS, 1.5 M elements per image)
     let cases = [
         // Winograd by band: several bands of the weight gradient on two threads (the second summed onto the first
         // in the tiles), 64 × 64 products written in place, the odd last tile row through the buffer.
-        ([3, 32, 77, 78], 64, 3, 1, 1),
+        ([3, 32, 77, 78], 64, 3, 1, 1, true),
         // Winograd by band with channels that fill no whole block (every block through the buffer).
-        ([1, 16, 106, 106], 24, 3, 1, 1),
+        ([1, 16, 106, 106], 24, 3, 1, 1, true),
         // Winograd by point (the transformed weight outweighs the batch: one GEMM per point over all of it).
-        ([1, 384, 24, 24], 384, 3, 1, 1),
+        ([1, 384, 24, 24], 384, 3, 1, 1, true),
         // im2col: a 3×3 stride-1 layer with a small im2col matrix, ResNet's stride-2 3×3 and 1×1 shortcut layers.
-        ([4, 32, 32, 32], 32, 3, 1, 1),
-        ([4, 64, 28, 28], 128, 3, 2, 1),
-        ([4, 64, 28, 28], 128, 1, 2, 0),
+        ([4, 32, 32, 32], 32, 3, 1, 1, false),
+        ([4, 64, 28, 28], 128, 3, 2, 1, false),
+        ([4, 64, 28, 28], 128, 1, 2, 0, false),
     ];
     select(GemmChoice::Auto).expect("auto resolves on every CPU");
-    let f32_results: Vec<_> = cases.iter().map(|&(s, co, k, st, p)| run(s, co, k, st, p)).collect();
+    let f32_results: Vec<_> = cases.iter().map(|&(s, co, k, st, p, _)| run(s, co, k, st, p)).collect();
     assert_eq!(select(GemmChoice::AmxBf16), Ok(GemmIsa::AmxBf16), "AMX is supported, so it can be chosen");
-    let same = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    for (x, cout, winograd) in [
-        ([3, 32, 77, 78], 64, true),
-        ([1, 16, 106, 106], 24, true),
-        ([1, 384, 24, 24], 384, true),
-        ([4, 32, 32, 32], 32, false),
-        ([16, 32, 64, 64], 32, false),
-        ([16, 64, 56, 56], 64, true),
-    ] {
-        let w = [cout, x[1], 3, 3];
-        assert_eq!(applies(x, w, &same), winograd, "{x:?} ⊛ {w:?} on AMX tiles: Winograd {winograd}");
+    // The cases take the path they are there for, and so do the CNNs' 3×3 layers on either side of the limit
+    // (32 → 32 at 64 px: im2col; 64 → 64 at 56 px: Winograd).
+    let cnn_layers = [([16, 32, 64, 64], 32, 3, 1, 1, false), ([16, 64, 56, 56], 64, 3, 1, 1, true)];
+    for (x, co, k, st, p, winograd) in cases.into_iter().chain(cnn_layers) {
+        let w = [co, x[1], k, k];
+        let taken = applies(x, w, &ConvOptions::new([st; 2], [p; 2], [1, 1], 1));
+        assert_eq!(taken, winograd, "{x:?} ⊛ {w:?}, stride {st}, on AMX tiles: Winograd {winograd}");
     }
     for (case, want) in cases.iter().zip(&f32_results) {
-        let (s, co, k, st, p) = *case;
+        let (s, co, k, st, p, _) = *case;
         let got = run(s, co, k, st, p);
         for (what, (g, w)) in ["output", "weight gradient", "input gradient"].iter().zip(got.iter().zip(want)) {
             assert_eq!(g.len(), w.len());

@@ -34,8 +34,8 @@
 //! Every output element is written by one task and sums run in a fixed order, so results do not depend on
 //! scheduling. Used where the batch has enough output tiles ([`MIN_TILES`]) to pay for transforming the weight:
 //! a single image's small deep layers keep im2col.rs's forward pass. On AMX tiles only the layers with a large
-//! im2col matrix take it ([`AMX_IM2COL_COLS`]): there the products are cheap and im2col wins elsewhere. The transformed weights, whole-batch
-//! buffers and gradient accumulators live in per-thread buffers kept between calls (im2col.rs's `scratch`):
+//! im2col matrix take it ([`AMX_IM2COL_COLS`]): there the products are cheap and im2col wins elsewhere. The
+//! transformed weights, whole-batch buffers and gradient accumulators live in per-thread buffers kept between calls (im2col.rs's `scratch`):
 //! allocating them afresh cost page faults on tens of MiB per call on the deep layers.
 //!
 //! `PNEUMOSCOPE_WINOGRAD=0` in the environment turns this path off (for measuring it against im2col).
