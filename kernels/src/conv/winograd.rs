@@ -35,8 +35,9 @@
 //! scheduling. Used where the batch has enough output tiles ([`MIN_TILES`]) to pay for transforming the weight:
 //! a single image's small deep layers keep im2col.rs's forward pass. On AMX tiles only the layers with a large
 //! im2col matrix take it ([`AMX_IM2COL_COLS`]): there the products are cheap and im2col wins elsewhere. The
-//! transformed weights, whole-batch buffers and gradient accumulators live in per-thread buffers kept between calls (im2col.rs's `scratch`):
-//! allocating them afresh cost page faults on tens of MiB per call on the deep layers.
+//! transformed weights, whole-batch buffers and gradient accumulators live in per-thread buffers kept between
+//! calls (im2col.rs's `scratch`): allocating them afresh cost page faults on tens of MiB per call on the deep
+//! layers.
 //!
 //! `PNEUMOSCOPE_WINOGRAD=0` in the environment turns this path off (for measuring it against im2col).
 
@@ -99,6 +100,8 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
     let [n, c_in, h, w] = x;
     let [c_out, c_in_w, kh, kw] = weight;
     let [ph, pw] = options.padding;
+    // The output's size (padded input less 2); zero where the input is too small, which the checks below refuse.
+    let (oh, ow) = ((h + 2 * ph).saturating_sub(2), (w + 2 * pw).saturating_sub(2));
     enabled()
         && options.groups == 1
         && c_in_w == c_in
@@ -111,9 +114,8 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && w + 2 * pw >= 3
         && c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
-        && n * (h + 2 * ph - 2).div_ceil(2) * (w + 2 * pw - 2).div_ceil(2) >= MIN_TILES
-        && !(crate::gemm_isa::current() == GemmIsa::AmxBf16
-            && 9 * c_in * (h + 2 * ph - 2) * (w + 2 * pw - 2) <= AMX_IM2COL_COLS)
+        && n * oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES
+        && !(crate::gemm_isa::current() == GemmIsa::AmxBf16 && 9 * c_in * oh * ow <= AMX_IM2COL_COLS)
 }
 
 /// One convolution's shape as the transforms see it: input `[C, H, W]` padded by `ph`, `pw`; output `[K, OH, OW]`
