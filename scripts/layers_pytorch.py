@@ -42,11 +42,13 @@ def conv(s):
               ("l3ds", 128, 256, 1, 2, 0, s // 8, 1), ("l3", 256, 256, 3, 1, 1, s // 16, 11),
               ("l4a", 256, 512, 3, 2, 1, s // 16, 1), ("l4ds", 256, 512, 1, 2, 0, s // 16, 1),
               ("l4", 512, 512, 3, 1, 1, s // 32, 5)]
-    if os.environ.get("MODEL") == "simple":
+    if os.environ.get("MODEL") in ("simple", "regularized"):
         layers = [("c1", 3, 16, 3, 1, 1, s, 1), ("c2", 16, 32, 3, 1, 1, s // 2, 1),
                   ("c3", 32, 32, 3, 1, 1, s // 2, 1), ("c4", 32, 64, 3, 1, 1, s // 4, 1),
                   ("c5", 64, 64, 3, 1, 1, s // 4, 1), ("c6", 64, 128, 3, 1, 1, s // 8, 1),
                   ("c7", 128, 128, 3, 1, 1, s // 8, 1)]
+    if os.environ.get("MODEL") == "regularized":
+        layers += [("c8", 128, 256, 3, 1, 1, s // 16, 1), ("c9", 256, 256, 3, 1, 1, s // 16, 1)]
     tot_f = tot_b = 0.0
     for name, ci, co, k, st, p, hw, cnt in layers:
         c = torch.nn.Conv2d(ci, co, k, st, p, bias=False)

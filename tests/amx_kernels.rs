@@ -51,8 +51,16 @@ fn convolutions_on_amx_tiles_match_f32() {
         ([1, 16, 106, 106], 24, 3, 1, 1, true),
         // Winograd by point (the transformed weight outweighs the batch: one GEMM per point over all of it).
         ([1, 384, 24, 24], 384, 3, 1, 1, true),
-        // im2col: a 3×3 stride-1 layer with a small im2col matrix, ResNet's stride-2 3×3 and 1×1 shortcut layers.
+        // im2col: 3×3 stride-1 layers with a small im2col matrix, their tiles packed straight from the input
+        // (conv/implicit.rs): one image at a time, in one band and in several bands of rows whose width is no
+        // multiple of 16 and whose channels fill no whole block; a batch at a time, 16 positions spanning output
+        // rows and images; a 5×5 kernel, and no padding.
         ([4, 32, 32, 32], 32, 3, 1, 1, false),
+        ([2, 16, 100, 90], 24, 3, 1, 1, false),
+        ([4, 256, 7, 7], 64, 3, 1, 1, false),
+        ([3, 8, 13, 11], 16, 5, 1, 2, false),
+        ([2, 8, 12, 12], 16, 3, 1, 0, false),
+        // ResNet's stride-2 3×3 and 1×1 shortcut layers (im2col written out).
         ([4, 64, 28, 28], 128, 3, 2, 1, false),
         ([4, 64, 28, 28], 128, 1, 2, 0, false),
     ];

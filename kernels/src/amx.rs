@@ -11,13 +11,13 @@
 //! [`available`] makes once; [`supported`] only reads CPUID.
 
 /// Rows and 32-bit columns of every tile used here: 16 × 64 bytes.
-const TILE_ROWS: usize = 16;
+pub(crate) const TILE_ROWS: usize = 16;
 /// bf16 values in a tile row.
-const TILE_K: usize = 32;
+pub(crate) const TILE_K: usize = 32;
 /// f32 (or bf16-pair) columns in a tile row.
-const TILE_N: usize = 16;
+pub(crate) const TILE_N: usize = 16;
 /// bf16 values in one tile.
-const TILE_LEN: usize = TILE_ROWS * TILE_K;
+pub(crate) const TILE_LEN: usize = TILE_ROWS * TILE_K;
 
 /// `f32` → `bf16` bits, rounded to nearest even; NaN stays NaN.
 #[inline(always)]
@@ -83,8 +83,11 @@ fn cpu_has_amx() -> bool {
     xcr0 & (0b11 << 17) == (0b11 << 17)
 }
 
+/// The AVX-512 pieces of the packers, for operands packed straight from where they live (`conv::implicit`).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use imp::{gemm, gemm_packed, PackedLhs};
+pub(crate) use imp::simd;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub use imp::{gemm, gemm_packed, gemm_packed_by, PackedLhs, RhsTiles};
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -247,7 +250,7 @@ mod imp {
 
     /// The packers on AVX-512: `vcvtne2ps2bf16` rounds 32 floats at a time, a 16 × 16 transpose of bf16 pairs
     /// serves the operands whose contiguous direction is not the tile's.
-    mod simd {
+    pub(crate) mod simd {
         use super::{Src, TILE_K, TILE_LEN, TILE_N, TILE_ROWS};
         use crate::avx512::mask;
         use core::arch::x86_64::*;
@@ -265,14 +268,14 @@ mod imp {
         /// `lo` and `hi` as 32 bf16 (lo's in lanes 0–15).
         #[inline]
         #[target_feature(enable = "avx512f,avx512bf16")]
-        fn to_bf16(lo: __m512, hi: __m512) -> __m512i {
+        pub(crate) fn to_bf16(lo: __m512, hi: __m512) -> __m512i {
             unsafe { core::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) }
         }
 
         /// bf16 lanes 0–15 and 16–31 interleaved: lane 2c = lo[c], lane 2c + 1 = hi[c].
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw")]
-        fn interleave(v: __m512i) -> __m512i {
+        pub(crate) fn interleave(v: __m512i) -> __m512i {
             let idx: [u16; 32] = core::array::from_fn(|l| ((l / 2) + 16 * (l % 2)) as u16);
             unsafe { _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), v) }
         }
@@ -280,7 +283,7 @@ mod imp {
         /// Transposes 16 × 16 32-bit lanes in place (four block-exchange stages).
         #[inline]
         #[target_feature(enable = "avx512f")]
-        fn transpose(r: &mut [__m512i; 16]) {
+        pub(crate) fn transpose(r: &mut [__m512i; 16]) {
             for d in [8usize, 4, 2, 1] {
                 let lo: [u32; 16] = core::array::from_fn(|j| if j & d == 0 { j as u32 } else { (16 + j - d) as u32 });
                 let hi: [u32; 16] = core::array::from_fn(|j| if j & d == 0 { (j + d) as u32 } else { (16 + j) as u32 });
@@ -305,7 +308,7 @@ mod imp {
 
         /// `lhs` with contiguous rows (column stride 1).
         #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        pub unsafe fn lhs_rows(a: Src, m: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
+        pub(super) unsafe fn lhs_rows(a: Src, m: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
             for kb in 0..kt {
                 let k0 = kb * TILE_K;
                 let len = k - k0;
@@ -324,7 +327,7 @@ mod imp {
 
         /// `lhs` with contiguous columns (row stride 1): 32 columns of k, two at a time, then transposed.
         #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        pub unsafe fn lhs_columns(a: Src, m: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
+        pub(super) unsafe fn lhs_columns(a: Src, m: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
             let i0 = t * TILE_ROWS;
             let rows = m.saturating_sub(i0).min(TILE_ROWS);
             for kb in 0..kt {
@@ -354,7 +357,7 @@ mod imp {
         /// # Safety
         /// `out` addresses `nt` strips of `kt` tiles; no other task writes tile row `kb` of any strip.
         #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        pub unsafe fn rhs_rows(b: Src, n: usize, k: usize, kb: usize, kt: usize, out: *mut u16) {
+        pub(super) unsafe fn rhs_rows(b: Src, n: usize, k: usize, kb: usize, kt: usize, out: *mut u16) {
             let nt = n.div_ceil(TILE_N).next_multiple_of(2);
             for p in 0..TILE_ROWS {
                 let kk = kb * TILE_K + 2 * p;
@@ -376,7 +379,7 @@ mod imp {
 
         /// `rhs` with contiguous columns (row stride 1): 32 values of k per column, then transposed.
         #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        pub unsafe fn rhs_columns(b: Src, n: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
+        pub(super) unsafe fn rhs_columns(b: Src, n: usize, k: usize, t: usize, kt: usize, out: &mut [u16]) {
             let j0 = t * TILE_N;
             for kb in 0..kt {
                 let k0 = kb * TILE_K;
@@ -602,10 +605,47 @@ mod imp {
         a: &PackedLhs,
         n: usize,
         dst: *mut f32,
-        (dst_cs, dst_rs): (usize, usize),
+        dst_strides: (usize, usize),
         accumulate: bool,
         rhs: *const f32,
         (rhs_cs, rhs_rs): (usize, usize),
+        threads: usize,
+    ) {
+        let (k, kt) = (a.k, a.k.div_ceil(TILE_K));
+        let b = Src { ptr: rhs, cs: rhs_cs, rs: rhs_rs };
+        // `rhs` with contiguous rows is packed by tile rows (sequential reads); otherwise by strips.
+        // SAFETY (both packers): tile row kb, or strip t, is written by its call only; the reads stay inside k × n.
+        let by_rows = |kb: usize, out: *mut u16| unsafe { simd::rhs_rows(b, n, k, kb, kt, out) };
+        let by_strips = |t: usize, s: &mut [u16]| pack_rhs_strip(b, n, k, t, kt, s);
+        let tiles = if b.cs == 1 { RhsTiles::TileRows(&by_rows) } else { RhsTiles::Strips(&by_strips) };
+        // SAFETY: the caller's contract; the packers write every value of the tiles.
+        unsafe { gemm_packed_by(a, n, dst, dst_strides, accumulate, tiles, threads) }
+    }
+
+    /// Where [`gemm_packed_by`] gets `rhs` (k × n) as bf16-pair tiles: strip `t` holds columns `16·t .. 16·t + 16`
+    /// as `kt = ⌈k / 32⌉` consecutive tiles of [`TILE_LEN`] values (row `p` of tile `kb`: rows `32·kb + 2p` and
+    /// `32·kb + 2p + 1` of those columns, interleaved), `⌈n / 16⌉` strips rounded up to an even count. The packer
+    /// writes every value of its part, zero beyond k and n.
+    pub enum RhsTiles<'a> {
+        /// `f(t, strip)` writes strip `t` (`kt` tiles).
+        Strips(&'a (dyn Fn(usize, &mut [u16]) + Sync)),
+        /// `f(kb, tiles)` writes tile `kb` of every strip into the whole buffer at `tiles` (strip `t`'s tile `kb`
+        /// starts at `(t·kt + kb)·TILE_LEN`), and nothing else.
+        TileRows(&'a (dyn Fn(usize, *mut u16) + Sync)),
+    }
+
+    /// [`gemm_packed`] with `rhs` packed by the caller's packer ([`RhsTiles`]): `dst (m × n) = [dst +] lhs · rhs`.
+    ///
+    /// # Safety
+    /// As [`gemm`], for the m × k `lhs` that `a` was packed from; the packer must write every value it is given.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_packed_by(
+        a: &PackedLhs,
+        n: usize,
+        dst: *mut f32,
+        (dst_cs, dst_rs): (usize, usize),
+        accumulate: bool,
+        rhs: RhsTiles<'_>,
         threads: usize,
     ) {
         let (m, k) = (a.m, a.k);
@@ -626,38 +666,28 @@ mod imp {
         // Whole pairs of tiles on both sides.
         let mt = m.div_ceil(TILE_ROWS).next_multiple_of(2);
         let nt = n.div_ceil(TILE_N).next_multiple_of(2);
-        let b = Src { ptr: rhs, cs: rhs_cs, rs: rhs_rs };
         let strip = kt * TILE_LEN;
         // Every packer writes each value of its strips, padding included, so the buffer starts unwritten.
         let mut pb: Vec<u16> = Vec::with_capacity(nt * strip);
-        // SAFETY: u16 has no invalid bit patterns and nothing reads a value before `pack` writes it.
+        // SAFETY: u16 has no invalid bit patterns and nothing reads a value before the packer writes it.
         #[allow(clippy::uninit_vec)]
         unsafe {
             pb.set_len(nt * strip)
         };
         let parallel = threads > 1;
-        let pack = |pb: &mut [u16]| {
-            let pb_ptr = Out(pb.as_mut_ptr());
-            // `rhs` with contiguous rows is packed by tile rows (sequential reads); otherwise by strips.
-            let rhs_by_rows = b.cs == 1;
-            let rhs_row = |kb: usize| {
-                let out = pb_ptr;
-                // SAFETY: tile row kb of every strip is written by this call only; the reads stay inside k × n.
-                unsafe { simd::rhs_rows(b, n, k, kb, kt, out.0) }
-            };
-            if parallel {
-                if rhs_by_rows {
-                    (0..kt).into_par_iter().for_each(rhs_row);
-                } else {
-                    pb.par_chunks_mut(strip).enumerate().for_each(|(t, s)| pack_rhs_strip(b, n, k, t, kt, s));
-                }
-            } else if rhs_by_rows {
-                (0..kt).for_each(rhs_row);
-            } else {
-                pb.chunks_mut(strip).enumerate().for_each(|(t, s)| pack_rhs_strip(b, n, k, t, kt, s));
+        let pb_ptr = Out(pb.as_mut_ptr());
+        let by_row = |kb: usize| {
+            let out = pb_ptr;
+            if let RhsTiles::TileRows(f) = &rhs {
+                f(kb, out.0)
             }
         };
-        pack(&mut pb);
+        match (&rhs, parallel) {
+            (RhsTiles::TileRows(_), true) => (0..kt).into_par_iter().for_each(by_row),
+            (RhsTiles::TileRows(_), false) => (0..kt).for_each(by_row),
+            (RhsTiles::Strips(f), true) => pb.par_chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
+            (RhsTiles::Strips(f), false) => pb.chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
+        }
         let d = Dst { ptr: dst, cs: dst_cs, rs: dst_rs, m, n, accumulate };
         let (pa, pb) = (&a.tiles[..], &pb[..]);
         // One task per pair of tile strips along the longer side; the other side is walked inside it.

@@ -32,6 +32,9 @@ use burn_std::Shape;
 
 use burn_flex::{FlexTensor, Layout};
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use super::implicit;
+
 /// Largest total size of the im2col buffers in flight, in elements (16 MiB of f32).
 const COLS_BUDGET: usize = 4 << 20;
 
@@ -468,6 +471,47 @@ pub fn conv2d_forward<T: Scalar>(
             dtype,
         );
     }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if implicit::applies(options, is_f32::<T>()) {
+        // On AMX tiles, stride 1: the tiles are filled from x itself (conv/implicit.rs), the weight packed once.
+        let taps = implicit::Taps::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options.padding);
+        // SAFETY: `applies` means AMX was selected and granted; T is f32; the weight is C_out × R, contiguous.
+        let wp = unsafe { crate::amx::PackedLhs::new(c_out, r, w as *const f32, (1, r), false) };
+        let threads = if plan.parallel { 1 } else { threads() };
+        let image = c_in * in_h * in_w;
+        let x = x_data.as_ptr() as usize;
+        plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
+            // SAFETY (all products below): T is f32; `cols` covers images b0 .. b0 + nb of x; each product writes
+            // its own columns of this chunk's output or scratch.
+            let x = x as *const f32;
+            if per_image {
+                // out[j][:, band] = W · cols(x[j], band), a band of output rows whose tiles stay in cache.
+                let band_rows = (IMPLICIT_TILE_ELEMS / (r * out_w).max(1)).clamp(1, out_h.max(1));
+                for j in 0..nb {
+                    let dst = out[j * c_out * p..].as_mut_ptr() as *mut f32;
+                    for start in (0..out_h).step_by(band_rows) {
+                        let rows = band_rows.min(out_h - start);
+                        let x = unsafe { x.add((b0 + j) * image) };
+                        let cols = implicit::Cols { taps: &taps, x, start: start * out_w, count: rows * out_w };
+                        unsafe { implicit::forward(&wp, &cols, dst.add(start * out_w), p, threads) };
+                    }
+                }
+                add_bias(out, b, c_out, p);
+                return;
+            }
+            let width = nb * p;
+            scratch::with::<T, _>([c_out * width, 0], |prod, _| {
+                let cols = implicit::Cols { taps: &taps, x: unsafe { x.add(b0 * image) }, start: 0, count: width };
+                unsafe { implicit::forward(&wp, &cols, prod.as_mut_ptr() as *mut f32, width, threads) };
+                unbatch(prod, out, b, c_out, p);
+            })
+        });
+        return FlexTensor::new(
+            burn_std::Bytes::from_elems(out),
+            Layout::contiguous(Shape::from(vec![n, c_out, out_h, out_w])),
+            dtype,
+        );
+    }
     plan.for_each_chunk(n, &mut out, c_out * p, |b0, nb, out| {
         let width = nb * p;
         if per_image {
@@ -477,12 +521,7 @@ pub fn conv2d_forward<T: Scalar>(
                 let par = plan.gemm_parallelism(c_out, p, r);
                 unsafe { forward_rows_tiled(x_data, w as *const T, &g, c_out, b0 + j, 0..out_h, dst, one, par) };
             }
-            if let Some(b) = b {
-                for (i, plane) in out.chunks_mut(p).enumerate() {
-                    let v = b[i % c_out];
-                    plane.iter_mut().for_each(|o| *o += v);
-                }
-            }
+            add_bias(out, b, c_out, p);
             return;
         }
         let prod_len = c_out * width;
@@ -505,15 +544,7 @@ pub fn conv2d_forward<T: Scalar>(
                     par,
                 )
             };
-            // [C_out, nb, P] → [nb, C_out, P], adding the bias on the way.
-            for (i, plane) in out.chunks_mut(p).enumerate() {
-                let (j, co) = (i / c_out, i % c_out);
-                let src = &prod[co * width + j * p..co * width + (j + 1) * p];
-                match b {
-                    Some(b) => plane.iter_mut().zip(src).for_each(|(o, &v)| *o = v + b[co]),
-                    None => plane.copy_from_slice(src),
-                }
-            }
+            unbatch(prod, out, b, c_out, p);
         })
     });
     FlexTensor::new(
@@ -522,6 +553,39 @@ pub fn conv2d_forward<T: Scalar>(
         dtype,
     )
 }
+
+/// Whether `T` is f32 (the AMX paths' element type).
+fn is_f32<T: 'static>() -> bool {
+    core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+}
+
+/// Adds `bias[co]` to every plane `co` of `out` (`[nb, C_out, P]`).
+fn add_bias<T: Scalar>(out: &mut [T], bias: Option<&[T]>, c_out: usize, p: usize) {
+    if let Some(b) = bias {
+        for (i, plane) in out.chunks_mut(p).enumerate() {
+            let v = b[i % c_out];
+            plane.iter_mut().for_each(|o| *o += v);
+        }
+    }
+}
+
+/// `prod` (`[C_out, nb, P]`) → `out` (`[nb, C_out, P]`), adding the bias on the way.
+fn unbatch<T: Scalar>(prod: &[T], out: &mut [T], bias: Option<&[T]>, c_out: usize, p: usize) {
+    let width = out.len() / c_out;
+    for (i, plane) in out.chunks_mut(p).enumerate() {
+        let (j, co) = (i / c_out, i % c_out);
+        let src = &prod[co * width + j * p..co * width + (j + 1) * p];
+        match bias {
+            Some(b) => plane.iter_mut().zip(src).for_each(|(o, &v)| *o = v + b[co]),
+            None => plane.copy_from_slice(src),
+        }
+    }
+}
+
+/// Output positions × taps of one band of the implicit forward pass (conv/implicit.rs): its bf16 tiles (256 KiB)
+/// stay in the core's L2 cache between being packed and being multiplied.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+const IMPLICIT_TILE_ELEMS: usize = 128 << 10;
 
 /// Output positions × taps of one im2col tile in the row-tiled forward pass (512 KiB of f32): small enough that
 /// gemm packs the tile from the core's L2 cache rather than from memory.
@@ -724,12 +788,57 @@ pub fn conv2d_weight_backward<T: Scalar>(
         }
         grad
     };
+    // On AMX tiles, stride 1: the tiles of colsᵀ are filled from x itself (conv/implicit.rs).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let taps = implicit::applies(options, is_f32::<T>())
+        .then(|| implicit::Taps::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options.padding));
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let implicit_grad = |taps: &implicit::Taps, b0: usize, nb: usize| -> Vec<T> {
+        let mut grad = vec![T::default(); len];
+        let threads = if plan.parallel { 1 } else { threads() };
+        let image = c_in * in_h * in_w;
+        let x = x_data.as_ptr() as *const f32;
+        let dst = grad.as_mut_ptr() as *mut f32;
+        // SAFETY (all products below): T is f32; `cols` covers images b0 .. b0 + nb of x, `dy` the same images'
+        // output gradient; `grad` is this chunk's own.
+        if per_image {
+            // grad (+)= dY[j][:, band] · cols(x[j], band)ᵀ, a band of output rows whose tiles stay in cache.
+            let band_rows = (IMPLICIT_TILE_ELEMS / (g.r() * out_w).max(1)).clamp(1, out_h.max(1));
+            let mut first = true;
+            for j in b0..b0 + nb {
+                for start in (0..out_h).step_by(band_rows) {
+                    let rows = band_rows.min(out_h - start);
+                    let x = unsafe { x.add(j * image) };
+                    let cols = implicit::Cols { taps, x, start: start * out_w, count: rows * out_w };
+                    let dy = dy_data[j * c_out * p + start * out_w..].as_ptr() as *const f32;
+                    unsafe { implicit::weight_grad(dy, p, c_out, &cols, dst, !first, threads) };
+                    first = false;
+                }
+            }
+        } else {
+            let width = nb * p;
+            scratch::with::<T, _>([c_out * width, 0], |dy_t, _| {
+                transpose_batch(dy_data, b0, nb, c_out, p, dy_t);
+                let cols = implicit::Cols { taps, x: unsafe { x.add(b0 * image) }, start: 0, count: width };
+                let dy = dy_t.as_ptr() as *const f32;
+                unsafe { implicit::weight_grad(dy, width, c_out, &cols, dst, false, threads) };
+            });
+        }
+        grad
+    };
     let starts: Vec<usize> = (0..n).step_by(plan.chunk.max(1)).collect();
     let add = |mut a: Vec<T>, b: Vec<T>| {
         a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
         a
     };
-    let run = |b0: usize| chunk_grad(b0, plan.chunk.min(n - b0));
+    let run = |b0: usize| {
+        let nb = plan.chunk.min(n - b0);
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Some(taps) = &taps {
+            return implicit_grad(taps, b0, nb);
+        }
+        chunk_grad(b0, nb)
+    };
     // Side by side, each thread sums a fixed, contiguous run of chunks and the runs are added in order: the same
     // association every time (rayon's `reduce` would pair results as work-stealing happened to split the work,
     // and floating-point sums in another order would make training irreproducible).
@@ -765,6 +874,29 @@ pub fn conv2d_x_backward<T: Scalar>(
     let [n, c_in, in_h, in_w] = x_shape;
     let [c_out, _, kh, kw] = dims4(&weight);
     let [_, _, out_h, out_w] = dims4(&dy);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if implicit::applies(options, is_f32::<T>()) && options.padding[0] < kh && options.padding[1] < kw {
+        // On AMX tiles, stride 1: dX is the forward convolution of dY with the weight's channels swapped and its
+        // kernel turned half a turn, padded by k − 1 − padding, which fills its tiles from dY itself
+        // (conv/implicit.rs) where col2im would write the f32 matrix dcols (R × P) and read it back.
+        let w: &[T] = weight.storage();
+        let mut flipped = vec![T::default(); w.len()];
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                for k in 0..kh * kw {
+                    flipped[((ci * c_out + co) * kh * kw) + kh * kw - 1 - k] = w[(co * c_in + ci) * kh * kw + k];
+                }
+            }
+        }
+        let flipped = FlexTensor::new(
+            burn_std::Bytes::from_elems(flipped),
+            Layout::contiguous(Shape::from(vec![c_in, c_out, kh, kw])),
+            dtype,
+        );
+        let padding = [kh - 1 - options.padding[0], kw - 1 - options.padding[1]];
+        let turned = ConvOptions::new([1, 1], padding, [1, 1], 1);
+        return conv2d_forward(dy, flipped, None, &turned, dtype, one);
+    }
     let g = Geometry::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options);
     let (p, r) = (g.p(), g.r());
     let w = weight.storage::<T>().as_ptr() as usize;

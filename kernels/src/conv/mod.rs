@@ -13,6 +13,7 @@
 
 pub mod bias;
 pub mod im2col;
+mod implicit;
 mod lanes;
 pub mod small;
 pub mod winograd;
