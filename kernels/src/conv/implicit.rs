@@ -141,12 +141,19 @@ mod tiles {
                 return v;
             }
             let plane = ci as isize * t.plane;
+            if g.runs == 1 {
+                // The usual case (16 positions along one output row): one load, nothing to merge.
+                let (at, mask) = g.loads[kp];
+                // SAFETY: as below.
+                return unsafe { _mm512_maskz_loadu_ps(mask, self.x.wrapping_offset(plane + at)) };
+            }
+            // Several runs (an output row shorter than 16, or the 16 positions crossing a row's end): their lanes
+            // are disjoint, so the zero-masked loads are ORed together, with no branch on which lie in the padding.
             for &(at, mask) in &g.loads[kp * g.runs..(kp + 1) * g.runs] {
-                if mask != 0 {
-                    // SAFETY: the lanes of `mask` read inside this tap's input plane (`gather`); masked-off lanes
-                    // are not read.
-                    v = unsafe { _mm512_mask_loadu_ps(v, mask, self.x.wrapping_offset(plane + at)) };
-                }
+                // SAFETY: the lanes of `mask` read inside this tap's input plane (`gather`); masked-off lanes are not
+                // read (a run wholly in the padding has no lanes).
+                let run = unsafe { _mm512_maskz_loadu_ps(mask, self.x.wrapping_offset(plane + at)) };
+                v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_castps_si512(run)));
             }
             v
         }
