@@ -704,8 +704,10 @@ pub fn use_whole_image_forward(x: &FlexTensor, weight: &FlexTensor, options: &Co
     let w = weight.layout().shape();
     let (n, c_in) = (x.layout().shape()[0], x.layout().shape()[1]);
     let plain_1x1 = w[2] == 1 && w[3] == 1 && options.stride == [1, 1] && options.padding == [0, 0];
-    // burn-flex's direct small-channel kernel wins on a batch, the banded forward on a single image.
-    let small_channels = c_in <= 4 && w[0] <= 16 && n >= threads();
+    // burn-flex's direct small-channel kernel wins on a batch, the banded forward on a single image; on AMX tiles
+    // the implicit GEMM takes the batch (conv/small.rs).
+    let on_tiles = crate::gemm_isa::current() == crate::gemm_isa::GemmIsa::AmxBf16;
+    let small_channels = c_in <= 4 && w[0] <= 16 && n >= threads() && !on_tiles;
     options.groups == 1 && !plain_1x1 && !small_channels
 }
 

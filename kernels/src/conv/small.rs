@@ -47,9 +47,13 @@ fn enabled() -> bool {
 }
 
 /// Whether this path takes a convolution of input `[N, C_in, H, W]` with weight `[C_out, C_in / groups, KH, KW]`
-/// (f32 is the caller's check): at most [`MAX_C_IN`] input channels, stride 1, no dilation, no groups.
+/// (f32 is the caller's check): at most [`MAX_C_IN`] input channels, stride 1, no dilation, no groups — except a
+/// batch on AMX tiles, which the implicit GEMM (conv/implicit.rs) takes: the CNNs' first layer (3 → 16, 128 px,
+/// batch 16) ran forward in 3.8–4.6 ms there against 6.6–7.6 ms here, forward and weight gradient in 11–14 against
+/// 14.5–18 ms (`conv_layers`, 2-core Xeon with AMX, 2026-12-08).
 pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> bool {
-    let [_, c_in, h, w] = x;
+    let [n, c_in, h, w] = x;
+    let on_tiles = crate::gemm_isa::current() == crate::gemm_isa::GemmIsa::AmxBf16;
     let [c_out, c_in_w, kh, kw] = weight;
     let [ph, pw] = options.padding;
     enabled()
@@ -63,6 +67,7 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && kw >= 1
         && h + 2 * ph >= kh
         && w + 2 * pw >= kw
+        && !(on_tiles && n >= super::im2col::threads())
 }
 
 /// Forward `conv2d` (see [`applies`]).
