@@ -2,7 +2,7 @@
 """PyTorch counterparts of the profiling examples, on the same shapes, batch and thread count (2 by default).
 
   layers_pytorch.py conv SIZE      per-convolution forward and forward+backward times of ResNet-34's distinct
-                                   conv shapes (MODEL=simple: the simple CNN's), as examples/conv_layers.rs
+                                   conv shapes (MODEL=simple or regularized: that CNN's), as examples/conv_layers.rs
   layers_pytorch.py phases SIZE [MODEL]
                                    one training step's forward (with the loss), backward and optimiser (Adam, weight
                                    decay, clipping by value) times of one model (resnet34), as examples/step_phases.rs

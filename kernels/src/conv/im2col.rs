@@ -22,6 +22,10 @@
 //! im2col buffers within [`COLS_BUDGET`] altogether. Results do not depend on timing: every output element is
 //! computed by one task, and the weight gradient's partial sums are added in a fixed order. f32 and f64 run
 //! natively; other types fall through to burn-flex (mod.rs).
+//!
+//! On AMX tiles (f32 with `PNEUMOSCOPE_GEMM=amx-bf16`), stride-1 convolutions on a batch skip `cols`: the forward
+//! pass and the weight gradient fill the GEMM's bf16 tiles straight from the input (implicit.rs), and the input
+//! gradient is the forward convolution of `dY` with the weight's channels swapped and its kernel turned half a turn.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -555,6 +559,7 @@ pub fn conv2d_forward<T: Scalar>(
 }
 
 /// Whether `T` is f32 (the AMX paths' element type).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn is_f32<T: 'static>() -> bool {
     core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
 }

@@ -7,6 +7,7 @@
 //! positions touch, with masked loads that leave the padding at zero. The forward pass multiplies
 //! `W (C_out × R) · cols` (`cols` the right-hand side, taps along k), the weight gradient `dY (C_out × P) · colsᵀ`
 //! (positions along k). The f32 matrix is never written: that saves a write and a read of `cols` per product.
+//! Built on x86-64 Linux only, where [`crate::amx`] is.
 
 use burn_backend::ops::ConvOptions;
 
@@ -17,7 +18,6 @@ use crate::gemm_isa::{self, GemmIsa};
 /// consecutive input values).
 pub(crate) fn applies(options: &ConvOptions<2>, f32_elements: bool) -> bool {
     f32_elements
-        && cfg!(all(target_arch = "x86_64", target_os = "linux"))
         && options.groups <= 1
         && options.stride == [1, 1]
         && options.dilation == [1, 1]
@@ -123,7 +123,6 @@ impl Cols<'_> {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod tiles {
     use core::arch::x86_64::*;
 
@@ -218,10 +217,8 @@ mod tiles {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(crate) use products::{forward, weight_grad};
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod products {
     use super::Cols;
     use crate::amx::{gemm_packed_by, PackedLhs, RhsTiles, TILE_K, TILE_N};

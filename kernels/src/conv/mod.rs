@@ -7,12 +7,15 @@
 //! - stride 1 with at most a few input channels (the first layer): a register-blocked direct convolution
 //!   ([`small`]), forward and weight gradient;
 //! - other ungrouped convolutions (f32, f64): whole-image im2col and one GEMM per chunk of the batch ([`im2col`]),
-//!   forward and both gradients;
+//!   forward and both gradients; on AMX tiles the stride-1 ones (the first layer's batch included) as an implicit
+//!   GEMM whose tiles are filled straight from the input, the input gradient as a forward convolution
+//!   (`implicit`);
 //! - the bias gradient: per-channel sums straight from the output gradient ([`bias`]);
 //! - anything else (grouped, stride-1 unpadded 1×1, f16): burn-flex's own.
 
 pub mod bias;
 pub mod im2col;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod implicit;
 mod lanes;
 pub mod small;
