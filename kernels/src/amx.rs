@@ -623,7 +623,7 @@ mod imp {
     }
 
     /// Where [`gemm_packed_by`] gets `rhs` (k × n) as bf16-pair tiles: strip `t` holds columns `16·t .. 16·t + 16`
-    /// as `kt = ⌈k / 32⌉` consecutive tiles of [`TILE_LEN`] values (row `p` of tile `kb`: rows `32·kb + 2p` and
+    /// as `kt = ⌈k / 32⌉` consecutive tiles of 512 bf16 values (row `p` of tile `kb`: rows `32·kb + 2p` and
     /// `32·kb + 2p + 1` of those columns, interleaved), `⌈n / 16⌉` strips rounded up to an even count. The packer
     /// writes every value of its part, zero beyond k and n.
     pub enum RhsTiles<'a> {
@@ -675,18 +675,22 @@ mod imp {
             pb.set_len(nt * strip)
         };
         let parallel = threads > 1;
-        let pb_ptr = Out(pb.as_mut_ptr());
-        let by_row = |kb: usize| {
-            let out = pb_ptr;
-            if let RhsTiles::TileRows(f) = &rhs {
-                f(kb, out.0)
+        match rhs {
+            RhsTiles::TileRows(f) => {
+                let pb_ptr = Out(pb.as_mut_ptr());
+                // `out` takes the whole `Out` (Send), not its raw pointer field.
+                let row = |kb: usize| {
+                    let out = pb_ptr;
+                    f(kb, out.0)
+                };
+                if parallel {
+                    (0..kt).into_par_iter().for_each(row)
+                } else {
+                    (0..kt).for_each(row)
+                }
             }
-        };
-        match (&rhs, parallel) {
-            (RhsTiles::TileRows(_), true) => (0..kt).into_par_iter().for_each(by_row),
-            (RhsTiles::TileRows(_), false) => (0..kt).for_each(by_row),
-            (RhsTiles::Strips(f), true) => pb.par_chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
-            (RhsTiles::Strips(f), false) => pb.chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
+            RhsTiles::Strips(f) if parallel => pb.par_chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
+            RhsTiles::Strips(f) => pb.chunks_mut(strip).enumerate().for_each(|(t, s)| f(t, s)),
         }
         let d = Dst { ptr: dst, cs: dst_cs, rs: dst_rs, m, n, accumulate };
         let (pa, pb) = (&a.tiles[..], &pb[..]);

@@ -153,6 +153,11 @@ pub fn current() -> GemmIsa {
     isa
 }
 
+/// Whether the process multiplies on AMX tiles ([`GemmIsa::AmxBf16`]): the convolutions choose their paths by it.
+pub fn on_amx_tiles() -> bool {
+    current() == GemmIsa::AmxBf16
+}
+
 /// An f32 `lhs` packed once for several [`gemm_f32_packed`] products, where the [`current`] instruction set packs
 /// its operands into a form of its own (AMX bf16 tiles); [`pack_lhs_f32`] gives none elsewhere.
 pub struct PackedLhs {

@@ -493,9 +493,9 @@ pub fn conv2d_forward<T: Scalar>(
                 let band_rows = (IMPLICIT_TILE_ELEMS / (r * out_w).max(1)).clamp(1, out_h.max(1));
                 for j in 0..nb {
                     let dst = out[j * c_out * p..].as_mut_ptr() as *mut f32;
+                    let x = unsafe { x.add((b0 + j) * image) };
                     for start in (0..out_h).step_by(band_rows) {
                         let rows = band_rows.min(out_h - start);
-                        let x = unsafe { x.add((b0 + j) * image) };
                         let cols = implicit::Cols { taps: &taps, x, start: start * out_w, count: rows * out_w };
                         unsafe { implicit::forward(&wp, &cols, dst.add(start * out_w), p, threads) };
                     }
@@ -711,8 +711,7 @@ pub fn use_whole_image_forward(x: &FlexTensor, weight: &FlexTensor, options: &Co
     let plain_1x1 = w[2] == 1 && w[3] == 1 && options.stride == [1, 1] && options.padding == [0, 0];
     // burn-flex's direct small-channel kernel wins on a batch, the banded forward on a single image; on AMX tiles
     // the implicit GEMM takes the batch (conv/small.rs).
-    let on_tiles = crate::gemm_isa::current() == crate::gemm_isa::GemmIsa::AmxBf16;
-    let small_channels = c_in <= 4 && w[0] <= 16 && n >= threads() && !on_tiles;
+    let small_channels = c_in <= 4 && w[0] <= 16 && n >= threads() && !crate::gemm_isa::on_amx_tiles();
     options.groups == 1 && !plain_1x1 && !small_channels
 }
 
@@ -813,9 +812,9 @@ pub fn conv2d_weight_backward<T: Scalar>(
             let band_rows = (IMPLICIT_TILE_ELEMS / (g.r() * out_w).max(1)).clamp(1, out_h.max(1));
             let mut first = true;
             for j in b0..b0 + nb {
+                let x = unsafe { x.add(j * image) };
                 for start in (0..out_h).step_by(band_rows) {
                     let rows = band_rows.min(out_h - start);
-                    let x = unsafe { x.add(j * image) };
                     let cols = implicit::Cols { taps, x, start: start * out_w, count: rows * out_w };
                     let dy = dy_data[j * c_out * p + start * out_w..].as_ptr() as *const f32;
                     unsafe { implicit::weight_grad(dy, p, c_out, &cols, dst, !first, threads) };

@@ -1,5 +1,5 @@
 //! im2col gathered straight into AMX's bf16 tiles: an implicit GEMM for the stride-1 convolutions that take
-//! [`super::im2col`] when the process multiplies on AMX tiles ([`GemmIsa::AmxBf16`]).
+//! [`super::im2col`] when the process multiplies on AMX tiles ([`gemm_isa::GemmIsa::AmxBf16`]).
 //!
 //! The explicit path writes the f32 matrix `cols` (R × P: one row per tap `(c_in, ki, kj)`, one column per output
 //! position), and the AMX GEMM reads it back to round it into its bf16 tiles. Here the tiles are filled from the
@@ -11,17 +11,17 @@
 
 use burn_backend::ops::ConvOptions;
 
-use crate::gemm_isa::{self, GemmIsa};
+use crate::gemm_isa;
 
 /// Whether [`Cols`] can read this convolution's im2col matrix and the products run on AMX tiles: f32 on
-/// [`GemmIsa::AmxBf16`], ungrouped, stride 1 and dilation 1 (each tap's positions along an output row are
+/// [`gemm_isa::GemmIsa::AmxBf16`], ungrouped, stride 1 and dilation 1 (each tap's positions along an output row are
 /// consecutive input values).
 pub(crate) fn applies(options: &ConvOptions<2>, f32_elements: bool) -> bool {
     f32_elements
         && options.groups <= 1
         && options.stride == [1, 1]
         && options.dilation == [1, 1]
-        && gemm_isa::current() == GemmIsa::AmxBf16
+        && gemm_isa::on_amx_tiles()
 }
 
 /// The kernel positions of a stride-1 convolution (each a shift from the output position to the input) and the

@@ -53,7 +53,6 @@ fn enabled() -> bool {
 /// 14.5–18 ms (`conv_layers`, 2-core Xeon with AMX, 2026-12-08).
 pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> bool {
     let [n, c_in, h, w] = x;
-    let on_tiles = crate::gemm_isa::current() == crate::gemm_isa::GemmIsa::AmxBf16;
     let [c_out, c_in_w, kh, kw] = weight;
     let [ph, pw] = options.padding;
     enabled()
@@ -67,7 +66,7 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && kw >= 1
         && h + 2 * ph >= kh
         && w + 2 * pw >= kw
-        && !(on_tiles && n >= super::im2col::threads())
+        && !(crate::gemm_isa::on_amx_tiles() && n >= super::im2col::threads())
 }
 
 /// Forward `conv2d` (see [`applies`]).

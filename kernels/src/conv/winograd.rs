@@ -50,7 +50,7 @@ use core::ops::Range;
 
 use super::im2col::{dims4, gemm_into, scratch, threads};
 use super::lanes;
-use crate::gemm_isa::{gemm_f32_packed, pack_lhs_f32, GemmIsa, PackedLhs};
+use crate::gemm_isa::{gemm_f32_packed, pack_lhs_f32, PackedLhs};
 use burn_flex::{FlexTensor, Layout};
 
 /// Points of the 4×4 transform.
@@ -115,7 +115,7 @@ pub fn applies(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> b
         && c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
         && n * oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES
-        && !(crate::gemm_isa::current() == GemmIsa::AmxBf16 && 9 * c_in * oh * ow <= AMX_IM2COL_COLS)
+        && !(crate::gemm_isa::on_amx_tiles() && 9 * c_in * oh * ow <= AMX_IM2COL_COLS)
 }
 
 /// One convolution's shape as the transforms see it: input `[C, H, W]` padded by `ph`, `pw`; output `[K, OH, OW]`
