@@ -41,20 +41,27 @@ fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut mode
     let labels: Vec<i64> = (0..bs).map(|i| if i % 3 == 0 { 0 } else { 1 }).collect();
     let y = Tensor::<A, 1, Int>::from_data(TensorData::new(labels, [bs]), &dev);
     let (mut f, mut b, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU time (user + system, all threads) and wall time per phase over the timed steps: how many of the cores each
+    // phase keeps busy.
+    let (mut cpu, mut wall) = ([0.0f64; 3], [0.0f64; 3]);
     let steps: usize = std::env::var("STEPS").ok().and_then(|b| b.parse().ok()).unwrap_or(8);
     for step in 0..steps {
         let m0 = minflt();
+        let c0 = cpu_s();
         let t0 = Instant::now();
         let loss = cross_entropy(model.forward(x.clone()), y.clone(), &[1.0, 1.0]);
         let t1 = Instant::now();
+        let c1 = cpu_s();
         let m1 = minflt();
         let grads = loss.backward();
         let t2 = Instant::now();
+        let c2 = cpu_s();
         let m2 = minflt();
         let grads = GradientsParams::from_grads(grads, &model);
         model = optim.step(1e-4, model, grads);
         let _ = loss.into_scalar();
         let t3 = Instant::now();
+        let c3 = cpu_s();
         let m3 = minflt();
         if std::env::var("VERBOSE").is_ok() {
             println!(
@@ -66,6 +73,10 @@ fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut mode
             println!("   minor page faults {} {} {}", m1 - m0, m2 - m1, m3 - m2);
         }
         if step >= 2 {
+            for (i, (c, t)) in [(c1 - c0, t1 - t0), (c2 - c1, t2 - t1), (c3 - c2, t3 - t2)].into_iter().enumerate() {
+                cpu[i] += c;
+                wall[i] += t.as_secs_f64();
+            }
             f.push((t1 - t0).as_secs_f64() * 1e3);
             b.push((t2 - t1).as_secs_f64() * 1e3);
             o.push((t3 - t2).as_secs_f64() * 1e3);
@@ -81,6 +92,21 @@ fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut mode
         kind.name(),
         f + b + o
     );
+    println!(
+        "cores busy (CPU time / wall time): forward {:.2}  backward {:.2}  optimiser {:.2}",
+        cpu[0] / wall[0],
+        cpu[1] / wall[1],
+        cpu[2] / wall[2]
+    );
+}
+
+/// CPU time of this process so far, all threads, user and system (/proc/self/stat fields 14 and 15, in clock ticks
+/// of 10 ms: sum it over several steps).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let field = |i: usize| after.split_whitespace().nth(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
 }
 
 /// Minor page faults of this process so far (/proc/self/stat, field 10).
