@@ -60,6 +60,8 @@ fn convolutions_on_amx_tiles_match_f32() {
         ([4, 256, 7, 7], 64, 3, 1, 1, false),
         ([3, 8, 13, 11], 16, 5, 1, 2, false),
         ([2, 8, 12, 12], 16, 3, 1, 0, false),
+        // Input channels that fill two blocks of the turned kernel (conv2d_x_backward) and part of a third.
+        ([2, 40, 9, 10], 16, 3, 1, 1, false),
         // The first layer's three channels (conv/small.rs leaves a batch on AMX tiles to the implicit GEMM).
         ([4, 3, 40, 36], 16, 3, 1, 1, false),
         // ResNet's stride-2 3×3 and 1×1 shortcut layers (im2col written out).

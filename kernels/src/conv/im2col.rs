@@ -480,7 +480,7 @@ pub fn conv2d_forward<T: Scalar>(
         // On AMX tiles, stride 1: the tiles are filled from x itself (conv/implicit.rs), the weight packed once.
         let taps = implicit::Taps::new([c_in, in_h, in_w], [kh, kw], [out_h, out_w], options.padding);
         // SAFETY: `applies` means AMX was selected and granted; T is f32; the weight is C_out × R, contiguous.
-        let wp = unsafe { crate::amx::PackedLhs::new(c_out, r, w as *const f32, (1, r), false) };
+        let wp = unsafe { crate::amx::PackedLhs::new(c_out, r, w as *const f32, (1, r), threads() > 1) };
         let threads = if plan.parallel { 1 } else { threads() };
         let image = c_in * in_h * in_w;
         let x = x_data.as_ptr() as usize;
@@ -866,6 +866,46 @@ pub fn conv2d_weight_backward<T: Scalar>(
     FlexTensor::new(burn_std::Bytes::from_elems(grad), Layout::contiguous(Shape::from(weight_shape.to_vec())), dtype)
 }
 
+/// The weight `w` (C_out × C_in × K) with its channels swapped and each kernel turned half a turn: C_in × C_out × K,
+/// `[ci][co][K − 1 − k] = w[co][ci][k]`. A task writes a block of input channels' rows, reading each output
+/// channel's slice for that block as one contiguous run (a row at a time would read K floats every C_in·K).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn turn_kernel<T: Scalar>(w: &[T], c_out: usize, c_in: usize, k: usize) -> Vec<T> {
+    const BLOCK: usize = 16;
+    let row = c_out * k;
+    if row == 0 {
+        return vec![T::default(); w.len()];
+    }
+    // Every value is written below, each block by its task, so the buffer starts unwritten.
+    let mut turned: Vec<T> = Vec::with_capacity(w.len());
+    // SAFETY: T is `Pod`, so any bits are a value, and nothing reads one before `fill` writes it.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        turned.set_len(w.len())
+    };
+    let fill = |block: usize, dst: &mut [T]| {
+        let ci0 = block * BLOCK;
+        let rows = dst.len() / row;
+        for co in 0..c_out {
+            let src = &w[(co * c_in + ci0) * k..(co * c_in + ci0 + rows) * k];
+            for (r, src) in src.chunks_exact(k).enumerate() {
+                let d = &mut dst[r * row + co * k..r * row + (co + 1) * k];
+                for (d, &s) in d.iter_mut().zip(src.iter().rev()) {
+                    *d = s;
+                }
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        turned.par_chunks_mut(BLOCK * row).enumerate().for_each(|(b, dst)| fill(b, dst));
+    }
+    #[cfg(not(feature = "rayon"))]
+    turned.chunks_mut(BLOCK * row).enumerate().for_each(|(b, dst)| fill(b, dst));
+    turned
+}
+
 /// Input gradient of an ungrouped `conv2d` over f32 or f64; shape of `x` (`[N, C_in, H, W]`).
 pub fn conv2d_x_backward<T: Scalar>(
     x_shape: [usize; 4],
@@ -885,17 +925,8 @@ pub fn conv2d_x_backward<T: Scalar>(
         // On AMX tiles, stride 1: dX is the forward convolution of dY with the weight's channels swapped and its
         // kernel turned half a turn, padded by k − 1 − padding, which fills its tiles from dY itself
         // (conv/implicit.rs) where col2im would write the f32 matrix dcols (R × P) and read it back.
-        let w: &[T] = weight.storage();
-        let mut flipped = vec![T::default(); w.len()];
-        for co in 0..c_out {
-            for ci in 0..c_in {
-                for k in 0..kh * kw {
-                    flipped[((ci * c_out + co) * kh * kw) + kh * kw - 1 - k] = w[(co * c_in + ci) * kh * kw + k];
-                }
-            }
-        }
         let flipped = FlexTensor::new(
-            burn_std::Bytes::from_elems(flipped),
+            burn_std::Bytes::from_elems(turn_kernel(weight.storage::<T>(), c_out, c_in, kh * kw)),
             Layout::contiguous(Shape::from(vec![c_in, c_out, kh, kw])),
             dtype,
         );
