@@ -202,6 +202,8 @@ fn conv2d_forward_and_gradients_match_the_definition() {
         Case { groups: 2, ..base },
         Case { kh: 5, kw: 2, pad: 2, ..base },
         Case { cin: 3, cout: 8, kh: 7, kw: 7, stride: 2, pad: 3, h: 20, w: 18, ..base },
+        // Stride 2 over rows wide enough for im2col's vector gather (35 outputs: two vectors of 16 and a tail).
+        Case { cin: 2, cout: 3, h: 5, w: 70, stride: 2, ..base },
         // One image: fewer images than threads, so the forward pass splits the output rows into bands, one per thread.
         Case { n: 1, ..base },
         Case { n: 1, stride: 2, pad: 2, kw: 2, ..base },
