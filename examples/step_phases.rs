@@ -103,15 +103,18 @@ fn run<O: Optimizer<Model<A>, A>>(kind: ModelKind, s: usize, bs: usize, mut mode
 /// CPU time of this process so far, all threads, user and system (/proc/self/stat fields 14 and 15, in clock ticks
 /// of 10 ms: sum it over several steps).
 fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let field = |i: usize| after.split_whitespace().nth(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (field(11) + field(12)) / 100.0
+    (stat_field(14) + stat_field(15)) as f64 / 100.0
 }
 
 /// Minor page faults of this process so far (/proc/self/stat, field 10).
 fn minflt() -> u64 {
+    stat_field(10)
+}
+
+/// Field `i` (numbered from 1, as proc(5) does) of /proc/self/stat; 0 where it cannot be read.
+fn stat_field(i: usize) -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields 1 and 2 (pid, and the command in parentheses, which may hold spaces) end at the last ')'.
     let after = stat.rsplit(')').next().unwrap_or("");
-    after.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+    after.split_whitespace().nth(i - 3).and_then(|f| f.parse().ok()).unwrap_or(0)
 }

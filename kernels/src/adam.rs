@@ -180,9 +180,9 @@ fn flex_step(
 /// loop, which at one element at a time (a division and a square root each) made Adam compute-bound — 11 % of
 /// ResNet-34's step at 128 px.
 fn update(h: &AdamStep, ps: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::avx512::available() {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { update_avx512(h, ps, gs, ms, vs) };
         }
@@ -194,13 +194,13 @@ fn update(h: &AdamStep, ps: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f3
     update_any(h, ps, gs, ms, vs)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
 #[target_feature(enable = "avx512f")]
 unsafe fn update_avx512(h: &AdamStep, ps: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f32]) {
     update_any(h, ps, gs, ms, vs)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
 #[target_feature(enable = "avx2")]
 unsafe fn update_avx2(h: &AdamStep, ps: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f32]) {
     update_any(h, ps, gs, ms, vs)

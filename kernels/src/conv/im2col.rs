@@ -313,15 +313,15 @@ fn im2col_band<T: Scalar>(
 /// `dst[i] = src[i · stride]`: a strided row of im2col (the stem's 7 × 7 and the stride-2 layers). Stride 2 runs on
 /// AVX-512 where the CPU has it, each vector of the row taken from two loads of the source.
 fn every_nth<T: Scalar>(dst: &mut [T], src: &[T], stride: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if stride == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    if stride == 2 && crate::avx512::available() {
         // SAFETY: the CPU has AVX-512F.
         return unsafe { every_other_avx512(dst, src) };
     }
     every_nth_any(dst, src, stride)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
 #[target_feature(enable = "avx512f")]
 unsafe fn every_other_avx512<T: Scalar>(dst: &mut [T], src: &[T]) {
     every_nth_any(dst, src, 2)

@@ -12,7 +12,7 @@ pub fn bt([x0, x1, x2, x3]: [&[f32]; 4], [y0, y1, y2, y3]: [&mut [f32]; 4]) {
     assert!(x0.len() >= n && x1.len() >= n && x2.len() >= n && x3.len() >= n);
     assert!(y1.len() >= n && y2.len() >= n && y3.len() >= n);
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: AVX-512F is present; every row holds at least n elements (asserted).
         unsafe { x86::bt([x0, x1, x2, x3], [y0, y1, y2, y3], n) };
         return;
@@ -31,7 +31,7 @@ pub fn a([x0, x1]: [&[f32]; 2], [y0, y1, y2, y3]: [&mut [f32]; 4]) {
     assert!(x0.len() >= n && x1.len() >= n);
     assert!(y1.len() >= n && y2.len() >= n && y3.len() >= n);
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: as in `bt`.
         unsafe { x86::a([x0, x1], [y0, y1, y2, y3], n) };
         return;
@@ -49,7 +49,7 @@ pub fn at([x0, x1, x2, x3]: [&[f32]; 4], [y0, y1]: [&mut [f32]; 2]) {
     let n = y0.len();
     assert!(x0.len() >= n && x1.len() >= n && x2.len() >= n && x3.len() >= n && y1.len() >= n);
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: as in `bt`.
         unsafe { x86::at([x0, x1, x2, x3], [y0, y1], n) };
         return;
@@ -67,7 +67,7 @@ pub fn at_pairs([x0, x1, x2, x3]: [&[f32]; 4], bias: f32, out: &mut [f32]) {
     let n = out.len().div_ceil(2);
     assert!(x0.len() >= n && x1.len() >= n && x2.len() >= n && x3.len() >= n);
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: as in `bt`; `out` holds exactly its own length.
         unsafe { x86::at_pairs([x0, x1, x2, x3], bias, out) };
         return;
@@ -90,7 +90,7 @@ pub fn weight_block(filters: &[f32], u: &mut [f32]) -> bool {
     let c = filters.len() / 9;
     assert!(u.len() >= 16 * c);
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: AVX-512F is present; `filters` holds 9c elements and `u` at least 16c.
         unsafe { x86::weight_block(filters, u, c) };
         return true;
@@ -106,19 +106,12 @@ pub fn weight_grad_block(du: [&[f32]; 16], dw: &mut [f32]) -> bool {
     let c = dw.len() / 9;
     assert!(du.iter().all(|r| r.len() >= c));
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if avx512() {
+    if crate::avx512::available() {
         // SAFETY: AVX-512F is present; every row of `du` holds at least c elements, `dw` 9c.
         unsafe { x86::weight_grad_block(du, dw, c) };
         return true;
     }
     false
-}
-
-/// Whether the AVX-512 paths run (detected once).
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-fn avx512() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
